@@ -200,20 +200,20 @@ func (d *Decoder) decodeAs(ctx context.Context, md protoreflect.MessageDescripto
 	resolver := &typeResolver{ctx: ctx, sources: d.sourcesFor(backend)}
 	msg := dynamicpb.NewMessage(md)
 	if err := (proto.UnmarshalOptions{Resolver: resolver, AllowPartial: true}).Unmarshal(raw, msg); err != nil {
-		r := schemalessResult(raw, fmt.Sprintf("decode as %s: %v", md.FullName(), err))
+		r := schemalessResult(raw, fmt.Sprintf("decode as %s: %s", md.FullName(), protoErr(err)))
 		r.MessageType = string(md.FullName())
 		return r
 	}
 	js, err := protojson.MarshalOptions{Resolver: resolver, EmitUnpopulated: d.emitDefaults, AllowPartial: true}.Marshal(msg)
 	if err != nil {
-		r := schemalessResult(raw, fmt.Sprintf("print %s as JSON: %v", md.FullName(), err))
+		r := schemalessResult(raw, fmt.Sprintf("print %s as JSON: %s", md.FullName(), protoErr(err)))
 		r.MessageType = string(md.FullName())
 		return r
 	}
 	var buf bytes.Buffer
 	// protojson varies its whitespace on purpose; compact it so output is stable.
 	if err := json.Compact(&buf, js); err != nil {
-		r := schemalessResult(raw, fmt.Sprintf("print %s as JSON: %v", md.FullName(), err))
+		r := schemalessResult(raw, fmt.Sprintf("print %s as JSON: %s", md.FullName(), protoErr(err)))
 		r.MessageType = string(md.FullName())
 		return r
 	}
@@ -226,6 +226,13 @@ func (d *Decoder) decodeAs(ctx context.Context, md protoreflect.MessageDescripto
 		r.Unknown = append(r.Unknown, UnknownField{Path: u.path, Field: fields[0]})
 	}
 	return r
+}
+
+// protoErr renders an error of the protobuf module with plain spaces: it
+// puts a no-break space after "proto:" at random, to stop callers matching
+// on text, which would make our messages unstable too.
+func protoErr(err error) string {
+	return strings.ReplaceAll(err.Error(), "\u00a0", " ")
 }
 
 func schemalessResult(raw []byte, why string) Result {
@@ -251,11 +258,11 @@ func (d *Decoder) EncodeMessage(ctx context.Context, md protoreflect.MessageDesc
 	resolver := &typeResolver{ctx: ctx, sources: d.sourcesFor(backend)}
 	msg := dynamicpb.NewMessage(md)
 	if err := (protojson.UnmarshalOptions{Resolver: resolver}).Unmarshal(js, msg); err != nil {
-		return nil, fmt.Errorf("encode JSON as %s: %w", md.FullName(), err)
+		return nil, fmt.Errorf("encode JSON as %s: %s", md.FullName(), protoErr(err))
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", md.FullName(), err)
+		return nil, fmt.Errorf("encode %s: %s", md.FullName(), protoErr(err))
 	}
 	return b, nil
 }

@@ -2,6 +2,7 @@ package decode
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"net"
 	"path/filepath"
@@ -119,3 +120,12 @@ func newDecoder(t testing.TB, opts ...Option) *Decoder {
 }
 
 func bg() context.Context { return context.Background() }
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
