@@ -136,7 +136,7 @@ func (r *Reflection) ListServices(ctx context.Context) ([]protoreflect.ServiceDe
 			}
 			var ok bool
 			if sd, ok = d.(protoreflect.ServiceDescriptor); !ok {
-				return notFoundf("%s is a %s, not a service", n, kindOf(d))
+				return notFoundf("%s is %s, not a service", n, kindOf(d))
 			}
 			return nil
 		})

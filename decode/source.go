@@ -125,7 +125,7 @@ func (fs *fileSet) method(service protoreflect.FullName, method protoreflect.Nam
 	}
 	sd, ok := d.(protoreflect.ServiceDescriptor)
 	if !ok {
-		return nil, notFoundf("%s is a %s, not a service", service, kindOf(d))
+		return nil, notFoundf("%s is %s, not a service", service, kindOf(d))
 	}
 	md := sd.Methods().ByName(method)
 	if md == nil {
@@ -145,7 +145,7 @@ func (fs *fileSet) message(name protoreflect.FullName) (protoreflect.MessageDesc
 	}
 	md, ok := d.(protoreflect.MessageDescriptor)
 	if !ok {
-		return nil, notFoundf("%s is a %s, not a message", name, kindOf(d))
+		return nil, notFoundf("%s is %s, not a message", name, kindOf(d))
 	}
 	return md, nil
 }
@@ -164,21 +164,21 @@ func (fs *fileSet) services() []protoreflect.ServiceDescriptor {
 func kindOf(d protoreflect.Descriptor) string {
 	switch d.(type) {
 	case protoreflect.MessageDescriptor:
-		return "message"
+		return "a message"
 	case protoreflect.EnumDescriptor:
-		return "enum"
+		return "an enum"
 	case protoreflect.EnumValueDescriptor:
-		return "enum value"
+		return "an enum value"
 	case protoreflect.FieldDescriptor:
-		return "field"
+		return "a field"
 	case protoreflect.OneofDescriptor:
-		return "oneof"
+		return "a oneof"
 	case protoreflect.ServiceDescriptor:
-		return "service"
+		return "a service"
 	case protoreflect.MethodDescriptor:
-		return "method"
+		return "a method"
 	default:
-		return "descriptor"
+		return "a descriptor"
 	}
 }
 
