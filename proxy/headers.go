@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"strings"
+
+	"google.golang.org/grpc/metadata"
+)
+
+// hopByHop lists the connection-level headers a proxy must not forward
+// (RFC 9110 §7.6.1 plus the de facto proxy-* family). grpc-go sets "te"
+// itself, so the client's is never forwarded either.
+var hopByHop = map[string]bool{
+	"connection":          true,
+	"keep-alive":          true,
+	"proxy-connection":    true,
+	"te":                  true,
+	"transfer-encoding":   true,
+	"upgrade":             true,
+	"host":                true,
+	"http2-settings":      true,
+	"proxy-authenticate":  true,
+	"proxy-authorization": true,
+}
+
+// IsHopByHop reports whether a header belongs to one connection only and
+// must not be forwarded.
+func IsHopByHop(key string) bool {
+	key = strings.ToLower(key)
+	return hopByHop[key] || strings.HasPrefix(key, "proxy-")
+}
+
+// requestMD returns the metadata to send to the backend: the client's, less
+// pseudo-headers, hop-by-hop headers, and the headers grpc-go writes itself.
+// Values are shared with in, which is not modified.
+func requestMD(in metadata.MD) metadata.MD {
+	out := make(metadata.MD, len(in))
+	for k, v := range in {
+		if dropRequestKey(k) {
+			continue
+		}
+		out[k] = v
+	}
+	// A header listed in "connection" is hop-by-hop too (RFC 9110 §7.6.1).
+	for _, c := range in["connection"] {
+		for _, name := range strings.Split(c, ",") {
+			delete(out, strings.ToLower(strings.TrimSpace(name)))
+		}
+	}
+	return out
+}
+
+func dropRequestKey(k string) bool {
+	if k == "" || k[0] == ':' || IsHopByHop(k) {
+		return true
+	}
+	switch k {
+	case "content-type", "user-agent", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding":
+		// grpc-go writes these from the call's own options.
+		return true
+	}
+	return false
+}
+
+// responseMD returns backend response headers or trailers to send to the
+// client: hop-by-hop headers dropped. grpc-go skips the reserved ones
+// (content-type, grpc-status, ...) and writes its own.
+func responseMD(in metadata.MD) metadata.MD {
+	for k := range in {
+		if k == "" || k[0] == ':' || IsHopByHop(k) {
+			out := in.Copy()
+			for k := range out {
+				if k == "" || k[0] == ':' || IsHopByHop(k) {
+					delete(out, k)
+				}
+			}
+			return out
+		}
+	}
+	return in
+}
+
+// contentSubtype returns the subtype of a gRPC content-type:
+// "application/grpc+json" → "json", "application/grpc" → "".
+func contentSubtype(ct string) string {
+	rest, ok := strings.CutPrefix(strings.ToLower(ct), "application/grpc")
+	if !ok || rest == "" {
+		return ""
+	}
+	if rest[0] == '+' || rest[0] == ';' {
+		sub := rest[1:]
+		if i := strings.IndexAny(sub, ";, "); i >= 0 {
+			sub = sub[:i]
+		}
+		if rest[0] == ';' {
+			return ""
+		}
+		return sub
+	}
+	return ""
+}

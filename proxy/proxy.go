@@ -1,0 +1,389 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/encoding/gzip" // gzip both ways, as clients and backends ask
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// DefaultMaxMsgSize is the largest message forwarded each way unless
+// Options.MaxMsgSize says otherwise: 64 MiB, since gRPC's own default of
+// 4 MiB is tighter than many backends allow.
+const DefaultMaxMsgSize = 64 << 20
+
+// Options configure a Proxy. The zero value of each field is its default.
+type Options struct {
+	// Backend is the address calls go to when no route matches. Default:
+	// none, and such calls fail with UNIMPLEMENTED.
+	Backend string
+	// Routes send calls to other backends by method; the longest matching
+	// prefix wins. Default: none.
+	Routes []Route
+	// BackendTLS, when set, makes the proxy dial backends over TLS.
+	// Default: plaintext HTTP/2 (h2c).
+	BackendTLS *tls.Config
+	// MaxMsgSize bounds each message, both ways. Default: DefaultMaxMsgSize.
+	MaxMsgSize int
+	// Observer sees every call. Default: none.
+	Observer Observer
+	// Logger receives one debug line per call and warnings. Default:
+	// slog.Default().
+	Logger *slog.Logger
+	// DialOptions are added to the proxy's own when it dials a backend.
+	DialOptions []grpc.DialOption
+}
+
+// Proxy forwards gRPC calls to backends and reports them to an Observer.
+// Serve it with a grpc.Server from NewServer; Close it when done.
+type Proxy struct {
+	router *router
+	pool   *pool
+	maxMsg int
+	obs    Observer
+	log    *slog.Logger
+}
+
+// New makes a Proxy. It dials nothing until the first call.
+func New(opts Options) (*Proxy, error) {
+	r, err := newRouter(opts.Backend, opts.Routes)
+	if err != nil {
+		return nil, err
+	}
+	maxMsg := opts.MaxMsgSize
+	if maxMsg <= 0 {
+		maxMsg = DefaultMaxMsgSize
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Proxy{
+		router: r,
+		pool:   newPool(opts.BackendTLS, maxMsg, opts.DialOptions),
+		maxMsg: maxMsg,
+		obs:    opts.Observer,
+		log:    log,
+	}, nil
+}
+
+// Backends lists every backend address the proxy may forward to.
+func (p *Proxy) Backends() []string { return p.router.backends() }
+
+// Conn returns the proxy's shared connection to a backend, for the parts of
+// grpctap that talk to backends themselves (reflection, replay, composer).
+func (p *Proxy) Conn(backend string) (*grpc.ClientConn, error) { return p.pool.get(backend) }
+
+// Route returns the backend a method is routed to, and false when none is.
+func (p *Proxy) Route(method string) (string, bool) { return p.router.lookup(method) }
+
+// Close closes every backend connection. Calls still in flight fail.
+func (p *Proxy) Close() error { return p.pool.close() }
+
+// NewServer returns a grpc.Server that forwards every method through p.
+// It registers no services of its own; extra options are appended.
+func (p *Proxy) NewServer(extra ...grpc.ServerOption) *grpc.Server {
+	opts := append([]grpc.ServerOption{
+		grpc.UnknownServiceHandler(p.handle),
+		grpc.ForceServerCodecV2(rawCodec{}),
+		grpc.MaxRecvMsgSize(p.maxMsg),
+		grpc.MaxSendMsgSize(p.maxMsg),
+		grpc.InitialWindowSize(1 << 20),
+		grpc.InitialConnWindowSize(4 << 20),
+	}, extra...)
+	return grpc.NewServer(opts...)
+}
+
+type protocolKey struct{}
+
+// WithProtocol marks a request context with the protocol the call arrived
+// with (ProtocolGRPCWeb, ...). Bridges that feed the proxy's server through
+// ServeHTTP set it; without it a call counts as ProtocolGRPC.
+func WithProtocol(ctx context.Context, protocol string) context.Context {
+	return context.WithValue(ctx, protocolKey{}, protocol)
+}
+
+// ProtocolFromContext returns the protocol WithProtocol set, or ProtocolGRPC.
+func ProtocolFromContext(ctx context.Context) string {
+	if s, ok := ctx.Value(protocolKey{}).(string); ok && s != "" {
+		return s
+	}
+	return ProtocolGRPC
+}
+
+// bidi is the widest stream shape; the proxy need not know a method's real one.
+var bidi = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+
+// handle forwards one call of any kind.
+func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
+	ctx := ss.Context()
+	start := time.Now()
+	method, _ := grpc.MethodFromServerStream(ss)
+	md, _ := metadata.FromIncomingContext(ctx)
+	backend, routed := p.router.lookup(method)
+	c := p.startCall(ctx, ss, method, backend, md, start)
+
+	if !routed {
+		return c.end(status.Errorf(codes.Unimplemented,
+			"grpctap: no route matches method %s and no default backend is set (use --backend or --route)", method), nil)
+	}
+	cc, err := p.pool.get(backend)
+	if err != nil {
+		return c.end(status.Errorf(codes.Unavailable, "grpctap: %v", err), nil)
+	}
+
+	outCtx, cancel := context.WithCancel(metadata.NewOutgoingContext(ctx, requestMD(md)))
+	defer cancel()
+	callOpts := []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})}
+	if ct := first(md, "content-type"); ct != "" {
+		if sub := contentSubtype(ct); sub != "" {
+			callOpts = append(callOpts, grpc.CallContentSubtype(sub))
+		}
+	}
+	if comp := recvCompression(ctx); comp != "" && comp != "identity" {
+		callOpts = append(callOpts, grpc.UseCompressor(comp))
+	}
+	cs, err := cc.NewStream(outCtx, bidi, method, callOpts...)
+	if err != nil {
+		return c.end(p.backendError(backend, err), nil)
+	}
+
+	toBackend := make(chan error, 1)
+	go func() { toBackend <- p.forwardRequests(ss, cs, c) }()
+	fromBackend := make(chan error, 1)
+	go func() { fromBackend <- p.forwardResponses(cs, ss, c, backend) }()
+
+	for {
+		select {
+		case err := <-toBackend:
+			toBackend = nil
+			if err != nil {
+				// The client's side broke (cancelled, reset, too large):
+				// cancel the backend stream; its goroutine then ends.
+				cancel()
+			}
+		case err := <-fromBackend:
+			tr := responseMD(cs.Trailer())
+			ss.SetTrailer(tr)
+			return c.end(err, tr)
+		}
+	}
+}
+
+// forwardRequests copies client messages to the backend until the client
+// half-closes (nil) or its stream fails (the error).
+func (p *Proxy) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, c *call) error {
+	for {
+		f := &frame{}
+		if err := ss.RecvMsg(f); err != nil {
+			if errors.Is(err, io.EOF) {
+				// Half-close travels on: the backend sees end of stream.
+				_ = cs.CloseSend()
+				return nil
+			}
+			return err
+		}
+		c.message(Request, f)
+		if err := cs.SendMsg(f); err != nil {
+			// The backend's stream is over; its status reaches the client
+			// through forwardResponses. Stop reading the client.
+			return nil
+		}
+	}
+}
+
+// forwardResponses copies the backend's headers and messages to the client
+// and returns the backend's final status as an error (nil for OK).
+func (p *Proxy) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream, c *call, backend string) error {
+	// Header blocks until the backend sends headers or ends the stream. It
+	// returns nil for a trailers-only response, whose metadata arrives as
+	// trailers. Sending headers now, not with the first message, keeps them
+	// when the backend fails before any message.
+	hdr, _ := cs.Header()
+	if hdr != nil {
+		c.header(hdr)
+		if err := ss.SendHeader(responseMD(hdr)); err != nil {
+			return clientGone(ss.Context(), err)
+		}
+	}
+	for {
+		f := &frame{}
+		if err := cs.RecvMsg(f); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if hdr == nil && len(cs.Trailer()) == 0 {
+				// Nothing came from the backend at all: the failure is the
+				// proxy's own (dial, connection, deadline before any reply).
+				return p.backendError(backend, err)
+			}
+			return passStatus(err)
+		}
+		c.message(Response, f)
+		if err := ss.SendMsg(f); err != nil {
+			return clientGone(ss.Context(), err)
+		}
+	}
+}
+
+// passStatus returns the backend's status for the client unchanged. The
+// details travel as the backend's own grpc-status-details-bin trailer, byte
+// for byte, so the status returned here carries none (grpc-go would encode
+// its own copy otherwise).
+func passStatus(err error) error {
+	st, _ := status.FromError(err)
+	if len(st.Proto().GetDetails()) == 0 {
+		return st.Err()
+	}
+	return &detailedStatus{plain: status.New(st.Code(), st.Message()), full: st}
+}
+
+// detailedStatus is a backend status whose details reach the client in the
+// forwarded trailer. grpc-go's server uses GRPCStatus (no details); the
+// observer sees the full status.
+type detailedStatus struct {
+	plain *status.Status
+	full  *status.Status
+}
+
+func (d *detailedStatus) Error() string              { return d.full.Err().Error() }
+func (d *detailedStatus) GRPCStatus() *status.Status { return d.plain }
+
+// backendError is the status for a failure to reach a backend: the code
+// grpc-go chose, with a message naming the backend.
+func (p *Proxy) backendError(backend string, err error) error {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.Canceled, codes.DeadlineExceeded:
+		return st.Err()
+	}
+	code := st.Code()
+	if code == codes.Unknown || code == codes.Internal {
+		code = codes.Unavailable
+	}
+	p.log.Warn("backend unreachable", "backend", backend, "err", st.Message())
+	return status.Errorf(code, "grpctap: backend %s unavailable: %s", backend, st.Message())
+}
+
+// clientGone turns a failure to write to the client into the status the
+// call ends with.
+func clientGone(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return status.FromContextError(ctxErr).Err()
+	}
+	return status.Convert(err).Err()
+}
+
+func first(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// recvCompression returns the grpc-encoding the client sent its messages
+// with, as grpc-go's server transport stream knows it.
+func recvCompression(ctx context.Context) string {
+	if s, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ RecvCompress() string }); ok {
+		return s.RecvCompress()
+	}
+	return ""
+}
+
+// call carries one call's observer and logging state. Its methods serialise
+// observer calls across the two forwarding goroutines.
+type call struct {
+	p      *Proxy
+	method string
+	back   string
+	start  time.Time
+
+	mu    sync.Mutex
+	obs   CallObserver // nil: nobody is watching
+	seq   int
+	ended bool
+}
+
+func (p *Proxy) startCall(ctx context.Context, ss grpc.ServerStream, method, backend string, md metadata.MD, start time.Time) *call {
+	c := &call{p: p, method: method, back: backend, start: start}
+	if p.obs == nil {
+		return c
+	}
+	cs := &CallStart{
+		Method:      method,
+		Backend:     backend,
+		Authority:   first(md, ":authority"),
+		Protocol:    ProtocolFromContext(ctx),
+		Header:      md.Copy(),
+		ContentType: first(md, "content-type"),
+		Compression: recvCompression(ctx),
+		Time:        start,
+	}
+	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
+		cs.Peer = pr.Addr.String()
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		cs.Deadline = dl
+	}
+	c.obs = p.obs.StartCall(cs)
+	return c
+}
+
+func (c *call) header(md metadata.MD) {
+	if c.obs == nil {
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.ended {
+		c.obs.ResponseHeader(&Header{MD: md.Copy(), Time: now})
+	}
+}
+
+func (c *call) message(dir Direction, f *frame) {
+	if c.obs == nil {
+		return
+	}
+	now := time.Now()
+	data := f.data.Materialize()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.seq++
+	c.obs.Message(&Message{Seq: c.seq, Direction: dir, Time: now, Data: data, Size: len(data)})
+}
+
+// end reports the end of the call and returns the error for grpc-go to
+// send to the client, with the trailers set.
+func (c *call) end(err error, trailer metadata.MD) error {
+	st := status.Convert(err)
+	if d, ok := err.(*detailedStatus); ok {
+		st = d.full
+	}
+	now := time.Now()
+	if c.p.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.p.log.LogAttrs(context.Background(), slog.LevelDebug, "call",
+			slog.String("method", c.method), slog.String("backend", c.back),
+			slog.String("code", st.Code().String()), slog.Duration("duration", now.Sub(c.start)))
+	}
+	if c.obs != nil {
+		c.mu.Lock()
+		c.ended = true
+		c.obs.EndCall(&CallEnd{Status: st, Trailer: trailer.Copy(), Time: now, Duration: now.Sub(c.start)})
+		c.mu.Unlock()
+	}
+	return err
+}
