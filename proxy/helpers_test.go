@@ -196,3 +196,5 @@ func (l *eventLog) snapshot() []string {
 	defer l.mu.Unlock()
 	return append([]string(nil), l.events...)
 }
+
+func insecureCreds() credentials.TransportCredentials { return insecure.NewCredentials() }
