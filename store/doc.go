@@ -1,0 +1,14 @@
+// Package store owns grpctap's capture file: an SQLite database (pure Go,
+// modernc.org/sqlite) holding calls, their messages and metadata, the count
+// of events the recorder had to drop, and the descriptor sets the decoder
+// learnt per backend.
+//
+// It owns the schema and its forward migrations, the batched writer (one
+// connection, one transaction per batch), the queries behind the CLI and UI,
+// retention, and the JSON model of a call (Call, Message) that grpctap
+// prints, exports and serves. It knows nothing of the gRPC transport.
+//
+// A capture file is recognised by its SQLite application_id; files that are
+// not grpctap captures, or are corrupt, are refused before anything is
+// written to them.
+package store

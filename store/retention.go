@@ -1,0 +1,95 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// pruneChunk bounds how many calls one prune statement deletes, so the
+// writer is never held for long.
+const pruneChunk = 500
+
+// Prune deletes the oldest closed calls (messages with them): those started
+// before olderThan (when not zero), then more, oldest first, until the
+// capture's used size is at most maxBytes (when > 0). Freed pages are given
+// back to the file system. Open calls are never pruned. It returns how many
+// calls it deleted.
+func (s *Store) Prune(ctx context.Context, olderThan time.Time, maxBytes int64) (int64, error) {
+	if s.readOnly {
+		return 0, ErrReadOnly
+	}
+	var total int64
+	if !olderThan.IsZero() {
+		for {
+			res, err := s.wdb.ExecContext(ctx, `DELETE FROM calls WHERE id IN
+				(SELECT id FROM calls WHERE start_ns < ? AND end_ns IS NOT NULL ORDER BY start_ns LIMIT ?)`,
+				olderThan.UnixNano(), pruneChunk)
+			if err != nil {
+				return total, fmt.Errorf("prune: %w", err)
+			}
+			n, _ := res.RowsAffected()
+			total += n
+			if n < pruneChunk {
+				break
+			}
+		}
+	}
+	if maxBytes > 0 {
+		for {
+			used, err := s.UsedBytes(ctx)
+			if err != nil {
+				return total, err
+			}
+			if used <= maxBytes {
+				break
+			}
+			// Delete a share of the calls proportional to the excess.
+			var closed int64
+			if err := s.wdb.QueryRowContext(ctx, "SELECT count(*) FROM calls WHERE end_ns IS NOT NULL").Scan(&closed); err != nil {
+				return total, fmt.Errorf("prune: %w", err)
+			}
+			if closed == 0 {
+				break
+			}
+			n := closed * (used - maxBytes) / used
+			n = max(1, min(n+1, pruneChunk))
+			res, err := s.wdb.ExecContext(ctx, `DELETE FROM calls WHERE id IN
+				(SELECT id FROM calls WHERE end_ns IS NOT NULL ORDER BY id LIMIT ?)`, n)
+			if err != nil {
+				return total, fmt.Errorf("prune: %w", err)
+			}
+			d, _ := res.RowsAffected()
+			total += d
+			if d == 0 {
+				break
+			}
+		}
+	}
+	if total > 0 {
+		if _, err := s.wdb.ExecContext(ctx, "PRAGMA incremental_vacuum"); err != nil {
+			return total, fmt.Errorf("prune: vacuum: %w", err)
+		}
+	}
+	return total, nil
+}
+
+// UsedBytes returns the bytes the capture's pages hold (file size minus
+// free pages; the WAL not counted).
+func (s *Store) UsedBytes(ctx context.Context) (int64, error) {
+	db := s.wdb
+	if db == nil {
+		db = s.rdb
+	}
+	var pages, free, size int64
+	if err := db.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return 0, fmt.Errorf("used bytes: %w", err)
+	}
+	if err := db.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&free); err != nil {
+		return 0, fmt.Errorf("used bytes: %w", err)
+	}
+	if err := db.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
+		return 0, fmt.Errorf("used bytes: %w", err)
+	}
+	return (pages - free) * size, nil
+}

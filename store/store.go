@@ -1,0 +1,253 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ApplicationID marks an SQLite file as a grpctap capture ("gtap").
+const ApplicationID = 0x67746170
+
+// ErrNotCapture is returned (wrapped) by Open for a file that is not a
+// grpctap capture: another SQLite database, or not SQLite at all.
+var ErrNotCapture = errors.New("not a grpctap capture")
+
+// ErrCorrupt is returned (wrapped) by Open for a grpctap capture that SQLite
+// cannot read.
+var ErrCorrupt = errors.New("capture file is corrupt")
+
+// ErrNewerSchema is returned (wrapped) by Open for a capture written by a
+// newer grpctap.
+var ErrNewerSchema = errors.New("capture written by a newer grpctap")
+
+// ErrNoCapture is returned (wrapped) by Open with ReadOnly for a path that
+// does not exist.
+var ErrNoCapture = errors.New("no capture file")
+
+// ErrNotFound is returned (wrapped) when a call does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Options configure Open.
+type Options struct {
+	// ReadOnly opens an existing capture for reading only (the CLI's
+	// commands); it is never created or migrated. Default false: the file
+	// is created when missing and migrated to the current schema.
+	ReadOnly bool
+	// ReadConns bounds the read pool. Default 4.
+	ReadConns int
+}
+
+// Store is an open capture file. Its methods are safe for concurrent use:
+// writes go through one connection, reads through a separate pool, so
+// readers work while the recorder writes.
+type Store struct {
+	path     string
+	readOnly bool
+	wdb      *sql.DB // nil when read-only; MaxOpenConns 1
+	rdb      *sql.DB
+
+	mu     sync.Mutex // guards stmts
+	stmts  *writeStmts
+	closed bool
+}
+
+// Open opens (and when needed creates and migrates) the capture at path.
+// A file that exists but is not a grpctap capture, is corrupt or was written
+// by a newer grpctap is refused without being modified.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if opts.ReadConns <= 0 {
+		opts.ReadConns = 4
+	}
+	exists, err := checkHeader(path)
+	if err != nil {
+		return nil, err
+	}
+	if !exists {
+		if opts.ReadOnly {
+			return nil, fmt.Errorf("open %s: %w", path, ErrNoCapture)
+		}
+		if err := create(ctx, path); err != nil {
+			return nil, err
+		}
+	} else if err := validate(ctx, path); err != nil {
+		return nil, err
+	}
+
+	s := &Store{path: path, readOnly: opts.ReadOnly}
+	if !opts.ReadOnly {
+		s.wdb, err = sql.Open("sqlite", dsn(path, "_txlock=immediate",
+			"_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)"))
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		s.wdb.SetMaxOpenConns(1)
+		s.wdb.SetMaxIdleConns(1)
+		s.wdb.SetConnMaxLifetime(0)
+		s.wdb.SetConnMaxIdleTime(0)
+		var mode string
+		if err := s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			s.wdb.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		if !strings.EqualFold(mode, "wal") {
+			s.wdb.Close()
+			return nil, fmt.Errorf("open %s: journal_mode is %q, want wal (is the file on a filesystem without shared memory?)", path, mode)
+		}
+		if err := migrate(ctx, s.wdb); err != nil {
+			s.wdb.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
+	s.rdb, err = sql.Open("sqlite", dsn(path, "_pragma=query_only(1)"))
+	if err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s.rdb.SetMaxOpenConns(opts.ReadConns)
+	s.rdb.SetMaxIdleConns(opts.ReadConns)
+	if err := s.rdb.PingContext(ctx); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Path returns the file the store was opened on.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the store's connections. It does not wait for anything
+// else: callers stop their writers first.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	if s.stmts != nil {
+		s.stmts.close()
+		s.stmts = nil
+	}
+	s.mu.Unlock()
+	return s.closeDBs()
+}
+
+func (s *Store) closeDBs() error {
+	var errs []error
+	if s.wdb != nil {
+		// A clean close checkpoints the WAL into the main file.
+		errs = append(errs, s.wdb.Close())
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// dsn builds a modernc.org/sqlite DSN with the pragmas every connection
+// gets (busy timeout, foreign keys) and extra parameters.
+func dsn(path string, extra ...string) string {
+	u := url.URL{Scheme: "file", Opaque: path}
+	params := append([]string{"_pragma=busy_timeout(5000)", "_pragma=foreign_keys(1)"}, extra...)
+	return u.String() + "?" + strings.Join(params, "&")
+}
+
+// sqliteMagic starts every SQLite 3 database file.
+var sqliteMagic = []byte("SQLite format 3\x00")
+
+// checkHeader reads the first 100 bytes of path (the SQLite header) without
+// opening it as a database. It reports whether there is a capture to open;
+// an empty or missing file is a new capture.
+func checkHeader(path string) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", path, err)
+	}
+	if st.IsDir() {
+		return false, fmt.Errorf("open %s: is a directory", path)
+	}
+	if st.Size() == 0 {
+		return false, nil
+	}
+	hdr := make([]byte, 100)
+	if _, err := io.ReadFull(f, hdr); err != nil {
+		return false, fmt.Errorf("open %s: %w: not an SQLite database (only %d bytes)", path, ErrNotCapture, st.Size())
+	}
+	if !bytes.Equal(hdr[:16], sqliteMagic) {
+		return false, fmt.Errorf("open %s: %w: not an SQLite database", path, ErrNotCapture)
+	}
+	if id := binary.BigEndian.Uint32(hdr[68:72]); id != ApplicationID {
+		return false, fmt.Errorf("open %s: %w: an SQLite database of another application (application_id %#x)", path, ErrNotCapture, id)
+	}
+	if v := int(binary.BigEndian.Uint32(hdr[60:64])); v > schemaVersion() {
+		return false, fmt.Errorf("open %s: %w (schema version %d, this grpctap knows up to %d)", path, ErrNewerSchema, v, schemaVersion())
+	}
+	return true, nil
+}
+
+// validate opens an existing capture without writing to it and checks that
+// SQLite can read its schema.
+func validate(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", dsn(path, "_pragma=query_only(1)"))
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	var n, appID int
+	if err := db.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
+		return corrupt(path, err)
+	}
+	if appID != ApplicationID {
+		return fmt.Errorf("open %s: %w (application_id %#x)", path, ErrNotCapture, appID)
+	}
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
+		return corrupt(path, err)
+	}
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM calls WHERE id = (SELECT max(id) FROM calls)").Scan(&n); err != nil {
+		return corrupt(path, err)
+	}
+	return nil
+}
+
+func corrupt(path string, err error) error {
+	return fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
+}
+
+// create makes a new capture file: application id, incremental auto-vacuum
+// (so retention can give space back) and the current schema, written in
+// rollback-journal mode so the header is in the main file before WAL is
+// turned on.
+func create(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", dsn(path, "_pragma=auto_vacuum(INCREMENTAL)"))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", ApplicationID)); err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := migrate(ctx, db); err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	return db.Close()
+}
