@@ -9,9 +9,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/grpctap/grpctap/proxy"
@@ -165,5 +167,27 @@ func TestObserverSeesCompressionAndRawBytes(t *testing.T) {
 		if string(m.Data) != string(body) {
 			t.Errorf("%s message = %q, want the uncompressed body", m.Direction, m.Data)
 		}
+	}
+}
+
+// TestObserverSeesClientSideFailure: a request over the size limit ends
+// the call, for the client and the observer alike, with RESOURCE_EXHAUSTED.
+func TestObserverSeesClientSideFailure(t *testing.T) {
+	backend := rawBackend(t, echoHandler)
+	log := newEventLog()
+	addr, _ := startProxy(t, proxy.Options{Backend: backend, Observer: log, MaxMsgSize: 1024})
+	cc := dial(t, addr, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cs := rawStream(ctx, t, cc, "/t.S/TooBig")
+	big := make([]byte, 4096)
+	_ = cs.SendMsg(&big)
+	var b []byte
+	if err := cs.RecvMsg(&b); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("client got %v, want RESOURCE_EXHAUSTED", err)
+	}
+	log.wait(t, 1)
+	if got := log.ends[0].Status.Code(); got != codes.ResourceExhausted {
+		t.Errorf("observer saw %v, want RESOURCE_EXHAUSTED", got)
 	}
 }

@@ -158,46 +158,43 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 		return c.end(p.backendError(backend, err), nil)
 	}
 
-	toBackend := make(chan error, 1)
-	go func() { toBackend <- p.forwardRequests(ss, cs, c) }()
-	fromBackend := make(chan error, 1)
-	go func() { fromBackend <- p.forwardResponses(cs, ss, c, backend) }()
-
-	for {
-		select {
-		case err := <-toBackend:
-			toBackend = nil
-			if err != nil {
-				// The client's side broke (cancelled, reset, too large):
-				// cancel the backend stream; its goroutine then ends.
-				cancel()
-			}
-		case err := <-fromBackend:
-			tr := responseMD(cs.Trailer())
-			ss.SetTrailer(tr)
-			return c.end(err, tr)
-		}
+	// Requests flow on their own goroutine; responses on this one. A
+	// client-side failure cancels the backend stream, which ends
+	// forwardResponses; a backend that finishes first ends the call, and the
+	// request goroutine exits once grpc-go closes the client's stream.
+	go p.forwardRequests(ss, cs, c, cancel)
+	err = p.forwardResponses(cs, ss, c, backend)
+	if reqErr := c.requestError(); reqErr != nil && status.Code(err) == codes.Canceled {
+		// The backend was cancelled because the client's side failed: the
+		// call ends with the client side's reason.
+		err = status.Convert(reqErr).Err()
 	}
+	tr := responseMD(cs.Trailer())
+	ss.SetTrailer(tr)
+	return c.end(err, tr)
 }
 
 // forwardRequests copies client messages to the backend until the client
-// half-closes (nil) or its stream fails (the error).
-func (p *Proxy) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, c *call) error {
+// half-closes, which it passes on, or the client's stream fails (cancelled,
+// reset, message too large), which cancels the backend stream.
+func (p *Proxy) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, c *call, cancel context.CancelFunc) {
 	for {
 		f := &frame{}
 		if err := ss.RecvMsg(f); err != nil {
 			if errors.Is(err, io.EOF) {
 				// Half-close travels on: the backend sees end of stream.
 				_ = cs.CloseSend()
-				return nil
+				return
 			}
-			return err
+			c.setRequestError(err)
+			cancel()
+			return
 		}
 		c.message(Request, f)
 		if err := cs.SendMsg(f); err != nil {
 			// The backend's stream is over; its status reaches the client
 			// through forwardResponses. Stop reading the client.
-			return nil
+			return
 		}
 	}
 }
@@ -308,10 +305,23 @@ type call struct {
 	back   string
 	start  time.Time
 
-	mu    sync.Mutex
-	obs   CallObserver // nil: nobody is watching
-	seq   int
-	ended bool
+	mu     sync.Mutex
+	obs    CallObserver // nil: nobody is watching
+	seq    int
+	ended  bool
+	reqErr error // why reading the client failed, if it did
+}
+
+func (c *call) setRequestError(err error) {
+	c.mu.Lock()
+	c.reqErr = err
+	c.mu.Unlock()
+}
+
+func (c *call) requestError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reqErr
 }
 
 func (p *Proxy) startCall(ctx context.Context, ss grpc.ServerStream, method, backend string, md metadata.MD, start time.Time) *call {

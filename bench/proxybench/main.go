@@ -1,0 +1,320 @@
+// Command proxybench measures grpctap's forwarding against a direct call and
+// against a bare mwitkow/grpc-proxy, in one run on loopback, and prints
+// throughput, p50 and p99 for each and the ratios grpctap/grpc-proxy.
+//
+//	go run ./bench/proxybench [-duration 2s] [-rounds 5]
+//
+// Targets are measured round-robin, round after round, and each figure is
+// the median over the rounds, so a noisy neighbour skews all targets alike.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	gproxy "github.com/mwitkow/grpc-proxy/proxy"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/grpctap/grpctap/internal/benchutil"
+	"github.com/grpctap/grpctap/proxy"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "proxybench:", err)
+		os.Exit(1)
+	}
+}
+
+type target struct {
+	name string
+	cc   *grpc.ClientConn
+}
+
+type benchCase struct {
+	name    string
+	workers int
+	size    int
+	stream  bool
+}
+
+// Targets a measurement may add beyond the built-in three; the recorder
+// registers itself here.
+var extraTargets []func(backend string, log *slog.Logger) (name string, obs proxy.Observer, closeFn func() error, err error)
+
+func run(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("proxybench", flag.ContinueOnError)
+	dur := fs.Duration("duration", 2*time.Second, "how long each measurement runs")
+	rounds := fs.Int("rounds", 5, "rounds over all targets; figures are medians over rounds")
+	maxOps := fs.Int("max-ops", 2_000_000, "upper bound on calls per measurement")
+	only := fs.String("cases", "", "comma-separated case names to run (default: all)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	benchutil.FirstError = func(err error) { fmt.Fprintln(os.Stderr, "error:", err) }
+	stop := []func(){}
+	defer func() {
+		for i := len(stop) - 1; i >= 0; i-- {
+			stop[i]()
+		}
+	}()
+	serve := func(srv *grpc.Server) (string, error) {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		go func() { _ = srv.Serve(lis) }()
+		stop = append(stop, srv.Stop)
+		return lis.Addr().String(), nil
+	}
+	connect := func(addr string) (*grpc.ClientConn, error) {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err == nil {
+			stop = append(stop, func() { _ = cc.Close() })
+		}
+		return cc, err
+	}
+
+	backend, err := serve(grpc.NewServer(grpc.UnknownServiceHandler(echo), grpc.ForceServerCodecV2(bytesCodec{})))
+	if err != nil {
+		return err
+	}
+
+	// Baseline: grpc-proxy as its README sets it up.
+	baseConn, err := connect(backend)
+	if err != nil {
+		return err
+	}
+	baseAddr, err := serve(gproxy.NewProxy(baseConn))
+	if err != nil {
+		return err
+	}
+
+	addTap := func(name string, obs proxy.Observer) (string, error) {
+		p, err := proxy.New(proxy.Options{Backend: backend, Observer: obs, Logger: log})
+		if err != nil {
+			return "", err
+		}
+		stop = append(stop, func() { _ = p.Close() })
+		return serve(p.NewServer())
+	}
+	tapAddr, err := addTap("grpctap", &countingObserver{})
+	if err != nil {
+		return err
+	}
+
+	targets := []target{}
+	for _, t := range []struct{ name, addr string }{
+		{"direct", backend}, {"grpc-proxy", baseAddr}, {"grpctap", tapAddr},
+	} {
+		cc, err := connect(t.addr)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, target{t.name, cc})
+	}
+	for _, mk := range extraTargets {
+		name, obs, closeFn, err := mk(backend, log)
+		if err != nil {
+			return err
+		}
+		stop = append(stop, func() { _ = closeFn() })
+		addr, err := addTap(name, obs)
+		if err != nil {
+			return err
+		}
+		cc, err := connect(addr)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, target{name, cc})
+	}
+
+	cases := []benchCase{
+		{"unary c=1 100B", 1, 100, false},
+		{"unary c=16 100B", 16, 100, false},
+		{"unary c=1 64KiB", 1, 64 << 10, false},
+		{"unary c=16 64KiB", 16, 64 << 10, false},
+		{"bidi stream 100B", 1, 100, true},
+	}
+	if *only != "" {
+		var keep []benchCase
+		for _, c := range cases {
+			if strings.Contains(","+*only+",", ","+c.name+",") {
+				keep = append(keep, c)
+			}
+		}
+		cases = keep
+	}
+
+	fmt.Fprintf(out, "proxybench: %d rounds x %v per measurement, GOMAXPROCS=%d, loopback\n", *rounds, *dur, runtimeProcs())
+	results := map[string]map[string][]benchutil.Result{}
+	for r := 0; r < *rounds; r++ {
+		for _, c := range cases {
+			if results[c.name] == nil {
+				results[c.name] = map[string][]benchutil.Result{}
+			}
+			for _, t := range targets {
+				res, err := measure(t.cc, c, *dur, *maxOps)
+				if err != nil {
+					return fmt.Errorf("%s via %s: %w", c.name, t.name, err)
+				}
+				results[c.name][t.name] = append(results[c.name][t.name], res)
+			}
+		}
+	}
+
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\ttarget\tops/s\tp50\tp99\terrors\tops/s vs grpc-proxy\tp99 vs grpc-proxy\t")
+	for _, c := range cases {
+		baseTP, _, baseP99, _ := benchutil.Median(results[c.name]["grpc-proxy"])
+		for _, t := range targets {
+			tp, p50, p99, errs := benchutil.Median(results[c.name][t.name])
+			ratio, pr := "", ""
+			if t.name != "direct" && t.name != "grpc-proxy" {
+				ratio = fmt.Sprintf("%.2fx", tp/baseTP)
+				if !c.stream {
+					pr = fmt.Sprintf("%.2fx", float64(p99)/float64(baseP99))
+				}
+			}
+			lat50, lat99 := fmtDur(p50), fmtDur(p99)
+			if c.stream {
+				lat50, lat99 = "-", "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%d\t%s\t%s\t\n", c.name, t.name, tp, lat50, lat99, errs, ratio, pr)
+		}
+	}
+	return tw.Flush()
+}
+
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
+
+// measure runs one case against one target.
+func measure(cc *grpc.ClientConn, c benchCase, d time.Duration, maxOps int) (benchutil.Result, error) {
+	payload := protoPayload(c.size)
+	ctx := context.Background()
+	if !c.stream {
+		// Warm the connection so the first call's dial is not measured.
+		if err := unary(ctx, cc, payload); err != nil {
+			return benchutil.Result{}, err
+		}
+		return benchutil.Run(ctx, c.workers, d, maxOps, func(ctx context.Context) error { return unary(ctx, cc, payload) }), nil
+	}
+	return streamRate(ctx, cc, payload, d, maxOps)
+}
+
+// protoPayload is a valid protobuf message of about n bytes (field 1,
+// bytes): grpc-proxy parses every frame, so random bytes would fail there.
+func protoPayload(n int) []byte {
+	body := make([]byte, max(n-4, 0))
+	for i := range body {
+		body[i] = byte('a' + i%26)
+	}
+	return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), body)
+}
+
+func unary(ctx context.Context, cc *grpc.ClientConn, payload []byte) error {
+	var resp []byte
+	return cc.Invoke(ctx, "/bench.Echo/Unary", &payload, &resp, grpc.ForceCodecV2(bytesCodec{}))
+}
+
+// streamRate sends messages down one bidi stream as fast as flow control
+// allows and counts the echoes that come back.
+func streamRate(ctx context.Context, cc *grpc.ClientConn, payload []byte, d time.Duration, maxOps int) (benchutil.Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cs, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/bench.Echo/Stream", grpc.ForceCodecV2(bytesCodec{}))
+	if err != nil {
+		return benchutil.Result{}, err
+	}
+	var sent atomic.Int64
+	deadline := time.Now().Add(d)
+	sendErr := make(chan error, 1)
+	go func() {
+		for i := 0; i < maxOps && time.Now().Before(deadline); i++ {
+			if err := cs.SendMsg(&payload); err != nil {
+				sendErr <- err
+				return
+			}
+			sent.Add(1)
+		}
+		sendErr <- cs.CloseSend()
+	}()
+	start := time.Now()
+	got := 0
+	for {
+		var b []byte
+		if err := cs.RecvMsg(&b); err != nil {
+			if err == io.EOF {
+				break
+			}
+			return benchutil.Result{}, err
+		}
+		got++
+	}
+	elapsed := time.Since(start)
+	if err := <-sendErr; err != nil {
+		return benchutil.Result{}, err
+	}
+	if int64(got) != sent.Load() {
+		return benchutil.Result{}, fmt.Errorf("sent %d messages, %d came back", sent.Load(), got)
+	}
+	return benchutil.Result{Ops: got, Elapsed: elapsed}, nil
+}
+
+func echo(_ any, ss grpc.ServerStream) error {
+	for {
+		var b []byte
+		if err := ss.RecvMsg(&b); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		if err := ss.SendMsg(&b); err != nil {
+			return err
+		}
+	}
+}
+
+// bytesCodec carries *[]byte bodies, so no proto work skews the figures.
+type bytesCodec struct{}
+
+func (bytesCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+func (bytesCodec) Name() string { return "proto" }
+
+// countingObserver is the cheapest real observer: it counts what it sees,
+// so the figures include the proxy's observer path (a copy per message).
+type countingObserver struct{ calls, msgs, bytes atomic.Int64 }
+
+func (o *countingObserver) StartCall(*proxy.CallStart) proxy.CallObserver {
+	o.calls.Add(1)
+	return o
+}
+func (o *countingObserver) ResponseHeader(*proxy.Header) {}
+func (o *countingObserver) Message(m *proxy.Message) {
+	o.msgs.Add(1)
+	o.bytes.Add(int64(m.Size))
+}
+func (o *countingObserver) EndCall(*proxy.CallEnd) {}
