@@ -292,3 +292,38 @@ func TestDecoderHonoursContext(t *testing.T) {
 		t.Fatalf("after a cancelled attempt: %s", r.Error)
 	}
 }
+
+// Many goroutines decoding at once through one lazily-filled reflection
+// cache: run under -race.
+func TestDecoderConcurrent(t *testing.T) {
+	addr, _ := startBackend(t, true, true)
+	d := newDecoder(t, WithDialer(dialInsecure))
+	var inputs []Input
+	for _, c := range goldenCases {
+		if c.subtype == "" && !c.perSource {
+			inputs = append(inputs, Input{Method: c.method, Backend: addr, Direction: c.dir, Raw: c.input(t)})
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8*len(inputs))
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, in := range inputs {
+				r := d.Decode(bg(), in)
+				if r.Schemaless == nil && r.JSON == nil {
+					errs <- in.Method + ": " + r.Error
+				}
+				if _, err := d.Snapshot(); err != nil {
+					errs <- err.Error()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}

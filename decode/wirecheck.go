@@ -88,7 +88,7 @@ func (c *wireChecker) check(md protoreflect.MessageDescriptor, b []byte, base, d
 		return 0, &MismatchError{Message: md.FullName(), Offset: base, Reason: "messages nested more than 100 deep"}
 	}
 	pos := 0
-	seen := map[protowire.Number]int{}
+	var seen map[protowire.Number]int // occurrences of repeated message fields
 	for pos < len(b) {
 		tagOff := base + pos
 		num, typ, n := protowire.ConsumeTag(b[pos:])
@@ -112,11 +112,17 @@ func (c *wireChecker) check(md protoreflect.MessageDescriptor, b []byte, base, d
 			c.unknown = append(c.unknown, unknownAt{path: path, offset: tagOff, raw: b[tagOff-base : pos]})
 			continue
 		}
-		index := seen[num]
-		seen[num]++
-		sub := joinPath(path, fd.JSONName())
-		if fd.IsList() || fd.IsMap() {
-			sub = fmt.Sprintf("%s[%d]", sub, index)
+		// sub is the path of a nested message, built only when needed.
+		sub := func() string {
+			p := joinPath(path, fd.JSONName())
+			if fd.IsList() || fd.IsMap() {
+				if seen == nil {
+					seen = map[protowire.Number]int{}
+				}
+				p = fmt.Sprintf("%s[%d]", p, seen[num])
+				seen[num]++
+			}
+			return p
 		}
 		want := expectedWire(fd.Kind())
 		packed := typ == protowire.BytesType && fd.IsList() && want != protowire.BytesType && want != protowire.StartGroupType
@@ -154,12 +160,12 @@ func (c *wireChecker) check(md protoreflect.MessageDescriptor, b []byte, base, d
 			case fd.Kind() == protoreflect.StringKind && enforcesUTF8(fd) && !utf8.Valid(v):
 				return pos, bad("string is not valid UTF-8")
 			case fd.Kind() == protoreflect.MessageKind:
-				if _, err := c.check(fd.Message(), v, valueOff, depth+1, 0, sub); err != nil {
+				if _, err := c.check(fd.Message(), v, valueOff, depth+1, 0, sub()); err != nil {
 					return pos, err
 				}
 			}
 		case typ == protowire.StartGroupType:
-			m, err := c.check(fd.Message(), b[pos:], base+pos, depth+1, num, sub)
+			m, err := c.check(fd.Message(), b[pos:], base+pos, depth+1, num, sub())
 			if err != nil {
 				return pos, err
 			}
