@@ -17,9 +17,9 @@ type Metadata map[string][]string
 // Call is one recorded call as grpctap shows it. Its JSON form is the
 // documented, stable schema of `grpctap calls --json`; see docs/capture.md.
 type Call struct {
-	ID        int64  `json:"id"`
-	Method    string `json:"method"`  // "/pkg.Service/Method"
-	Service   string `json:"service"` // "pkg.Service"
+	ID      int64  `json:"id"`
+	Method  string `json:"method"`  // "/pkg.Service/Method"
+	Service string `json:"service"` // "pkg.Service"
 	// RPC is the kind of RPC: "unary", "client_streaming",
 	// "server_streaming" or "bidi_streaming". Without descriptors it is
 	// guessed from the message counts; RPCFromSchema is false then and the

@@ -74,7 +74,7 @@ func TestWriteAndRead(t *testing.T) {
 			State: "closed", Status: &Status{Code: 9, Name: "FAILED_PRECONDITION", Message: "not ready", Details: [][]byte{{0xa, 0x1}}},
 			RequestHeaders:  Metadata{"x-a": {"1", "2"}, "authorization": {"[redacted]"}},
 			ResponseHeaders: Metadata{"h": {"v"}}, Trailers: Metadata{"t-bin": {"AAE"}},
-			RequestCount:    1, ResponseCount: 2, RequestBytes: 3, ResponseBytes: 10, ContentType: "application/grpc"},
+			RequestCount: 1, ResponseCount: 2, RequestBytes: 3, ResponseBytes: 10, ContentType: "application/grpc"},
 		Messages: []Message{
 			{Seq: 1, Direction: DirRequest, Time: t0.Add(time.Millisecond), Size: 3, Raw: []byte{1, 2, 3}},
 			{Seq: 2, Direction: DirResponse, Time: t0.Add(3 * time.Millisecond), Size: 10, Truncated: true, Raw: []byte{9, 9}},

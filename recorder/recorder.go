@@ -1,0 +1,436 @@
+// Package recorder owns the path from the proxy's Observer hook to the
+// capture store: it turns proxy events into store events (redacting headers
+// and cutting long bodies before anything is queued), queues them in a queue
+// bounded by bytes, and writes them from one goroutine in batched
+// transactions. When the queue is full, or the store cannot be written (full
+// disk, read-only file), events are dropped and counted, never waited for:
+// forwarding does not block on recording. It also keeps the capture's
+// retention and offers a small live feed of recorded events.
+package recorder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxMessage = 4 << 20
+	DefaultQueueBytes = 64 << 20
+	DefaultPruneEvery = time.Minute
+	// Redacted replaces the values of redacted headers.
+	Redacted = "[redacted]"
+)
+
+// DefaultRedact lists the headers redacted unless told otherwise.
+var DefaultRedact = []string{"authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"}
+
+// Options configure a Recorder. The zero value of each field is its default.
+type Options struct {
+	// MaxMessage is the most bytes of a message body stored; longer bodies
+	// are cut and marked truncated with their full size. Default
+	// DefaultMaxMessage (4 MiB).
+	MaxMessage int
+	// Redact names headers (any case) whose values are stored as
+	// "[redacted]", in requests, responses and trailers. nil means
+	// DefaultRedact; an empty non-nil slice turns redaction off.
+	Redact []string
+	// QueueBytes bounds the memory held by events waiting to be written.
+	// Default DefaultQueueBytes (64 MiB).
+	QueueBytes int64
+	// Retain prunes calls that started longer ago. Default: keep all.
+	Retain time.Duration
+	// MaxDBSize prunes the oldest calls while the capture holds more bytes.
+	// Default: no limit.
+	MaxDBSize int64
+	// PruneEvery is how often retention runs. Default DefaultPruneEvery.
+	PruneEvery time.Duration
+	// MaxBatch bounds the events written per transaction. Default 2000.
+	MaxBatch int
+	// Logger gets warnings (drops, write failures). Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Recorder records every call the proxy reports into a store. It implements
+// proxy.Observer. Close it to flush and stop its writer; closing the store
+// is the caller's job, after.
+type Recorder struct {
+	st     *store.Store
+	opts   Options
+	log    *slog.Logger
+	redact map[string]bool
+
+	nextID atomic.Int64
+	q      queue
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+
+	recorded, dropped atomic.Int64
+	subs              subscribers
+}
+
+var _ proxy.Observer = (*Recorder)(nil)
+
+// New starts a recorder writing to st. Calls a previous process left open
+// (it was killed) are closed first, with store.StoppedMessage.
+func New(ctx context.Context, st *store.Store, opts Options) (*Recorder, error) {
+	if opts.MaxMessage <= 0 {
+		opts.MaxMessage = DefaultMaxMessage
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
+	if opts.PruneEvery <= 0 {
+		opts.PruneEvery = DefaultPruneEvery
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 2000
+	}
+	if opts.Redact == nil {
+		opts.Redact = DefaultRedact
+	}
+	r := &Recorder{
+		st:     st,
+		opts:   opts,
+		log:    opts.Logger,
+		redact: map[string]bool{},
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	for _, h := range opts.Redact {
+		r.redact[strings.ToLower(strings.TrimSpace(h))] = true
+	}
+	r.q.init(opts.QueueBytes)
+	maxID, err := st.MaxID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("start recorder: %w", err)
+	}
+	r.nextID.Store(maxID)
+	if n, err := st.CloseOpenCalls(ctx); err != nil {
+		// A read-only or full capture: keep going, writes will be counted
+		// as drops.
+		r.log.Warn("recorder: cannot close calls left open", "db", st.Path(), "err", err)
+	} else if n > 0 {
+		r.log.Info("recorder: closed calls left open by a previous run", "db", st.Path(), "calls", n)
+	}
+	go r.run()
+	return r, nil
+}
+
+// Stats are a recorder's counters since it started.
+type Stats struct {
+	Recorded    int64 // events written
+	Dropped     int64 // events dropped (queue full or write failure)
+	QueuedBytes int64 // bytes waiting in the queue now
+}
+
+// Stats returns the recorder's counters.
+func (r *Recorder) Stats() Stats {
+	r.q.mu.Lock()
+	qb := r.q.bytes
+	r.q.mu.Unlock()
+	return Stats{Recorded: r.recorded.Load(), Dropped: r.dropped.Load(), QueuedBytes: qb}
+}
+
+// Close writes what is queued and stops the writer. Events reported after
+// Close are dropped. If ctx ends first, Close returns its error and the
+// writer stops after its current batch, dropping the rest.
+func (r *Recorder) Close(ctx context.Context) error {
+	r.once.Do(func() {
+		r.q.close()
+		close(r.stop)
+	})
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		r.dropped.Add(r.q.abandon())
+		<-r.done
+		return fmt.Errorf("close recorder: %w", ctx.Err())
+	}
+}
+
+// StartCall implements proxy.Observer.
+func (r *Recorder) StartCall(cs *proxy.CallStart) proxy.CallObserver {
+	c := &call{r: r, id: r.nextID.Add(1)}
+	ev := store.Event{Start: &store.CallStart{
+		ID: c.id, Method: cs.Method, Protocol: cs.Protocol, Backend: cs.Backend, Authority: cs.Authority,
+		Peer: cs.Peer, ContentType: cs.ContentType, Compression: cs.Compression, Deadline: cs.Deadline,
+		Time: cs.Time, Header: r.metadata(cs.Header),
+	}}
+	if !r.q.push(ev, pushStart) {
+		// Without its row nothing else of the call can be stored.
+		c.lost = true
+		r.drop()
+	}
+	return c
+}
+
+// call is the CallObserver of one call. The proxy serialises its methods.
+type call struct {
+	r       *Recorder
+	id      int64
+	lost    bool
+	dropped int64
+}
+
+func (c *call) enqueue(ev store.Event, kind pushKind) {
+	if c.lost || !c.r.q.push(ev, kind) {
+		c.dropped++
+		c.r.drop()
+	}
+}
+
+func (c *call) ResponseHeader(h *proxy.Header) {
+	c.enqueue(store.Event{Header: &store.ResponseHeader{CallID: c.id, Time: h.Time, Header: c.r.metadata(h.MD)}}, pushControl)
+}
+
+func (c *call) Message(m *proxy.Message) {
+	raw := m.Data
+	truncated := false
+	if len(raw) > c.r.opts.MaxMessage {
+		// Copy the prefix so the queue does not pin the whole body.
+		raw = append([]byte(nil), raw[:c.r.opts.MaxMessage]...)
+		truncated = true
+	}
+	size := m.Size
+	if size < len(m.Data) {
+		size = len(m.Data)
+	}
+	dir := store.DirRequest
+	if m.Direction == proxy.Response {
+		dir = store.DirResponse
+	}
+	c.enqueue(store.Event{Message: &store.MessageRecord{CallID: c.id, Seq: m.Seq, Direction: dir, Time: m.Time,
+		Size: int64(size), Truncated: truncated, Raw: raw}}, pushMessage)
+}
+
+func (c *call) EndCall(e *proxy.CallEnd) {
+	if c.lost {
+		c.r.drop()
+		return
+	}
+	end := &store.CallEnd{CallID: c.id, Time: e.Time, Trailers: c.r.metadata(e.Trailer)}
+	if e.Status != nil {
+		end.Code = int(e.Status.Code())
+		end.Message = e.Status.Message()
+		for _, d := range e.Status.Proto().GetDetails() {
+			if b, err := proto.Marshal(d); err == nil {
+				end.Details = append(end.Details, b)
+			}
+		}
+	}
+	// Events dropped so far are counted on the call; the end itself is
+	// always queued (one per call, so the queue stays bounded by the number
+	// of calls in flight) so that no call is left open.
+	end.Dropped = c.dropped
+	if !c.r.q.push(store.Event{End: end}, pushEnd) {
+		c.r.drop()
+	}
+}
+
+// drop counts one event dropped on the forwarding path; the writer adds the
+// count to the capture's.
+func (r *Recorder) drop() {
+	r.dropped.Add(1)
+	r.q.mu.Lock()
+	r.q.dropped++
+	r.q.mu.Unlock()
+}
+
+// metadata converts gRPC metadata for storage: redacted keys lose their
+// values, "-bin" values become base64 as on the wire.
+func (r *Recorder) metadata(md metadata.MD) store.Metadata {
+	if len(md) == 0 {
+		return nil
+	}
+	out := make(store.Metadata, len(md))
+	for k, vs := range md {
+		k = strings.ToLower(k)
+		switch {
+		case r.redact[k]:
+			red := make([]string, len(vs))
+			for i := range red {
+				red[i] = Redacted
+			}
+			out[k] = red
+		case strings.HasSuffix(k, "-bin"):
+			enc := make([]string, len(vs))
+			for i, v := range vs {
+				enc[i] = store.EncodeBin([]byte(v))
+			}
+			out[k] = enc
+		default:
+			out[k] = append([]string(nil), vs...)
+		}
+	}
+	return out
+}
+
+// run is the writer goroutine.
+func (r *Recorder) run() {
+	defer close(r.done)
+	ctx := context.Background()
+	prune := time.NewTicker(r.opts.PruneEvery)
+	defer prune.Stop()
+	w := writer{r: r, lost: map[int64]bool{}}
+	if r.opts.Retain > 0 || r.opts.MaxDBSize > 0 {
+		w.prune(ctx)
+	}
+	for {
+		select {
+		case <-r.q.wake:
+			w.drain(ctx)
+		case <-prune.C:
+			if r.opts.Retain > 0 || r.opts.MaxDBSize > 0 {
+				w.prune(ctx)
+			}
+		case <-r.stop:
+			w.drain(ctx)
+			w.persistDrops(ctx)
+			return
+		}
+	}
+}
+
+type writer struct {
+	r *Recorder
+	// lost holds calls whose start could not be written; their later
+	// events are dropped instead of failing batch after batch.
+	lost map[int64]bool
+	// unsaved counts drops not yet added to the capture's counter.
+	unsaved     int64
+	lastWarn    time.Time
+	warnPending int64
+	warnErr     error
+}
+
+// drain writes everything queued, in batches.
+func (w *writer) drain(ctx context.Context) {
+	for {
+		evs, qdropped := w.r.q.take(w.r.opts.MaxBatch)
+		w.unsaved += qdropped
+		if qdropped > 0 {
+			w.warn(qdropped, errors.New("recording queue full"))
+		}
+		if len(evs) == 0 {
+			w.persistDrops(ctx)
+			return
+		}
+		w.write(ctx, evs)
+	}
+}
+
+func (w *writer) write(ctx context.Context, evs []store.Event) {
+	kept := evs[:0:0]
+	var skipped int64
+	for _, e := range evs {
+		if id := eventCall(&e); id != 0 && w.lost[id] {
+			skipped++
+			if e.End != nil {
+				delete(w.lost, id)
+			}
+			continue
+		}
+		kept = append(kept, e)
+	}
+	if skipped > 0 {
+		w.r.dropped.Add(skipped)
+		w.unsaved += skipped
+	}
+	if len(kept) == 0 {
+		return
+	}
+	if w.unsaved > 0 {
+		kept = append(kept, store.Event{Dropped: w.unsaved})
+	}
+	if err := w.r.st.WriteBatch(ctx, kept); err != nil {
+		n := int64(len(kept))
+		if w.unsaved > 0 {
+			n-- // the counter event itself
+		}
+		for _, e := range kept {
+			if e.Start != nil {
+				w.lost[e.Start.ID] = true
+			}
+			if e.End != nil {
+				delete(w.lost, e.End.CallID)
+			}
+		}
+		w.r.dropped.Add(n)
+		w.unsaved += n
+		w.warn(n, err)
+		return
+	}
+	w.unsaved = 0
+	w.r.recorded.Add(int64(len(kept)))
+	w.r.subs.publish(kept)
+}
+
+// persistDrops stores the drop count when nothing else carries it.
+func (w *writer) persistDrops(ctx context.Context) {
+	if w.unsaved == 0 {
+		return
+	}
+	if err := w.r.st.WriteBatch(ctx, []store.Event{{Dropped: w.unsaved}}); err == nil {
+		w.unsaved = 0
+	}
+}
+
+// warn logs drops at most every 10 seconds, with the count since the last
+// line.
+func (w *writer) warn(n int64, err error) {
+	w.warnPending += n
+	w.warnErr = err
+	if time.Since(w.lastWarn) < 10*time.Second {
+		return
+	}
+	w.r.log.Warn("recorder: dropping events; forwarding continues", "dropped", w.warnPending,
+		"dropped_total", w.r.dropped.Load(), "db", w.r.st.Path(), "err", w.warnErr)
+	w.lastWarn, w.warnPending = time.Now(), 0
+}
+
+func (w *writer) prune(ctx context.Context) {
+	var before time.Time
+	if w.r.opts.Retain > 0 {
+		before = time.Now().Add(-w.r.opts.Retain)
+	}
+	n, err := w.r.st.Prune(ctx, before, w.r.opts.MaxDBSize)
+	if err != nil {
+		w.r.log.Warn("recorder: retention failed", "db", w.r.st.Path(), "err", err)
+		return
+	}
+	if n > 0 {
+		w.r.log.Debug("recorder: pruned calls", "calls", n)
+	}
+}
+
+func eventCall(e *store.Event) int64 {
+	switch {
+	case e.Start != nil:
+		return e.Start.ID
+	case e.Header != nil:
+		return e.Header.CallID
+	case e.Message != nil:
+		return e.Message.CallID
+	case e.End != nil:
+		return e.End.CallID
+	}
+	return 0
+}

@@ -1,0 +1,697 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// rec is a store and a recorder on a fresh capture file.
+type rec struct {
+	path string
+	st   *store.Store
+	r    *Recorder
+}
+
+func newRec(t *testing.T, opts Options) *rec {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "cap.db")
+	st, err := store.Open(context.Background(), path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = quiet
+	}
+	r, err := New(context.Background(), st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &rec{path: path, st: st, r: r}
+	t.Cleanup(func() { x.close(t) })
+	return x
+}
+
+// close flushes and closes; safe to call twice.
+func (x *rec) close(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := x.r.Close(ctx); err != nil {
+		t.Error(err)
+	}
+	if err := x.st.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+// flush waits until everything queued so far is written.
+func (x *rec) flush(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		x.r.q.mu.Lock()
+		n := len(x.r.q.events)
+		x.r.q.mu.Unlock()
+		if n == 0 {
+			// The writer may hold the last batch; a read after a short
+			// pause sees it.
+			time.Sleep(30 * time.Millisecond)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("queue did not drain")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitCall polls the store until call id satisfies ok.
+func (x *rec) waitCall(t *testing.T, id int64, ok func(*store.CallWithMessages) bool) *store.CallWithMessages {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := x.st.GetCall(context.Background(), id)
+		if err == nil && ok(c) {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("call %d: %+v, %v", id, c, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func closed(c *store.CallWithMessages) bool { return c.State == "closed" }
+
+func TestObserverDirect(t *testing.T) {
+	x := newRec(t, Options{MaxMessage: 4})
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	co := x.r.StartCall(&proxy.CallStart{Method: "/a.B/C", Backend: "b:1", Authority: "a", Peer: "p:2", Protocol: proxy.ProtocolGRPCWeb,
+		Header: metadata.Pairs("Authorization", "Bearer hunter2", "x-key-bin", "\x00\x01", "x-plain", "v"), Time: t0})
+	co.ResponseHeader(&proxy.Header{MD: metadata.Pairs("set-cookie", "s=1", "h", "v"), Time: t0})
+	co.Message(&proxy.Message{Seq: 1, Direction: proxy.Request, Time: t0, Data: []byte("hello"), Size: 5})
+	co.Message(&proxy.Message{Seq: 2, Direction: proxy.Response, Time: t0, Data: []byte("abc"), Size: 3})
+	st, _ := status.New(codes.NotFound, "gone").WithDetails(durationpb.New(time.Second))
+	co.EndCall(&proxy.CallEnd{Status: st, Trailer: metadata.Pairs("t", "1"), Time: t0.Add(time.Second), Duration: time.Second})
+
+	c := x.waitCall(t, 1, closed)
+	anyB, _ := proto.Marshal(st.Proto().Details[0])
+	if d := cmp.Diff(store.Metadata{"authorization": {"[redacted]"}, "x-key-bin": {"AAE"}, "x-plain": {"v"}}, c.RequestHeaders); d != "" {
+		t.Error(d)
+	}
+	if d := cmp.Diff(store.Metadata{"set-cookie": {"[redacted]"}, "h": {"v"}}, c.ResponseHeaders); d != "" {
+		t.Error(d)
+	}
+	if d := cmp.Diff(&store.Status{Code: 5, Name: "NOT_FOUND", Message: "gone", Details: [][]byte{anyB}}, c.Status); d != "" {
+		t.Error(d)
+	}
+	if c.Protocol != "grpc-web" || c.RPC != "unary" || c.RequestBytes != 5 || c.ResponseBytes != 3 || *c.DurationMS != 1000 {
+		t.Errorf("call: %+v", c.Call)
+	}
+	m := c.Messages
+	if len(m) != 2 || !m[0].Truncated || m[0].Size != 5 || string(m[0].Raw) != "hell" || m[1].Truncated || string(m[1].Raw) != "abc" {
+		t.Errorf("messages: %+v", m)
+	}
+}
+
+func TestNoRedact(t *testing.T) {
+	x := newRec(t, Options{Redact: []string{}})
+	co := x.r.StartCall(&proxy.CallStart{Method: "/a/b", Header: metadata.Pairs("authorization", "tok"), Time: time.Now()})
+	co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: time.Now()})
+	c := x.waitCall(t, 1, closed)
+	if got := c.RequestHeaders["authorization"]; len(got) != 1 || got[0] != "tok" {
+		t.Fatalf("authorization = %v", got)
+	}
+}
+
+func TestQueueFullDropsAndCounts(t *testing.T) {
+	x := newRec(t, Options{QueueBytes: 4 << 10})
+	body := bytes.Repeat([]byte{1}, 1000)
+	var cos []proxy.CallObserver
+	start := time.Now()
+	for i := 0; i < 20; i++ {
+		co := x.r.StartCall(&proxy.CallStart{Method: "/a/b", Time: time.Now()})
+		for s := 1; s <= 50; s++ {
+			co.Message(&proxy.Message{Seq: s, Direction: proxy.Request, Time: time.Now(), Data: body, Size: len(body)})
+		}
+		cos = append(cos, co)
+	}
+	for _, co := range cos {
+		co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: time.Now()})
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("observer calls took %v: they must not block", el)
+	}
+	x.close(t)
+	stats := x.r.Stats()
+	if stats.Dropped == 0 {
+		t.Fatal("nothing dropped with a 4 KiB queue")
+	}
+	st, err := store.Open(context.Background(), x.path, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n, err := st.DroppedEvents(context.Background())
+	if err != nil || n != stats.Dropped {
+		t.Fatalf("stored drop count %d, %v; recorder counted %d", n, err, stats.Dropped)
+	}
+	calls, _ := st.ListCalls(context.Background(), store.Filter{})
+	var perCall int64
+	for _, c := range calls {
+		if c.State != "closed" {
+			t.Errorf("call %d left open", c.ID)
+		}
+		perCall += c.DroppedEvents
+		if int64(len(mustMsgs(t, st, c.ID)))+c.DroppedEvents != 50 {
+			t.Errorf("call %d: messages + dropped != 50", c.ID)
+		}
+	}
+	if lostCalls := int64(20 - len(calls)); perCall+lostCalls*52 != stats.Dropped {
+		t.Errorf("per-call drops %d + %d lost calls ≠ %d", perCall, lostCalls, stats.Dropped)
+	}
+}
+
+func mustMsgs(t *testing.T, st *store.Store, id int64) []store.Message {
+	m, err := st.Messages(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// A store that cannot be written (read-only here; a full disk behaves the
+// same) loses the events, counts them and never blocks the observer.
+func TestUnwritableStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cap.db")
+	st, err := store.Open(context.Background(), path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	ro, err := store.Open(context.Background(), path, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	var logBuf syncBuffer
+	r, err := New(context.Background(), ro, Options{Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		co := r.StartCall(&proxy.CallStart{Method: "/a/b", Time: time.Now()})
+		co.Message(&proxy.Message{Seq: 1, Direction: proxy.Request, Time: time.Now(), Data: []byte("x"), Size: 1})
+		co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: time.Now()})
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Stats(); s.Dropped != 30 || s.Recorded != 0 {
+		t.Fatalf("stats %+v, want 30 dropped", s)
+	}
+	if !strings.Contains(logBuf.String(), "dropping events") {
+		t.Fatalf("log: %s", logBuf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func TestSubscribe(t *testing.T) {
+	x := newRec(t, Options{})
+	feed, cancel := x.r.Subscribe(64)
+	defer cancel()
+	co := x.r.StartCall(&proxy.CallStart{Method: "/a/b", Time: time.Now()})
+	co.Message(&proxy.Message{Seq: 1, Direction: proxy.Request, Time: time.Now(), Data: []byte("x"), Size: 1})
+	co.EndCall(&proxy.CallEnd{Status: status.New(codes.Aborted, ""), Time: time.Now()})
+	var kinds []string
+	for len(kinds) < 3 {
+		select {
+		case e := <-feed:
+			kinds = append(kinds, e.Kind)
+			// The event is published after commit: the row is there.
+			if _, err := x.st.GetCall(context.Background(), e.CallID); err != nil {
+				t.Fatalf("%s event before the row: %v", e.Kind, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("feed gave %v", kinds)
+		}
+	}
+	if d := cmp.Diff([]string{"start", "message", "end"}, kinds); d != "" {
+		t.Fatal(d)
+	}
+}
+
+func TestReopenClosesOpenCallsAndContinuesIDs(t *testing.T) {
+	x := newRec(t, Options{})
+	co := x.r.StartCall(&proxy.CallStart{Method: "/a/b", Time: time.Now()})
+	co.Message(&proxy.Message{Seq: 1, Direction: proxy.Request, Time: time.Now(), Data: []byte("x"), Size: 1})
+	x.flush(t)
+	x.close(t) // the call is never ended: as if the proxy died
+	st, err := store.Open(context.Background(), x.path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(context.Background(), st, Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.st, x.r = st, r
+	c := x.waitCall(t, 1, closed)
+	if c.Status.Code != int(codes.Unavailable) || c.Status.Message != store.StoppedMessage {
+		t.Fatalf("status %+v", c.Status)
+	}
+	co = r.StartCall(&proxy.CallStart{Method: "/a/b", Time: time.Now()})
+	co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: time.Now()})
+	x.waitCall(t, 2, closed)
+}
+
+// ---- end to end, through a real proxy and a real backend ----
+
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+func (rawCodec) Name() string { return "grpctap-test-raw" }
+
+func serve(t *testing.T, srv *grpc.Server) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	return lis.Addr().String()
+}
+
+// backend answers by method: Unary, Client (sums), Server (4 replies),
+// Bidi (echo), Fail (headers, then FAILED_PRECONDITION with details).
+func backend(_ any, ss grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(ss)
+	ss.SetHeader(metadata.Pairs("x-resp", "h1"))
+	ss.SetTrailer(metadata.Pairs("x-trail", "t1", "x-trail-bin", "\x01\x02"))
+	recv := func() ([]byte, error) {
+		var b []byte
+		err := ss.RecvMsg(&b)
+		return b, err
+	}
+	send := func(b []byte) error { return ss.SendMsg(&b) }
+	switch method {
+	case "/test.S/Unary":
+		b, err := recv()
+		if err != nil {
+			return err
+		}
+		return send(append(b, b...))
+	case "/test.S/Client":
+		var all []byte
+		for {
+			b, err := recv()
+			if err == io.EOF {
+				return send(all)
+			}
+			if err != nil {
+				return err
+			}
+			all = append(all, b...)
+		}
+	case "/test.S/Server":
+		b, err := recv()
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 4; i++ {
+			if err := send(b[:i+1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "/test.S/Bidi":
+		for {
+			b, err := recv()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := send(b); err != nil {
+				return err
+			}
+		}
+	case "/test.S/Fail":
+		if _, err := recv(); err != nil {
+			return err
+		}
+		ss.SendHeader(nil)
+		st, _ := status.New(codes.FailedPrecondition, "not yet").WithDetails(durationpb.New(3 * time.Second))
+		return st.Err()
+	}
+	return status.Error(codes.Unimplemented, method)
+}
+
+// e2e starts a backend, a recording proxy in front of it and a client.
+func e2e(t *testing.T, opts Options) (*rec, *grpc.ClientConn) {
+	t.Helper()
+	x := newRec(t, opts)
+	back := serve(t, grpc.NewServer(grpc.UnknownServiceHandler(backend), grpc.ForceServerCodecV2(rawCodec{})))
+	p, err := proxy.New(proxy.Options{Backend: back, Observer: x.r, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	addr := serve(t, p.NewServer())
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return x, cc
+}
+
+func stream(t *testing.T, ctx context.Context, cc *grpc.ClientConn, method string, reqs [][]byte) ([][]byte, error) {
+	t.Helper()
+	cs, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, method)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range reqs {
+		if err := cs.SendMsg(&r); err != nil {
+			return nil, err
+		}
+	}
+	cs.CloseSend()
+	var out [][]byte
+	for {
+		var b []byte
+		if err := cs.RecvMsg(&b); err != nil {
+			if err == io.EOF {
+				return out, nil
+			}
+			return out, err
+		}
+		out = append(out, b)
+	}
+}
+
+func TestEndToEndEveryRPCKind(t *testing.T) {
+	x, cc := e2e(t, Options{})
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-req", "r1", "x-req-bin", "\x00\xff")
+	type want struct {
+		method                   string
+		reqs                     [][]byte
+		rpc                      string
+		reqN, respN, reqB, respB int64
+		code                     codes.Code
+		msgSizes                 []int64
+	}
+	a, b, c := []byte("aaaa"), []byte("bbbbbb"), []byte("cc")
+	cases := []want{
+		{"/test.S/Unary", [][]byte{a}, "unary", 1, 1, 4, 8, codes.OK, []int64{4, 8}},
+		{"/test.S/Client", [][]byte{a, b, c}, "client_streaming", 3, 1, 12, 12, codes.OK, []int64{4, 6, 2, 12}},
+		{"/test.S/Server", [][]byte{a}, "server_streaming", 1, 4, 4, 10, codes.OK, []int64{4, 1, 2, 3, 4}},
+		{"/test.S/Bidi", [][]byte{a, b, c}, "bidi_streaming", 3, 3, 12, 12, codes.OK, nil},
+		{"/test.S/Fail", [][]byte{a}, "unary", 1, 0, 4, 0, codes.FailedPrecondition, []int64{4}},
+	}
+	for i, w := range cases {
+		_, err := stream(t, ctx, cc, w.method, w.reqs)
+		if status.Code(err) != w.code {
+			t.Fatalf("%s: %v", w.method, err)
+		}
+		got := x.waitCall(t, int64(i+1), closed)
+		if got.Method != w.method || got.Service != "test.S" || got.RPC != w.rpc || got.RequestCount != w.reqN || got.ResponseCount != w.respN ||
+			got.RequestBytes != w.reqB || got.ResponseBytes != w.respB || got.Status.Code != int(w.code) || got.Protocol != "grpc" {
+			t.Errorf("%s: %+v status %+v", w.method, got.Call, got.Status)
+		}
+		if len(got.Messages) != int(w.reqN+w.respN) {
+			t.Errorf("%s: %d messages", w.method, len(got.Messages))
+		}
+		for j, m := range got.Messages {
+			if m.Seq != j+1 || int64(len(m.Raw)) != m.Size {
+				t.Errorf("%s message %d: %+v", w.method, j, m)
+			}
+			if w.msgSizes != nil && m.Size != w.msgSizes[j] {
+				t.Errorf("%s message %d size %d, want %d", w.method, j, m.Size, w.msgSizes[j])
+			}
+		}
+		if got.RequestHeaders["x-req"][0] != "r1" || got.RequestHeaders["x-req-bin"][0] != "AP8" {
+			t.Errorf("%s request headers %v", w.method, got.RequestHeaders)
+		}
+		if got.ResponseHeaders["x-resp"][0] != "h1" {
+			t.Errorf("%s response headers %v", w.method, got.ResponseHeaders)
+		}
+		if got.Trailers["x-trail"][0] != "t1" || got.Trailers["x-trail-bin"][0] != "AQI" {
+			t.Errorf("%s trailers %v", w.method, got.Trailers)
+		}
+		if got.Backend == "" || got.Peer == "" || got.Authority == "" || got.End == nil || got.End.Before(got.Start) {
+			t.Errorf("%s: %+v", w.method, got.Call)
+		}
+	}
+	fail, _ := x.st.GetCall(context.Background(), 5)
+	d, _ := proto.Marshal(mustAny(t))
+	if fail.Status.Name != "FAILED_PRECONDITION" || fail.Status.Message != "not yet" || len(fail.Status.Details) != 1 ||
+		!proto.Equal(mustUnmarshalAny(t, fail.Status.Details[0]), mustUnmarshalAny(t, d)) {
+		t.Errorf("status %+v", fail.Status)
+	}
+}
+
+func TestEndToEndOpenCallVisible(t *testing.T) {
+	x, cc := e2e(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cs, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/test.S/Bidi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte("first")
+	cs.SendMsg(&b)
+	var back []byte
+	if err := cs.RecvMsg(&back); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c := x.waitCall(t, 1, func(c *store.CallWithMessages) bool { return len(c.Messages) == 2 })
+	if c.State != "open" || c.End != nil || c.Status != nil {
+		t.Fatalf("open call: %+v", c.Call)
+	}
+	if el := time.Since(start); el > 500*time.Millisecond {
+		t.Errorf("open call took %v to appear", el)
+	}
+	cs.CloseSend()
+	if err := cs.RecvMsg(&back); err != io.EOF {
+		t.Fatal(err)
+	}
+	x.waitCall(t, 1, closed)
+}
+
+func TestEndToEndConcurrentClients(t *testing.T) {
+	x, cc := e2e(t, Options{})
+	const clients, each = 32, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < each; j++ {
+				body := []byte(fmt.Sprintf("client %d call %d", i, j))
+				if _, err := stream(t, context.Background(), cc, "/test.S/Unary", [][]byte{body}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	x.flush(t)
+	x.close(t)
+	st, err := store.Open(context.Background(), x.path, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	calls, err := st.ListCalls(context.Background(), store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != clients*each {
+		t.Fatalf("%d calls recorded, want %d", len(calls), clients*each)
+	}
+	seen := map[string]bool{}
+	for _, c := range calls {
+		if c.State != "closed" || c.RequestCount != 1 || c.ResponseCount != 1 || c.Status.Code != 0 {
+			t.Fatalf("call %+v", c)
+		}
+		m := mustMsgs(t, st, c.ID)
+		seen[string(m[0].Raw)] = true
+		if string(m[1].Raw) != strings.Repeat(string(m[0].Raw), 2) {
+			t.Fatalf("call %d: response %q for request %q", c.ID, m[1].Raw, m[0].Raw)
+		}
+	}
+	if len(seen) != clients*each {
+		t.Fatalf("%d distinct requests", len(seen))
+	}
+	if n, _ := st.DroppedEvents(context.Background()); n != 0 || x.r.Stats().Dropped != 0 {
+		t.Fatalf("dropped %d", n)
+	}
+}
+
+func TestEndToEndRedaction(t *testing.T) {
+	const secret = "Bearer s3cr3t-7f9a2c"
+	for _, redact := range []bool{true, false} {
+		t.Run(fmt.Sprint("redact=", redact), func(t *testing.T) {
+			opts := Options{}
+			if !redact {
+				opts.Redact = []string{}
+			}
+			x, cc := e2e(t, opts)
+			ctx := metadata.AppendToOutgoingContext(context.Background(),
+				"authorization", secret, "cookie", "session="+secret, "x-api-key", secret, "x-other", "visible")
+			for i := 0; i < 5; i++ {
+				if _, err := stream(t, ctx, cc, "/test.S/Unary", [][]byte{[]byte("hi")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := x.waitCall(t, 5, closed)
+			x.close(t)
+			if redact && (c.RequestHeaders["authorization"][0] != Redacted || c.RequestHeaders["x-other"][0] != "visible") {
+				t.Fatalf("headers %v", c.RequestHeaders)
+			}
+			found := false
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				b, err := os.ReadFile(x.path + suffix)
+				if errors.Is(err, os.ErrNotExist) {
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				found = found || bytes.Contains(b, []byte("s3cr3t-7f9a2c"))
+			}
+			if found == redact {
+				t.Fatalf("secret in the database files: %v, with redaction %v", found, redact)
+			}
+		})
+	}
+}
+
+func TestEndToEndTruncation(t *testing.T) {
+	x, cc := e2e(t, Options{MaxMessage: 1000})
+	big := bytes.Repeat([]byte("0123456789"), 500) // 5000 bytes
+	if _, err := stream(t, context.Background(), cc, "/test.S/Unary", [][]byte{big}); err != nil {
+		t.Fatal(err)
+	}
+	c := x.waitCall(t, 1, closed)
+	for _, m := range c.Messages {
+		if !m.Truncated || len(m.Raw) != 1000 || !bytes.Equal(m.Raw, big[:1000]) {
+			t.Errorf("message %d: truncated %v, %d bytes", m.Seq, m.Truncated, len(m.Raw))
+		}
+	}
+	if c.Messages[0].Size != 5000 || c.Messages[1].Size != 10000 || c.RequestBytes != 5000 || c.ResponseBytes != 10000 {
+		t.Errorf("sizes: %+v %+v", c.Call, c.Messages)
+	}
+}
+
+func mustAny(t *testing.T) proto.Message {
+	st, err := status.New(codes.FailedPrecondition, "").WithDetails(durationpb.New(3 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Proto().Details[0]
+}
+
+func mustUnmarshalAny(t *testing.T, b []byte) proto.Message {
+	a := mustAny(t)
+	m := proto.Clone(a)
+	proto.Reset(m)
+	if err := proto.Unmarshal(b, m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// BenchmarkRecorder measures the whole recording path (observer calls,
+// queue, writer, SQLite) for 300-byte messages.
+func BenchmarkRecorder(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "cap.db")
+	st, err := store.Open(context.Background(), path, store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	r, err := New(context.Background(), st, Options{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := bytes.Repeat([]byte("x"), 300)
+	b.ResetTimer()
+	start := time.Now()
+	var co proxy.CallObserver
+	for i := 0; i < b.N; i++ {
+		if i%10 == 0 {
+			if co != nil {
+				co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: time.Now()})
+			}
+			co = r.StartCall(&proxy.CallStart{Method: "/bench.S/M", Time: time.Now()})
+		}
+		co.Message(&proxy.Message{Seq: i%10 + 1, Direction: proxy.Request, Time: time.Now(), Data: body, Size: 300})
+	}
+	co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: time.Now()})
+	if err := r.Close(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	b.ReportMetric(float64(r.Stats().Dropped), "dropped")
+}
