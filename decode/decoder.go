@@ -219,7 +219,7 @@ func (d *Decoder) decodeAs(ctx context.Context, md protoreflect.MessageDescripto
 	}
 	r := Result{JSON: buf.Bytes(), MessageType: string(md.FullName())}
 	for _, u := range c.unknown {
-		fields, _, err := parseFields(u.raw, u.offset, 0, 0, true)
+		fields, _, err := parseFields(u.raw, u.offset, 0, 0, false)
 		if err != nil || len(fields) != 1 {
 			continue // cannot happen: check already walked these bytes
 		}

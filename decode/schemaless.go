@@ -15,6 +15,11 @@ import (
 // length-delimited fields are shown as strings or bytes.
 const maxNesting = 32
 
+// maxGuessedField is the highest field number accepted in a length-delimited
+// value guessed to be a message. Real schemas rarely go past a few
+// thousand; random bytes often produce huge numbers.
+const maxGuessedField = 1 << 16
+
 // Node is a message decoded without a schema: its fields in wire order.
 // Its JSON form is documented in the package comment.
 type Node struct {
@@ -71,19 +76,26 @@ func (e *WireError) Error() string {
 // malformed input it returns the fields read before the fault and a
 // *WireError; the Node is never nil.
 func Schemaless(raw []byte) (*Node, error) {
-	fields, _, err := parseFields(raw, 0, 0, 0, true)
+	fields, _, err := parseFields(raw, 0, 0, 0, false)
 	return &Node{Fields: fields}, err
 }
 
 // parseFields reads fields from b until its end, or until the end-group tag
 // of endGroup when endGroup > 0. base is b's offset in the outermost message.
-func parseFields(b []byte, base, depth int, endGroup protowire.Number, allowGroups bool) ([]*Field, int, error) {
+//
+// guessing is set while testing whether a length-delimited value is a
+// message: then encodings no encoder writes (groups, non-minimal varints,
+// field numbers above maxGuessedField) make it "not a message".
+func parseFields(b []byte, base, depth int, endGroup protowire.Number, guessing bool) ([]*Field, int, error) {
 	fields := []*Field{}
 	pos := 0
 	for pos < len(b) {
 		num, typ, n := protowire.ConsumeTag(b[pos:])
 		if n < 0 {
 			return fields, pos, &WireError{Offset: base + pos, Reason: "bad tag: " + protowire.ParseError(n).Error()}
+		}
+		if guessing && (num > maxGuessedField || n != protowire.SizeTag(num)) {
+			return fields, pos, &WireError{Offset: base + pos, Reason: "unlikely tag in a guessed message"}
 		}
 		f := &Field{Number: int32(num), Offset: base + pos}
 		pos += n
@@ -92,6 +104,9 @@ func parseFields(b []byte, base, depth int, endGroup protowire.Number, allowGrou
 			v, n := protowire.ConsumeVarint(b[pos:])
 			if n < 0 {
 				return fields, pos, &WireError{Offset: base + pos, Reason: fmt.Sprintf("field %d: bad varint: %v", num, protowire.ParseError(n))}
+			}
+			if guessing && n != protowire.SizeVarint(v) {
+				return fields, pos, &WireError{Offset: base + pos, Reason: "non-minimal varint in a guessed message"}
 			}
 			pos += n
 			f.Wire = "varint"
@@ -133,13 +148,13 @@ func parseFields(b []byte, base, depth int, endGroup protowire.Number, allowGrou
 			f.Length = &l
 			guessBytes(f, v, valueOff, depth)
 		case protowire.StartGroupType:
-			if !allowGroups {
+			if guessing {
 				return fields, pos, &WireError{Offset: base + pos - n, Reason: fmt.Sprintf("field %d: group inside a guessed message", num)}
 			}
 			if depth >= maxNesting {
 				return fields, pos, &WireError{Offset: base + pos - n, Reason: "groups nested too deep"}
 			}
-			sub, used, err := parseFields(b[pos:], base+pos, depth+1, num, allowGroups)
+			sub, used, err := parseFields(b[pos:], base+pos, depth+1, num, false)
 			if err != nil {
 				return fields, pos, err
 			}
@@ -170,7 +185,7 @@ func guessBytes(f *Field, v []byte, off, depth int) {
 		return
 	}
 	if len(v) > 0 && depth < maxNesting {
-		if sub, _, err := parseFields(v, off, depth+1, 0, false); err == nil && len(sub) > 0 {
+		if sub, _, err := parseFields(v, off, depth+1, 0, true); err == nil && len(sub) > 0 {
 			f.Message = &Node{Fields: sub}
 			return
 		}
