@@ -76,6 +76,7 @@ Start with 'grpctap demo' to see it work against a built-in backend.`,
 	root.SetErr(stderr)
 	root.AddCommand(
 		newProxyCmd(),
+		newDemoCmd(),
 	)
 	return root
 }

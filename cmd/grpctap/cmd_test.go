@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/grpctap/grpctap/demo"
+	"github.com/grpctap/grpctap/demo/demopb"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// syncBuffer is an io.Writer the test can read while a command writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// started runs a grpctap command line in the background. stop cancels it
+// (as SIGINT would) and returns run's error.
+type started struct {
+	out, errOut *syncBuffer
+	cancel      context.CancelFunc
+	done        chan error
+}
+
+func start(t *testing.T, args ...string) *started {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &started{out: &syncBuffer{}, errOut: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- run(ctx, args, s.out, s.errOut) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.done:
+		case <-time.After(20 * time.Second):
+			t.Error("command did not stop within 20s of cancellation")
+		}
+	})
+	return s
+}
+
+func (s *started) stop(t *testing.T, within time.Duration) error {
+	t.Helper()
+	s.cancel()
+	select {
+	case err := <-s.done:
+		s.done <- err // for Cleanup
+		return err
+	case <-time.After(within):
+		t.Fatalf("command still running %v after cancellation", within)
+		return nil
+	}
+}
+
+// waitFor polls the command's output until re matches, returning group 1.
+func (s *started) waitFor(t *testing.T, re *regexp.Regexp) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, text := range []string{s.out.String(), s.errOut.String()} {
+			if m := re.FindStringSubmatch(text); m != nil {
+				return m[1]
+			}
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("command exited early: %v\nstdout:\n%s\nstderr:\n%s", err, s.out, s.errOut)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no match for %v in output:\n%s\n%s", re, s.out, s.errOut)
+	return ""
+}
+
+var (
+	demoProxyLine = regexp.MustCompile(`proxy\s+(127\.0\.0\.1:\d+)`)
+	listeningLine = regexp.MustCompile(`grpctap proxy listening.*addr=(127\.0\.0\.1:\d+)`)
+)
+
+func demoClient(t *testing.T, addr string) demopb.DemoServiceClient {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return demopb.NewDemoServiceClient(cc)
+}
+
+func TestDemoServesThroughTheProxy(t *testing.T) {
+	s := start(t, "demo", "--listen", "127.0.0.1:0", "--traffic", "50ms")
+	addr := s.waitFor(t, demoProxyLine)
+	out := s.out.String()
+	for _, hint := range []string{"grpcurl -plaintext", "grpctap.demo.v1.DemoService/Echo", addr} {
+		if !strings.Contains(out, hint) {
+			t.Errorf("demo output lacks %q:\n%s", hint, out)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := demoClient(t, addr).Echo(ctx, &demopb.EchoRequest{Message: "through grpctap"})
+	if err != nil || resp.GetMessage() != "through grpctap" {
+		t.Fatalf("Echo via demo proxy: %v, %v", resp, err)
+	}
+	time.Sleep(300 * time.Millisecond) // let the sample traffic run a few rounds
+	if err := s.stop(t, 15*time.Second); err != nil {
+		t.Fatalf("demo exited with %v, want nil (exit 0)", err)
+	}
+	if e := s.errOut.String(); strings.Contains(e, "demo traffic") {
+		t.Errorf("sample traffic reported failures:\n%s", e)
+	}
+}
+
+// TestShutdownLetsCallsFinish: on SIGINT the proxy stops accepting but a
+// call in flight completes; run returns nil.
+func TestShutdownLetsCallsFinish(t *testing.T) {
+	backend, err := demo.Start(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = backend.Close(context.Background()) })
+	s := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", backend.Addr(), "--shutdown-timeout", "10s")
+	addr := s.waitFor(t, listeningLine)
+	c := demoClient(t, addr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := c.Countdown(ctx, &demopb.CountdownRequest{Count: 5, Interval: durationpb.New(150 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop(t, 15*time.Second) }()
+	ticks := 1
+	for {
+		_, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("call in flight broke during shutdown after %d ticks: %v", ticks, err)
+		}
+		ticks++
+	}
+	if ticks != 5 {
+		t.Errorf("got %d ticks, want all 5", ticks)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("proxy exited with %v, want nil", err)
+	}
+}
+
+// TestShutdownCancelsAfterGrace: a call longer than --shutdown-timeout is
+// cancelled and the proxy still exits cleanly.
+func TestShutdownCancelsAfterGrace(t *testing.T) {
+	backend, err := demo.Start(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = backend.Close(context.Background()) })
+	s := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", backend.Addr(), "--shutdown-timeout", "300ms")
+	addr := s.waitFor(t, listeningLine)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := demoClient(t, addr).Countdown(ctx, &demopb.CountdownRequest{Count: 100, Interval: durationpb.New(100 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if err := s.stop(t, 10*time.Second); err != nil {
+		t.Errorf("proxy exited with %v, want nil", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("shutdown took %v with a 300ms grace", d)
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if c := status.Code(err); c == codes.OK {
+				t.Errorf("long call ended OK; want it cut by shutdown")
+			}
+			break
+		}
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"proxy"}, "needs --backend"},
+		{[]string{"proxy", "--backend", "x:1", "--route", "nope"}, "want PREFIX=ADDR"},
+		{[]string{"proxy", "--backend", "x:1", "--max-msg-size", "lots"}, "not a size"},
+		{[]string{"proxy", "--backend", "x:1", "--tls-cert", "c.pem"}, "--tls-key"},
+		{[]string{"proxy", "--backend", "x:1", "--backend-cert", "c.pem"}, "both a cert file and a key file"},
+		{[]string{"proxy", "--backend", "x:1", "--log-level", "loud"}, "not a log level"},
+		{[]string{"nosuch"}, "unknown command"},
+	} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), tc.args, &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want it to mention %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "4194304": 4 << 20, "4MiB": 4 << 20, "64 mib": 64 << 20, "512KB": 512000, "1g": 1 << 30, "10b": 10} {
+		if got, err := parseByteSize(in); err != nil || got != want {
+			t.Errorf("parseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "MiB", "1.5MiB", "ten"} {
+		if _, err := parseByteSize(bad); err == nil {
+			t.Errorf("parseByteSize(%q) succeeded", bad)
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/grpctap/grpctap/demo"
+	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/proxy"
+)
+
+type demoFlags struct {
+	proxy   proxyFlags
+	traffic time.Duration
+}
+
+func newDemoCmd() *cobra.Command {
+	var f demoFlags
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the proxy in front of a built-in demo backend, with sample traffic",
+		Long: `demo starts a small gRPC service of grpctap's own (grpctap.demo.v1.DemoService:
+unary Echo, client-streaming Sum, server-streaming Countdown, bidi Chat, with
+server reflection) and the proxy in front of it, then prints the proxy's
+address and commands to try. Unless --traffic=0, it also sends a few calls of
+every kind through the proxy now and then, so there is something to look at.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDemo(cmd.Context(), cmd, &f)
+		},
+	}
+	f.proxy.register(cmd.Flags(), false)
+	cmd.Flags().DurationVar(&f.traffic, "traffic", 3*time.Second, "send a round of sample calls through the proxy this often (0 turns it off)")
+	return cmd
+}
+
+func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
+	log := newLogger(cmd.ErrOrStderr(), f.proxy.logLevel.Level)
+	backend, err := demo.Start(ctx, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), f.proxy.shutdownTimeout)
+		defer cancel()
+		_ = backend.Close(cctx)
+	}()
+	f.proxy.backend = backend.Addr()
+	opts, err := f.proxy.options(log)
+	if err != nil {
+		return err
+	}
+	srvOpts, err := f.proxy.serverOptions()
+	if err != nil {
+		return err
+	}
+	p, err := proxy.New(opts)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	lis, err := net.Listen("tcp", f.proxy.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w (pick another port with --listen)", err)
+	}
+	addr := lis.Addr().String()
+	printDemoHints(cmd.OutOrStdout(), addr, backend.Addr(), f.proxy.tlsCert != "")
+
+	var wg sync.WaitGroup
+	trafficCtx, stopTraffic := context.WithCancel(ctx)
+	defer func() { stopTraffic(); wg.Wait() }()
+	if f.traffic > 0 && f.proxy.tlsCert == "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); sampleTraffic(trafficCtx, addr, f.traffic, log) }()
+	}
+	return serveGRPC(ctx, p.NewServer(srvOpts...), lis, f.proxy.shutdownTimeout, log)
+}
+
+func printDemoHints(w io.Writer, addr, backend string, tls bool) {
+	plaintext := "-plaintext "
+	if tls {
+		plaintext = "-insecure "
+	}
+	fmt.Fprintf(w, `grpctap demo
+  proxy    %s  (clients connect here)
+  backend  %s  (grpctap.demo.v1.DemoService, with reflection)
+
+Try it (grpcurl):
+  grpcurl %s%s list
+  grpcurl %s-d '{"message":"hello","tags":["a","b"]}' %s grpctap.demo.v1.DemoService/Echo
+  grpcurl %s-d '{"count":3}' %s grpctap.demo.v1.DemoService/Countdown
+
+Press Ctrl-C to stop.
+`, addr, backend, plaintext, addr, plaintext, addr, plaintext, addr)
+}
+
+// sampleTraffic sends one call of each RPC kind through the proxy every
+// interval until ctx ends, so a new user sees every kind of call pass.
+func sampleTraffic(ctx context.Context, addr string, interval time.Duration, log *slog.Logger) {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Warn("demo traffic: dial", "err", err)
+		return
+	}
+	defer cc.Close()
+	c := demopb.NewDemoServiceClient(cc)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for round := 1; ; round++ {
+		if err := demoRound(ctx, c, round); err != nil && ctx.Err() == nil {
+			log.Warn("demo traffic", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// demoRound makes one call of each kind; every fourth round Echo fails on
+// purpose, so errors show up too.
+func demoRound(ctx context.Context, c demopb.DemoServiceClient, round int) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "x-demo-round", fmt.Sprint(round), "authorization", "Bearer demo-secret-token")
+	req := &demopb.EchoRequest{
+		Message: fmt.Sprintf("hello #%d", round),
+		Author:  &demopb.Author{Name: "demo", Mood: demopb.Mood_MOOD_CURIOUS},
+		Tags:    []string{"demo", "sample"},
+		Labels:  map[string]string{"round": fmt.Sprint(round)},
+	}
+	if round%4 == 0 {
+		req.Fail = &demopb.FailWith{Code: 9, Message: "the demo fails every fourth round on purpose"}
+	}
+	if _, err := c.Echo(ctx, req); err != nil && req.Fail == nil {
+		return fmt.Errorf("Echo: %w", err)
+	}
+	sum, err := c.Sum(ctx)
+	if err != nil {
+		return fmt.Errorf("Sum: %w", err)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := sum.Send(&demopb.SumRequest{Value: &demopb.SumRequest_Integer{Integer: int64(i * round)}}); err != nil {
+			return fmt.Errorf("Sum: %w", err)
+		}
+	}
+	if _, err := sum.CloseAndRecv(); err != nil {
+		return fmt.Errorf("Sum: %w", err)
+	}
+	cd, err := c.Countdown(ctx, &demopb.CountdownRequest{Count: 3, Interval: durationpb.New(100 * time.Millisecond)})
+	if err != nil {
+		return fmt.Errorf("Countdown: %w", err)
+	}
+	for {
+		if _, err := cd.Recv(); err != nil {
+			if err == io.EOF {
+				break
+			}
+			return fmt.Errorf("Countdown: %w", err)
+		}
+	}
+	chat, err := c.Chat(ctx)
+	if err != nil {
+		return fmt.Errorf("Chat: %w", err)
+	}
+	for _, text := range []string{"hi", "how are you?"} {
+		if err := chat.Send(&demopb.ChatMessage{Author: &demopb.Author{Name: "demo"}, Text: text}); err != nil {
+			return fmt.Errorf("Chat: %w", err)
+		}
+		if _, err := chat.Recv(); err != nil {
+			return fmt.Errorf("Chat: %w", err)
+		}
+	}
+	if err := chat.CloseSend(); err != nil {
+		return fmt.Errorf("Chat: %w", err)
+	}
+	if _, err := chat.Recv(); err != io.EOF {
+		return fmt.Errorf("Chat: stream did not end: %v", err)
+	}
+	return nil
+}
