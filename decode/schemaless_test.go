@@ -191,7 +191,14 @@ func TestProtoFilesErrors(t *testing.T) {
 	if _, err := NewProtoFiles([]string{protoDir}, []string{filepath.Join(protoDir, kitchenProto)}); err != nil {
 		t.Errorf("path with import dir prefix: %v", err)
 	}
-	_, err := NewProtoFiles([]string{protoDir}, []string{"kitchen/v1/missing.proto"})
+	abs, err := filepath.Abs(filepath.Join(protoDir, kitchenProto))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewProtoFiles([]string{protoDir}, []string{abs}); err != nil {
+		t.Errorf("absolute path under the import dir: %v", err)
+	}
+	_, err = NewProtoFiles([]string{protoDir}, []string{"kitchen/v1/missing.proto"})
 	if err == nil || !strings.Contains(err.Error(), "missing.proto") {
 		t.Errorf("missing file: %v", err)
 	}

@@ -241,13 +241,20 @@ func NewProtoFiles(importPaths, files []string) (Source, error) {
 }
 
 func relativeToImportPath(importPaths []string, file string) string {
-	clean := filepath.Clean(file)
+	absFile, err := filepath.Abs(file)
+	if err != nil {
+		return file
+	}
 	for _, ip := range importPaths {
 		if _, err := os.Stat(filepath.Join(ip, file)); err == nil {
 			return file
 		}
-		r, err := filepath.Rel(filepath.Clean(ip), clean)
-		if err == nil && !strings.HasPrefix(r, "..") {
+		absIP, err := filepath.Abs(ip)
+		if err != nil {
+			continue
+		}
+		r, err := filepath.Rel(absIP, absFile)
+		if err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator)) {
 			if _, err := os.Stat(filepath.Join(ip, r)); err == nil {
 				return filepath.ToSlash(r)
 			}
