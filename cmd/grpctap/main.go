@@ -77,6 +77,10 @@ Start with 'grpctap demo' to see it work against a built-in backend.`,
 	root.AddCommand(
 		newProxyCmd(),
 		newDemoCmd(),
+		newCallsCmd(),
+		newShowCmd(),
+		newExportCmd(),
+		newImportCmd(),
 	)
 	return root
 }

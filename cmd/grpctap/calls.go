@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/grpctap/grpctap/store"
+)
+
+// filterFlags select calls; shared by 'calls' and 'export'.
+type filterFlags struct {
+	db     string
+	method string
+	status string
+	since  time.Duration
+	limit  int
+}
+
+func (f *filterFlags) register(fs *pflag.FlagSet, defaultLimit int) {
+	fs.StringVar(&f.db, "db", defaultDB, "capture file to read")
+	fs.StringVar(&f.method, "method", "", "only methods matching this glob (e.g. '/pkg.Svc/*', '*Watch*')")
+	fs.StringVar(&f.status, "status", "", "only calls that ended with this status: a number or a name in any case (5, not_found, NotFound)")
+	fs.DurationVar(&f.since, "since", 0, "only calls started within this long (e.g. 10m)")
+	fs.IntVar(&f.limit, "limit", defaultLimit, "at most the newest N calls (0: all)")
+}
+
+func (f *filterFlags) filter() (store.Filter, error) {
+	flt := store.Filter{Method: f.method, Limit: f.limit}
+	if f.limit < 0 {
+		return flt, fmt.Errorf("--limit must not be negative")
+	}
+	if f.status != "" {
+		code, err := store.ParseCode(f.status)
+		if err != nil {
+			return flt, fmt.Errorf("--status: %w", err)
+		}
+		flt.Status = &code
+	}
+	if f.since < 0 {
+		return flt, fmt.Errorf("--since must be positive")
+	}
+	if f.since > 0 {
+		flt.Since = time.Now().Add(-f.since)
+	}
+	return flt, nil
+}
+
+// openCapture opens a capture for reading.
+func openCapture(ctx context.Context, path string) (*store.Store, error) {
+	return store.Open(ctx, path, store.Options{ReadOnly: true})
+}
+
+func newCallsCmd() *cobra.Command {
+	var f filterFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "calls [flags]",
+		Short: "List recorded calls",
+		Long: `calls lists the calls in a capture, oldest first: the newest --limit of
+those the filters select. Calls still running are listed too (state open).
+With --json it prints one JSON object per call (NDJSON), the schema of
+docs/capture.md without messages.`,
+		Example: `  grpctap calls
+  grpctap calls --method '/billing.v1.*' --status not_found --since 10m
+  grpctap calls --json | jq 'select(.duration_ms > 100)'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			flt, err := f.filter()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			st, err := openCapture(ctx, f.db)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			calls, err := st.ListCalls(ctx, flt)
+			if err != nil {
+				return err
+			}
+			dropped, err := st.DroppedEvents(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				for i := range calls {
+					if err := enc.Encode(&calls[i]); err != nil {
+						return err
+					}
+				}
+				if dropped > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "grpctap: %d events were dropped while recording this capture; some calls are incomplete\n", dropped)
+				}
+				return nil
+			}
+			return printCallTable(cmd.OutOrStdout(), calls, dropped)
+		},
+	}
+	f.register(cmd.Flags(), 50)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print NDJSON, one call per line")
+	return cmd
+}
+
+func printCallTable(w io.Writer, calls []store.Call, dropped int64) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTART\tDURATION\tMETHOD\tSTATUS\tREQ\tRESP\tBYTES")
+	for i := range calls {
+		c := &calls[i]
+		dur, status := "open", "-"
+		if c.DurationMS != nil {
+			dur = formatMS(*c.DurationMS)
+		}
+		if c.Status != nil {
+			status = c.Status.Name
+		}
+		if c.DroppedEvents > 0 {
+			status += " (incomplete)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", c.ID, c.Start.Local().Format("2006-01-02 15:04:05.000"),
+			dur, c.Method, status, c.RequestCount, c.ResponseCount, formatBytes(c.RequestBytes+c.ResponseBytes))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(calls) == 0 {
+		fmt.Fprintln(w, "(no calls)")
+	}
+	if dropped > 0 {
+		fmt.Fprintf(w, "%d events were dropped while recording this capture; calls marked (incomplete) miss some\n", dropped)
+	}
+	return nil
+}
+
+func formatMS(ms float64) string {
+	switch {
+	case ms < 1:
+		return strconv.FormatFloat(ms*1000, 'f', 0, 64) + "µs"
+	case ms < 1000:
+		return strconv.FormatFloat(ms, 'f', 1, 64) + "ms"
+	}
+	return strconv.FormatFloat(ms/1000, 'f', 2, 64) + "s"
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n < 10<<10:
+		return strconv.FormatInt(n, 10) + " B"
+	case n < 10<<20:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n>>20, 10) + " MiB"
+}

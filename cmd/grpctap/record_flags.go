@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/store"
+)
+
+// defaultDB is the capture file every command uses unless --db says
+// otherwise.
+const defaultDB = "./grpctap.db"
+
+// recordFlags are the recording flags of 'proxy' and 'demo'.
+type recordFlags struct {
+	db         string
+	noRecord   bool
+	maxMessage byteSize
+	redact     []string
+	noRedact   bool
+	retain     time.Duration
+	maxDBSize  byteSize
+
+	// Set by open, for the parts of grpctap that read the live capture
+	// (the UI): nil when not recording.
+	store    *store.Store
+	recorder *recorder.Recorder
+}
+
+func (f *recordFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.db, "db", defaultDB, "capture file (SQLite) every call is recorded in")
+	fs.BoolVar(&f.noRecord, "no-record", false, "forward without recording anything")
+	f.maxMessage = recorder.DefaultMaxMessage
+	fs.Var(&f.maxMessage, "record-max-message", "store at most this many bytes of each message body; longer ones are stored cut, marked truncated with their full size (accepts KiB/MiB)")
+	fs.StringArrayVar(&f.redact, "redact-header", recorder.DefaultRedact, "header whose values are stored as [redacted] (repeatable; giving it replaces the default list)")
+	fs.BoolVar(&f.noRedact, "no-redact", false, "store every header value as received, secrets included")
+	fs.DurationVar(&f.retain, "retain", 0, "prune calls older than this in the background (e.g. 24h; default: keep all)")
+	fs.Var(&f.maxDBSize, "max-db-size", "prune the oldest calls while the capture holds more than this (accepts MiB/GiB; default: no limit)")
+}
+
+// open starts recording as the flags say. It returns the observer for
+// proxy.Options (nil with --no-record) and a function that flushes and
+// closes the capture. A file that is not a grpctap capture, or is corrupt,
+// is an error; a capture that cannot be written (read-only file) is not:
+// the proxy forwards, the problem is logged and every event is counted as
+// dropped.
+func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observer, func(context.Context) error, error) {
+	if f.noRecord {
+		log.Info("not recording (--no-record)")
+		return nil, func(context.Context) error { return nil }, nil
+	}
+	st, err := store.Open(ctx, f.db, store.Options{})
+	if err != nil {
+		if errors.Is(err, store.ErrNotCapture) || errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrNewerSchema) {
+			return nil, nil, fmt.Errorf("%w (choose another file with --db, or --no-record)", err)
+		}
+		ro, roErr := store.Open(ctx, f.db, store.Options{ReadOnly: true})
+		if roErr != nil {
+			return nil, nil, fmt.Errorf("%w (choose another file with --db, or --no-record)", err)
+		}
+		log.Error("capture cannot be written: calls are forwarded but not recorded, and counted as dropped", "db", f.db, "err", err)
+		st = ro
+	}
+	redact := f.redact
+	if f.noRedact {
+		redact = []string{}
+		log.Warn("--no-redact: secrets in headers (authorization, cookies, API keys) are stored in the capture", "db", f.db)
+	}
+	rec, err := recorder.New(ctx, st, recorder.Options{
+		MaxMessage: int(f.maxMessage),
+		Redact:     redact,
+		Retain:     f.retain,
+		MaxDBSize:  int64(f.maxDBSize),
+		Logger:     log,
+	})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	f.store, f.recorder = st, rec
+	log.Info("recording calls", "db", f.db)
+	closeFn := func(ctx context.Context) error {
+		err := rec.Close(ctx)
+		stats := rec.Stats()
+		if stats.Dropped > 0 {
+			log.Warn("some events were not recorded", "db", f.db, "dropped", stats.Dropped)
+		}
+		return errors.Join(err, st.Close())
+	}
+	return rec, closeFn, nil
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/grpctap/grpctap/store"
+)
+
+func newShowCmd() *cobra.Command {
+	var db string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ID [flags]",
+		Short: "Show one recorded call whole, messages included",
+		Long: `show prints one call of a capture: where it went, its headers, trailers,
+status and every message. With --json it prints the call as one JSON
+object, the schema of docs/capture.md with messages.`,
+		Example: `  grpctap show 42
+  grpctap show 42 --json | jq '.messages[] | .size'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || id <= 0 {
+				return fmt.Errorf("call id %q is not a positive number (see 'grpctap calls')", args[0])
+			}
+			ctx := cmd.Context()
+			st, err := openCapture(ctx, db)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			c, err := st.GetCall(ctx, id)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(c)
+			}
+			printCall(cmd.OutOrStdout(), c)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to read")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the call as JSON")
+	return cmd
+}
+
+// showBytes is how much of each body the human view dumps.
+const showBytes = 512
+
+func printCall(w io.Writer, c *store.CallWithMessages) {
+	fmt.Fprintf(w, "call %d  %s  (%s, %s)\n", c.ID, c.Method, c.RPC, c.Protocol)
+	fmt.Fprintf(w, "  backend    %s\n  authority  %s\n  peer       %s\n", c.Backend, c.Authority, c.Peer)
+	fmt.Fprintf(w, "  start      %s\n", c.Start.Local().Format("2006-01-02 15:04:05.000000"))
+	if c.End != nil {
+		fmt.Fprintf(w, "  end        %s  (%s)\n", c.End.Local().Format("2006-01-02 15:04:05.000000"), formatMS(*c.DurationMS))
+		fmt.Fprintf(w, "  status     %s (%d)", c.Status.Name, c.Status.Code)
+		if c.Status.Message != "" {
+			fmt.Fprintf(w, ": %s", c.Status.Message)
+		}
+		fmt.Fprintln(w)
+		for i, d := range c.Status.Details {
+			fmt.Fprintf(w, "  detail %d   %d bytes\n", i+1, len(d))
+		}
+	} else {
+		fmt.Fprintln(w, "  state      open (still running)")
+	}
+	fmt.Fprintf(w, "  messages   %d request (%s), %d response (%s)\n", c.RequestCount, formatBytes(c.RequestBytes),
+		c.ResponseCount, formatBytes(c.ResponseBytes))
+	if c.DroppedEvents > 0 {
+		fmt.Fprintf(w, "  INCOMPLETE %d events of this call were dropped while recording\n", c.DroppedEvents)
+	}
+	printMD(w, "request headers", c.RequestHeaders)
+	printMD(w, "response headers", c.ResponseHeaders)
+	printMD(w, "trailers", c.Trailers)
+	for _, m := range c.Messages {
+		arrow := "→"
+		if m.Direction == store.DirResponse {
+			arrow = "←"
+		}
+		fmt.Fprintf(w, "\n#%d %s %s  %s  %d bytes", m.Seq, arrow, m.Direction, m.Time.Local().Format("15:04:05.000000"), m.Size)
+		if m.Truncated {
+			fmt.Fprintf(w, " (stored %d, truncated)", len(m.Raw))
+		}
+		fmt.Fprintln(w)
+		if len(m.JSON) > 0 {
+			fmt.Fprintf(w, "%s\n", m.JSON)
+			continue
+		}
+		if m.DecodeError != "" {
+			fmt.Fprintf(w, "  (decode error: %s)\n", m.DecodeError)
+		}
+		raw := m.Raw
+		if len(raw) > showBytes {
+			raw = raw[:showBytes]
+		}
+		for _, line := range strings.SplitAfter(strings.TrimRight(hex.Dump(raw), "\n"), "\n") {
+			fmt.Fprintf(w, "  %s", line)
+		}
+		if len(raw) > 0 {
+			fmt.Fprintln(w)
+		}
+		if len(raw) < len(m.Raw) {
+			fmt.Fprintf(w, "  … %d more bytes (--json has them all)\n", len(m.Raw)-len(raw))
+		}
+	}
+}
+
+func printMD(w io.Writer, title string, md store.Metadata) {
+	if len(md) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s:\n", title)
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range md[k] {
+			fmt.Fprintf(w, "  %s: %s\n", k, v)
+		}
+	}
+}
