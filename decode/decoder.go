@@ -120,7 +120,7 @@ func (d *Decoder) Close() error {
 // Input is one recorded message to decode.
 type Input struct {
 	Method         string // "/pkg.Service/Method"
-	Backend        string // address the call was forwarded to; picks the reflection source
+	Backend        string // address the call was forwarded to; picks the reflection source ("" for none)
 	Direction      Direction
 	ContentSubtype string // "" or "proto" for protobuf, "json" for application/grpc+json
 	Raw            []byte // the message, without the 5-byte gRPC frame header

@@ -242,3 +242,11 @@ func TestProtosetWithoutWellKnownImports(t *testing.T) {
 		t.Errorf("missing import: %v", err)
 	}
 }
+
+func TestEmitDefaults(t *testing.T) {
+	d := newDecoder(t, WithSources(protoFilesSource(t)), WithEmitDefaults(true))
+	r := d.Decode(bg(), Input{Method: watch, Direction: Response, Raw: nil})
+	if got, want := string(r.JSON), `{"orderId":"","total":null,"at":null}`; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
