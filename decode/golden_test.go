@@ -53,6 +53,26 @@ var decodeSources = []decodeSource{
 	{"protoset", func(t *testing.T) (*Decoder, string) {
 		return newDecoder(t, WithSources(protosetSource(t))), ""
 	}},
+	{"snapshot", func(t *testing.T) (*Decoder, string) {
+		// What a capture stores: the snapshot of a decoder that learned the
+		// schema from reflection, read back without the backend.
+		addr, stop := startBackend(t, true, true)
+		live := New(WithDialer(dialInsecure))
+		defer live.Close()
+		if _, _, err := live.FindMethod(bg(), placeOrder, addr); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := live.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		src, err := NewFileDescriptorSet(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newDecoder(t, WithSources(src)), ""
+	}},
 	{"reflection", func(t *testing.T) (*Decoder, string) {
 		addr, _ := startBackend(t, true, true)
 		return newDecoder(t, WithDialer(dialInsecure)), addr
