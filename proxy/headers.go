@@ -79,9 +79,9 @@ func responseMD(in metadata.MD) metadata.MD {
 	return in
 }
 
-// contentSubtype returns the subtype of a gRPC content-type:
+// ContentSubtype returns the subtype of a gRPC content-type:
 // "application/grpc+json" → "json", "application/grpc" → "".
-func contentSubtype(ct string) string {
+func ContentSubtype(ct string) string {
 	rest, ok := strings.CutPrefix(strings.ToLower(ct), "application/grpc")
 	if !ok || rest == "" {
 		return ""

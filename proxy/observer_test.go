@@ -191,3 +191,17 @@ func TestObserverSeesClientSideFailure(t *testing.T) {
 		t.Errorf("observer saw %v, want RESOURCE_EXHAUSTED", got)
 	}
 }
+
+// TestTee: every observer behind a Tee sees the same events.
+func TestTee(t *testing.T) {
+	backend := rawBackend(t, echoHandler)
+	a, b := newEventLog(), newEventLog()
+	addr, _ := startProxy(t, proxy.Options{Backend: backend, Observer: proxy.Tee(nil, a, b)})
+	if _, err := unaryRaw(context.Background(), dial(t, addr, nil), "/t.S/Tee", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	ea, eb := a.wait(t, 1), b.wait(t, 1)
+	if diff := cmp.Diff(ea, eb); diff != "" || len(ea) != 5 {
+		t.Errorf("tee'd observers differ or are incomplete (%d events): %s", len(ea), diff)
+	}
+}

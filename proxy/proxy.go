@@ -146,7 +146,7 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	defer cancel()
 	callOpts := []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})}
 	if ct := first(md, "content-type"); ct != "" {
-		if sub := contentSubtype(ct); sub != "" {
+		if sub := ContentSubtype(ct); sub != "" {
 			callOpts = append(callOpts, grpc.CallContentSubtype(sub))
 		}
 	}
