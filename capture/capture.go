@@ -140,4 +140,3 @@ func rpcKind(clientStreams, serverStreams bool) string {
 	}
 	return store.RPCUnary
 }
-
