@@ -50,8 +50,8 @@ type Call struct {
 	// incomplete.
 	DroppedEvents int64 `json:"dropped_events"`
 
-	ContentType string `json:"content_type,omitempty"`
-	Compression string `json:"compression,omitempty"`
+	ContentType string `json:"content_type"`
+	Compression string `json:"compression"`
 }
 
 // CallWithMessages is a call and all its messages, the JSON of

@@ -1,0 +1,383 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+
+	"github.com/grpctap/grpctap/store"
+)
+
+var capT0 = time.Date(2026, 3, 4, 5, 6, 7, 890123456, time.UTC)
+
+// sampleCapture writes three calls: 1 OK unary, 2 NOT_FOUND with details,
+// 3 open bidi stream; and 4 dropped events.
+func sampleCapture(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "cap.db")
+	st, err := store.Open(context.Background(), path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	msg := func(id int64, seq int, dir string, raw string) store.Event {
+		return store.Event{Message: &store.MessageRecord{CallID: id, Seq: seq, Direction: dir, Time: capT0.Add(time.Duration(seq) * time.Millisecond),
+			Size: int64(len(raw)), Raw: []byte(raw)}}
+	}
+	ev := []store.Event{
+		{Start: &store.CallStart{ID: 1, Method: "/shop.v1.Cart/Get", Protocol: "grpc", Backend: "127.0.0.1:9000", Authority: "cart",
+			Peer: "127.0.0.1:40000", Time: capT0, Header: store.Metadata{"x-user": {"ann"}}}},
+		msg(1, 1, store.DirRequest, "req"),
+		{Header: &store.ResponseHeader{CallID: 1, Time: capT0, Header: store.Metadata{"x-served-by": {"a"}}}},
+		msg(1, 2, store.DirResponse, "response"),
+		{End: &store.CallEnd{CallID: 1, Time: capT0.Add(12 * time.Millisecond), Trailers: store.Metadata{"x-t": {"1"}}}},
+		{Start: &store.CallStart{ID: 2, Method: "/shop.v1.Cart/Remove", Protocol: "grpc-web", Time: capT0.Add(time.Second)}},
+		msg(2, 1, store.DirRequest, "item"),
+		{End: &store.CallEnd{CallID: 2, Time: capT0.Add(time.Second + 3*time.Millisecond), Code: 5, Message: "no such item",
+			Details: [][]byte{{1, 2, 3}}, Dropped: 1}},
+		{Start: &store.CallStart{ID: 3, Method: "/chat.v1.Chat/Talk", Protocol: "grpc", Time: capT0.Add(2 * time.Second)}},
+		msg(3, 1, store.DirRequest, "hi"),
+		msg(3, 2, store.DirRequest, "there"),
+		msg(3, 3, store.DirResponse, "hello"),
+		{Dropped: 4},
+	}
+	if err := st.WriteBatch(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runCmd runs a grpctap command line and returns its stdout and stderr.
+func runCmd(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, err := runCmd(t, args...)
+	if err != nil {
+		t.Fatalf("grpctap %s: %v\n%s", strings.Join(args, " "), err, errOut)
+	}
+	return out
+}
+
+func TestCallsTable(t *testing.T) {
+	db := sampleCapture(t)
+	out := mustRun(t, "calls", "--db", db)
+	for _, want := range []string{"ID", "DURATION", "/shop.v1.Cart/Get", "OK", "12.0ms", "NOT_FOUND (incomplete)",
+		"/chat.v1.Chat/Talk", "open", "4 events were dropped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("calls output lacks %q:\n%s", want, out)
+		}
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 5 {
+		t.Errorf("%d lines:\n%s", len(lines), out)
+	}
+}
+
+func callIDs(t *testing.T, ndjson string) []int64 {
+	t.Helper()
+	var ids []int64
+	sc := bufio.NewScanner(strings.NewReader(ndjson))
+	sc.Buffer(nil, 1<<24)
+	for sc.Scan() {
+		var c store.Call
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			t.Fatalf("%v: %s", err, sc.Text())
+		}
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+func TestCallsFilters(t *testing.T) {
+	db := sampleCapture(t)
+	for _, tc := range []struct {
+		args []string
+		want []int64
+	}{
+		{nil, []int64{1, 2, 3}},
+		{[]string{"--status", "not_found"}, []int64{2}},
+		{[]string{"--status", "NotFound"}, []int64{2}},
+		{[]string{"--status", "5"}, []int64{2}},
+		{[]string{"--status", "OK"}, []int64{1}},
+		{[]string{"--method", "/shop.v1.Cart/*"}, []int64{1, 2}},
+		{[]string{"--method", "*Talk"}, []int64{3}},
+		{[]string{"--limit", "2"}, []int64{2, 3}},
+		{[]string{"--since", "1h"}, nil},
+	} {
+		out := mustRun(t, append([]string{"calls", "--db", db, "--json"}, tc.args...)...)
+		if d := cmp.Diff(tc.want, callIDs(t, out)); d != "" {
+			t.Errorf("%v: %s", tc.args, d)
+		}
+	}
+	if _, _, err := runCmd(t, "calls", "--db", db, "--status", "sideways"); err == nil || !strings.Contains(err.Error(), "sideways") {
+		t.Errorf("bad --status: %v", err)
+	}
+}
+
+// The JSON of a call is a documented, stable schema: these keys, no others.
+func TestCallsJSONSchema(t *testing.T) {
+	db := sampleCapture(t)
+	out, errOut, err := runCmd(t, "calls", "--db", db, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errOut, "4 events were dropped") {
+		t.Errorf("stderr: %q", errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var objs []map[string]any
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, m)
+	}
+	want := []string{"authority", "backend", "compression", "content_type", "dropped_events", "duration_ms", "end", "id", "method", "peer",
+		"protocol", "request_bytes", "request_count", "request_headers", "response_bytes", "response_count",
+		"response_headers", "rpc", "service", "start", "state", "status", "trailers"}
+	if d := cmp.Diff(want, keys(objs[0])); d != "" {
+		t.Errorf("call keys (-want +got):\n%s", d)
+	}
+	// Call 1.
+	c := objs[0]
+	if c["start"] != "2026-03-04T05:06:07.890123456Z" || c["duration_ms"] != 12.0 || c["state"] != "closed" ||
+		c["rpc"] != "unary" || c["service"] != "shop.v1.Cart" {
+		t.Errorf("call 1: %v", c)
+	}
+	st := c["status"].(map[string]any)
+	if d := cmp.Diff(map[string]any{"code": 0.0, "name": "OK", "message": "", "details": []any{}}, st); d != "" {
+		t.Error(d)
+	}
+	if d := cmp.Diff(map[string]any{"x-served-by": []any{"a"}}, c["response_headers"]); d != "" {
+		t.Error(d)
+	}
+	// Call 2: details in base64.
+	st = objs[1]["status"].(map[string]any)
+	if st["name"] != "NOT_FOUND" || st["code"] != 5.0 || cmp.Diff([]any{"AQID"}, st["details"]) != "" {
+		t.Errorf("call 2 status %v", st)
+	}
+	// Call 3 is open.
+	c = objs[2]
+	if c["state"] != "open" || c["end"] != nil || c["duration_ms"] != nil || c["status"] != nil || c["rpc"] != "client_streaming" {
+		t.Errorf("call 3: %v", c)
+	}
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestShow(t *testing.T) {
+	db := sampleCapture(t)
+	out := mustRun(t, "show", "1", "--db", db)
+	for _, want := range []string{"call 1  /shop.v1.Cart/Get  (unary, grpc)", "status     OK (0)", "x-user: ann",
+		"x-served-by: a", "x-t: 1", "#1 → request", "#2 ← response", "72 65 71", "|req|"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+	out = mustRun(t, "show", "3", "--db", db)
+	if !strings.Contains(out, "open (still running)") {
+		t.Errorf("open call:\n%s", out)
+	}
+
+	out = mustRun(t, "show", "2", "--db", db, "--json")
+	var c map[string]any
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
+		t.Fatal(err)
+	}
+	msgs := c["messages"].([]any)
+	if len(msgs) != 1 {
+		t.Fatalf("messages %v", msgs)
+	}
+	m := msgs[0].(map[string]any)
+	wantKeys := []string{"decode_error", "direction", "json", "raw", "seq", "size", "time", "truncated"}
+	if d := cmp.Diff(wantKeys, keys(m)); d != "" {
+		t.Errorf("message keys:\n%s", d)
+	}
+	if m["raw"] != "aXRlbQ==" || m["json"] != nil || m["direction"] != "request" || m["size"] != 4.0 || m["truncated"] != false {
+		t.Errorf("message %v", m)
+	}
+
+	if _, _, err := runCmd(t, "show", "99", "--db", db); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("show 99: %v", err)
+	}
+	if _, _, err := runCmd(t, "show", "x", "--db", db); err == nil {
+		t.Error("show x succeeded")
+	}
+}
+
+func TestExport(t *testing.T) {
+	db := sampleCapture(t)
+	file := filepath.Join(t.TempDir(), "out.ndjson")
+	mustRun(t, "export", "--db", db, "--out", file, "--method", "/shop.*")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []store.CallWithMessages
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var c store.CallWithMessages
+		if err := json.Unmarshal([]byte(l), &c); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, c)
+	}
+	if len(got) != 2 || got[0].ID != 1 || got[1].ID != 2 {
+		t.Fatalf("exported %d calls", len(got))
+	}
+	if len(got[0].Messages) != 2 || string(got[0].Messages[1].Raw) != "response" || got[0].Messages[1].Direction != "response" {
+		t.Errorf("messages %+v", got[0].Messages)
+	}
+	// To stdout, everything.
+	if ids := callIDs(t, mustRun(t, "export", "--db", db)); len(ids) != 3 {
+		t.Errorf("export ids %v", ids)
+	}
+}
+
+func TestCallsRefusesForeignFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notes.db")
+	content := []byte(strings.Repeat("not a database at all\n", 50))
+	os.WriteFile(path, content, 0o644)
+	for _, args := range [][]string{{"calls"}, {"show", "1"}, {"export"}, {"import", "../../testdata/grpcdump/dump.json"}} {
+		_, _, err := runCmd(t, append(args, "--db", path)...)
+		if !errors.Is(err, store.ErrNotCapture) || !strings.Contains(err.Error(), "not a grpctap capture") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, content) {
+		t.Fatal("file modified")
+	}
+	if _, _, err := runCmd(t, "calls", "--db", filepath.Join(t.TempDir(), "missing.db")); !errors.Is(err, store.ErrNoCapture) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestImportGRPCDump(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "cap.db")
+	out := mustRun(t, "import", "../../testdata/grpcdump/dump.json", "--db", db)
+	if !strings.Contains(out, "imported 4 calls (ids 1–4)") {
+		t.Errorf("import said %q", out)
+	}
+	out = mustRun(t, "import", "../../testdata/grpcdump/events.json", "--db", db)
+	if !strings.Contains(out, "imported 2 calls (ids 5–6)") {
+		t.Errorf("import said %q", out)
+	}
+	st, err := store.Open(context.Background(), db, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	type summary struct {
+		Method, RPC, Status, Msg, Authority string
+		Req, Resp                           int64
+		Dirs                                string
+		First                               string
+		DurMS                               float64
+	}
+	var got []summary
+	for id := int64(1); id <= 6; id++ {
+		c, err := st.GetCall(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := summary{Method: c.Method, RPC: c.RPC, Status: c.Status.Name, Msg: c.Status.Message, Authority: c.Authority,
+			Req: c.RequestCount, Resp: c.ResponseCount, DurMS: *c.DurationMS}
+		for _, m := range c.Messages {
+			s.Dirs += m.Direction[:3] + " "
+		}
+		if len(c.Messages) > 0 {
+			s.First = string(c.Messages[0].Raw)
+		}
+		got = append(got, s)
+	}
+	want := []summary{
+		{"/grpc.gateway.testing.EchoService/Echo", "unary", "OK", "", "localhost:12345", 1, 1, "req res ", "\n\x03foo", 2.499999},
+		{"/grpc.gateway.testing.EchoService/ServerStreamingEcho", "server_streaming", "OK", "", "localhost:12345", 1, 3, "req res res res ", "\n\x03bar\x10\x03", 300},
+		{"/grpc.gateway.testing.EchoService/EchoAbort", "unary", "ABORTED", "aborted by request", "localhost:12345", 1, 0, "req ", "\n\x05abort", 0},
+		{"/grpc.gateway.testing.EchoService/Lookup", "unary", "NOT_FOUND", "no such thing", "", 1, 0, "req ", "\n\x01x", 0},
+		{"/chat.Chat/Talk", "client_streaming", "UNAVAILABLE", "server went away", "chat:443", 2, 1, "req res req ", "\n\x02hi", 900},
+		{"/chat.Chat/Ping", "unary", "OK", "", "", 1, 1, "req res ", "", 500},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("imported calls (-want +got):\n%s", d)
+	}
+	c, _ := st.GetCall(context.Background(), 1)
+	if d := cmp.Diff([]string{"AAEC"}, c.RequestHeaders["x-trace-bin"]); d != "" {
+		t.Errorf("-bin header: %s", d)
+	}
+	if !c.Start.Equal(time.Date(2024, 3, 1, 10, 0, 0, 1, time.UTC)) {
+		t.Errorf("start %v", c.Start)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"hello": "world"}`), 0o644)
+	if _, _, err := runCmd(t, "import", bad, "--db", db); err == nil || !strings.Contains(err.Error(), "not a grpc-dump call") {
+		t.Errorf("bad dump: %v", err)
+	}
+}
+
+func TestRecordFlags(t *testing.T) {
+	ctx := context.Background()
+	parse := func(args ...string) *recordFlags {
+		var f recordFlags
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		f.register(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return &f
+	}
+	f := parse()
+	if f.db != "./grpctap.db" || f.maxMessage != 4<<20 || len(f.redact) != 5 || f.noRecord {
+		t.Errorf("defaults %+v", f)
+	}
+	db := filepath.Join(t.TempDir(), "cap.db")
+	f = parse("--db", db, "--record-max-message", "1KiB", "--redact-header", "x-secret", "--retain", "1h", "--max-db-size", "10MiB")
+	if f.maxMessage != 1024 || cmp.Diff([]string{"x-secret"}, f.redact) != "" || f.retain != time.Hour || f.maxDBSize != 10<<20 {
+		t.Errorf("parsed %+v", f)
+	}
+	obs, closeFn, err := f.open(ctx, quietLog())
+	if err != nil || obs == nil || f.recorder == nil {
+		t.Fatalf("open: %v %v", obs, err)
+	}
+	if err := closeFn(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	f = parse("--no-record", "--db", db)
+	obs, closeFn, err = f.open(ctx, quietLog())
+	if err != nil || obs != nil {
+		t.Fatalf("--no-record: %v %v", obs, err)
+	}
+	closeFn(ctx)
+
+	foreign := filepath.Join(t.TempDir(), "x.db")
+	os.WriteFile(foreign, []byte(strings.Repeat("x", 200)), 0o644)
+	f = parse("--db", foreign)
+	if _, _, err := f.open(ctx, quietLog()); !errors.Is(err, store.ErrNotCapture) {
+		t.Fatalf("foreign file: %v", err)
+	}
+}
