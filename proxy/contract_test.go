@@ -47,6 +47,7 @@ func TestRequestMetadata(t *testing.T) {
 		"keep-alive", "timeout=5",
 		"proxy-foo", "secret-hop",
 		"upgrade", "websocket",
+		"grpctap-origin", "composer",
 	)
 	if _, err := unaryRaw(ctx, cc, "/t.S/M", []byte("hi")); err != nil {
 		t.Fatal(err)
@@ -58,7 +59,7 @@ func TestRequestMetadata(t *testing.T) {
 	if diff := cmp.Diff([]string{string(bin), ""}, md.Get("x-trace-bin")); diff != "" {
 		t.Errorf("x-trace-bin (-want +got):\n%s", diff)
 	}
-	for _, k := range []string{"keep-alive", "proxy-foo", "upgrade", "connection", "te"} {
+	for _, k := range []string{"keep-alive", "proxy-foo", "upgrade", "connection", "te", "grpctap-origin"} {
 		if v := md.Get(k); len(v) > 0 {
 			t.Errorf("hop-by-hop header %s reached the backend: %q", k, v)
 		}

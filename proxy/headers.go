@@ -49,8 +49,13 @@ func requestMD(in metadata.MD) metadata.MD {
 	return out
 }
 
+// InternalHeaderPrefix starts the headers grpctap uses to label calls it
+// makes itself (the composer's, replays): observers see them in the request
+// headers, backends never do.
+const InternalHeaderPrefix = "grpctap-"
+
 func dropRequestKey(k string) bool {
-	if k == "" || k[0] == ':' || IsHopByHop(k) {
+	if k == "" || k[0] == ':' || IsHopByHop(k) || strings.HasPrefix(k, InternalHeaderPrefix) {
 		return true
 	}
 	switch k {

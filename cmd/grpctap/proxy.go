@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,12 +22,7 @@ type proxyFlags struct {
 	tlsCert, tlsKey string
 	backend         string
 	routes          []string
-	backendTLS      bool
-	backendCA       string
-	backendCert     string
-	backendKey      string
-	backendName     string
-	backendInsecure bool
+	backendTLS      backendTLSFlags
 	maxMsgSize      byteSize
 	shutdownTimeout time.Duration
 	logLevel        logLevel
@@ -39,12 +35,7 @@ func (f *proxyFlags) register(fs *pflag.FlagSet, withBackend bool) {
 	if withBackend {
 		fs.StringVar(&f.backend, "backend", "", "default backend address (host:port) for calls no --route matches")
 		fs.StringArrayVar(&f.routes, "route", nil, "PREFIX=ADDR: send methods of service PREFIX (pkg.Service) or with full-method prefix PREFIX (/pkg.Service/Method) to ADDR; repeatable, longest match wins")
-		fs.BoolVar(&f.backendTLS, "backend-tls", false, "dial backends over TLS (implied by the other --backend-* TLS flags)")
-		fs.StringVar(&f.backendCA, "backend-ca", "", "PEM CA bundle to verify backends with (default: system roots)")
-		fs.StringVar(&f.backendCert, "backend-cert", "", "PEM client certificate for mTLS to backends; needs --backend-key")
-		fs.StringVar(&f.backendKey, "backend-key", "", "PEM client key for --backend-cert")
-		fs.StringVar(&f.backendName, "backend-server-name", "", "name to verify in the backend's certificate (default: the host of its address)")
-		fs.BoolVar(&f.backendInsecure, "backend-insecure", false, "dial backends over TLS WITHOUT verifying their certificate (logged as a warning)")
+		f.backendTLS.register(fs)
 	}
 	f.maxMsgSize = proxy.DefaultMaxMsgSize
 	fs.Var(&f.maxMsgSize, "max-msg-size", "largest message forwarded each way, in bytes (accepts KiB/MiB suffixes)")
@@ -63,18 +54,47 @@ func (f *proxyFlags) options(log *slog.Logger) (proxy.Options, error) {
 		}
 		opts.Routes = append(opts.Routes, rt)
 	}
-	if f.backendTLS || f.backendCA != "" || f.backendCert != "" || f.backendKey != "" || f.backendName != "" || f.backendInsecure {
-		bt := proxy.BackendTLS{CAFile: f.backendCA, CertFile: f.backendCert, KeyFile: f.backendKey, ServerName: f.backendName, Insecure: f.backendInsecure}
-		cfg, err := bt.Config()
-		if err != nil {
-			return opts, err
-		}
-		if f.backendInsecure {
-			log.Warn("--backend-insecure: backend certificates are NOT verified; anyone on the path can read and change this traffic")
-		}
-		opts.BackendTLS = cfg
+	cfg, err := f.backendTLS.config(log)
+	if err != nil {
+		return opts, err
 	}
+	opts.BackendTLS = cfg
 	return opts, nil
+}
+
+// backendTLSFlags are the flags for TLS from grpctap to backends, shared by
+// every command that dials them (proxy, replay).
+type backendTLSFlags struct {
+	on         bool
+	ca         string
+	cert, key  string
+	serverName string
+	insecure   bool
+}
+
+func (f *backendTLSFlags) register(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.on, "backend-tls", false, "dial backends over TLS (implied by the other --backend-* TLS flags)")
+	fs.StringVar(&f.ca, "backend-ca", "", "PEM CA bundle to verify backends with (default: system roots)")
+	fs.StringVar(&f.cert, "backend-cert", "", "PEM client certificate for mTLS to backends; needs --backend-key")
+	fs.StringVar(&f.key, "backend-key", "", "PEM client key for --backend-cert")
+	fs.StringVar(&f.serverName, "backend-server-name", "", "name to verify in the backend's certificate (default: the host of its address)")
+	fs.BoolVar(&f.insecure, "backend-insecure", false, "dial backends over TLS WITHOUT verifying their certificate (logged as a warning)")
+}
+
+// config returns the TLS config the flags ask for, or nil for plaintext.
+func (f *backendTLSFlags) config(log *slog.Logger) (*tls.Config, error) {
+	if !f.on && f.ca == "" && f.cert == "" && f.key == "" && f.serverName == "" && !f.insecure {
+		return nil, nil
+	}
+	bt := proxy.BackendTLS{CAFile: f.ca, CertFile: f.cert, KeyFile: f.key, ServerName: f.serverName, Insecure: f.insecure}
+	cfg, err := bt.Config()
+	if err != nil {
+		return nil, err
+	}
+	if f.insecure {
+		log.Warn("--backend-insecure: backend certificates are NOT verified; anyone on the path can read and change this traffic")
+	}
+	return cfg, nil
 }
 
 // serverOptions returns the gRPC server options for the listener.
