@@ -64,8 +64,9 @@
 //	           minimally encoded varints, as a packed repeated integer is written
 //	group:     "group": {...}
 //
-// Text wins over message when both fit: message tags and short lengths are
-// control characters, so real messages are rarely all printable. Nested
+// Text wins over message when both fit, unless the text starts with \t, \n
+// or \r (tags of field 1): message tags and short lengths are control
+// characters, so real messages are rarely all printable. Nested
 // messages are looked for 32 levels deep. It is a guess: about 1 in 200
 // random 16-byte values also parses as a message, and a packed_varints
 // reading of random bytes is common (which is why "bytes" is kept beside it). On malformed input the tree holds

@@ -179,7 +179,11 @@ func parseFields(b []byte, base, depth int, endGroup protowire.Number, guessing 
 
 // guessBytes decides what a length-delimited value most likely is.
 func guessBytes(f *Field, v []byte, off, depth int) {
-	if len(v) > 0 && isPrintableText(v) {
+	text := len(v) > 0 && isPrintableText(v)
+	// Text starting with a letter or symbol is text. Text starting with \t,
+	// \n or \r may be a message: those are the tags of field 1 (i64, len,
+	// i32), and \n is also a length of 10, as in {1: "sugar dust"}.
+	if text && v[0] >= 0x20 {
 		s := string(v)
 		f.String = &s
 		return
@@ -189,6 +193,11 @@ func guessBytes(f *Field, v []byte, off, depth int) {
 			f.Message = &Node{Fields: sub}
 			return
 		}
+	}
+	if text {
+		s := string(v)
+		f.String = &s
+		return
 	}
 	enc := base64.StdEncoding.EncodeToString(v)
 	f.Bytes = &enc
