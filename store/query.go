@@ -223,3 +223,29 @@ func parseMD(s string) Metadata {
 	}
 	return md
 }
+
+// Check runs SQLite's integrity check on the whole file; nil means sound.
+func (s *Store) Check(ctx context.Context) error {
+	rows, err := s.rdb.QueryContext(ctx, "PRAGMA integrity_check")
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return fmt.Errorf("check: %w", err)
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("check: %w: %s", ErrCorrupt, strings.Join(problems, "; "))
+	}
+	return nil
+}
