@@ -392,7 +392,9 @@ func (d *Decoder) dialErr(backend string) error {
 // imports, as a google.protobuf.FileDescriptorSet. Files are in dependency
 // order (imports first), roots by path, so equal knowledge gives equal
 // bytes. A path known to several sources is taken from the first (explicit
-// files, then backends by address). NewFileDescriptorSet reads it back.
+// files, then backends by address); a file whose imports differ from the
+// versions already taken is left out, so the set always links.
+// NewFileDescriptorSet reads it back.
 func (d *Decoder) Snapshot() ([]byte, error) {
 	var files []protoreflect.FileDescriptor
 	for _, s := range d.sources {
@@ -408,38 +410,69 @@ func (d *Decoder) Snapshot() ([]byte, error) {
 	return snapshotFiles(files)
 }
 
+// snapshotFiles serializes files and their imports. A path seen twice keeps
+// its first version; a file whose imports disagree with versions already
+// taken is left out with its imports, so the set always links.
 func snapshotFiles(files []protoreflect.FileDescriptor) ([]byte, error) {
-	byPath := map[string]protoreflect.FileDescriptor{}
-	var collect func(fd protoreflect.FileDescriptor)
-	collect = func(fd protoreflect.FileDescriptor) {
-		if _, ok := byPath[fd.Path()]; ok {
-			return
+	chosen := map[string]*descriptorpb.FileDescriptorProto{}
+	chosenFD := map[string]protoreflect.FileDescriptor{}
+	for _, root := range files {
+		if chosenFD[root.Path()] == root {
+			continue
 		}
-		byPath[fd.Path()] = fd
-		for i := 0; i < fd.Imports().Len(); i++ {
-			if imp := fd.Imports().Get(i).FileDescriptor; imp != nil && !imp.IsPlaceholder() {
-				collect(imp)
+		var closure []protoreflect.FileDescriptor
+		seen := map[string]bool{}
+		var walk func(fd protoreflect.FileDescriptor)
+		walk = func(fd protoreflect.FileDescriptor) {
+			if seen[fd.Path()] {
+				return
+			}
+			seen[fd.Path()] = true
+			for i := 0; i < fd.Imports().Len(); i++ {
+				if imp := fd.Imports().Get(i).FileDescriptor; imp != nil && !imp.IsPlaceholder() {
+					walk(imp)
+				}
+			}
+			closure = append(closure, fd)
+		}
+		walk(root)
+		consistent := true
+		fresh := map[string]*descriptorpb.FileDescriptorProto{}
+		for _, fd := range closure {
+			have, ok := chosen[fd.Path()]
+			switch {
+			case !ok:
+				fresh[fd.Path()] = protodesc.ToFileDescriptorProto(fd)
+			case chosenFD[fd.Path()] == fd:
+			case !proto.Equal(have, protodesc.ToFileDescriptorProto(fd)):
+				consistent = false
 			}
 		}
-	}
-	for _, fd := range files {
-		collect(fd)
+		if !consistent {
+			continue
+		}
+		for _, fd := range closure {
+			if p, ok := fresh[fd.Path()]; ok {
+				chosen[fd.Path()] = p
+				chosenFD[fd.Path()] = fd
+			}
+		}
 	}
 	set := &descriptorpb.FileDescriptorSet{}
 	done := map[string]bool{}
 	var emit func(path string)
 	emit = func(path string) {
-		fd, ok := byPath[path]
+		fdp, ok := chosen[path]
 		if !ok || done[path] {
 			return
 		}
 		done[path] = true
-		for i := 0; i < fd.Imports().Len(); i++ {
-			emit(fd.Imports().Get(i).Path())
+		for _, dep := range fdp.GetDependency() {
+			emit(dep)
 		}
-		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+		set.File = append(set.File, fdp)
 	}
-	for _, p := range sortedKeys(byPath) {
+	for _, p := range sortedKeys(chosen) {
 		emit(p)
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(set)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jhump/protoreflect/desc/protoparse"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -252,5 +253,75 @@ func TestEmitDefaults(t *testing.T) {
 	r := d.Decode(bg(), Input{Method: watch, Direction: Response, Raw: nil})
 	if got, want := string(r.JSON), `{"orderId":"","total":null,"at":null}`; got != want {
 		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+// An explicit source without the method hands over to reflection.
+func TestDecoderFallsThroughToReflection(t *testing.T) {
+	var common []protoreflectFile
+	for _, fd := range protoFilesSource(t).Files() {
+		if fd.Path() == "kitchen/v1/common.proto" {
+			common = append(common, fd)
+		}
+	}
+	partial, err := NewFileDescriptorSet(marshalSetWithout(t, common))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startBackend(t, true, true)
+	d := newDecoder(t, WithSources(partial), WithDialer(dialInsecure))
+	r := d.Decode(bg(), Input{Method: placeOrder, Backend: addr, Raw: []byte{0x18, 1}})
+	if r.JSON == nil || r.Source != "reflection from "+addr {
+		t.Fatalf("got source %q, error %q", r.Source, r.Error)
+	}
+	// Money is known to both; the explicit source answers first.
+	snap, err := d.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewFileDescriptorSet(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.FindMethod(bg(), placeOrder); err != nil {
+		t.Errorf("snapshot lost what reflection taught: %v", err)
+	}
+}
+
+// An explicit common.proto that disagrees with the backend's must not make
+// the snapshot unlinkable: the backend's kitchen.proto, which needs its own
+// common.proto, is left out instead.
+func TestSnapshotConflictStillLinks(t *testing.T) {
+	p := protoparse.Parser{
+		Accessor: protoparse.FileContentsFromMap(map[string]string{
+			"kitchen/v1/common.proto": "syntax = \"proto3\";\npackage kitchen.v1;\nmessage Note { string text = 1; }\n",
+		}),
+	}
+	fds, err := p.ParseFiles("kitchen/v1/common.proto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := NewFileDescriptorSet(marshalSetWithout(t, fromDesc(fds)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startBackend(t, true, true)
+	d := newDecoder(t, WithSources(stale), WithDialer(dialInsecure))
+	if r := d.Decode(bg(), Input{Method: placeOrder, Backend: addr, Raw: []byte{0x18, 1}}); r.JSON == nil {
+		t.Fatal(r.Error)
+	}
+	snap, err := d.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewFileDescriptorSet(snap)
+	if err != nil {
+		t.Fatalf("snapshot does not link: %v", err)
+	}
+	if _, err := src.FindMessage(bg(), "kitchen.v1.Note"); err != nil {
+		t.Errorf("explicit file lost: %v", err)
+	}
+	if _, err := src.FindMethod(bg(), placeOrder); err == nil {
+		t.Errorf("kept a kitchen.proto that cannot link against the chosen common.proto")
 	}
 }
