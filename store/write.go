@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -99,12 +100,18 @@ func mdSize(md Metadata) int {
 	return n
 }
 
+// msgChunk is how many messages one INSERT statement writes: one statement
+// per row costs more in database/sql and the VDBE than SQLite's work.
+const msgChunk = 64
+
+const insMsgPrefix = `INSERT INTO messages(call_id, seq, direction, time_ns, size, truncated, raw) VALUES `
+
 type writeStmts struct {
-	insCall, setHeader, insMsg, addCounts, endCall, addDropped *sql.Stmt
+	insCall, setHeader, insMsg, insMsgs, addCounts, endCall, addDropped *sql.Stmt
 }
 
 func (w *writeStmts) close() {
-	for _, s := range []*sql.Stmt{w.insCall, w.setHeader, w.insMsg, w.addCounts, w.endCall, w.addDropped} {
+	for _, s := range []*sql.Stmt{w.insCall, w.setHeader, w.insMsg, w.insMsgs, w.addCounts, w.endCall, w.addDropped} {
 		if s != nil {
 			s.Close()
 		}
@@ -128,7 +135,8 @@ func (s *Store) prepared(ctx context.Context) (*writeStmts, error) {
 		{&w.insCall, `INSERT INTO calls(id, method, protocol, backend, authority, peer, content_type, compression, start_ns, deadline_ns, request_headers)
 			VALUES (?,?,?,?,?,?,?,?,?,?,?)`},
 		{&w.setHeader, `UPDATE calls SET response_headers = ? WHERE id = ?`},
-		{&w.insMsg, `INSERT INTO messages(call_id, seq, direction, time_ns, size, truncated, raw) VALUES (?,?,?,?,?,?,?)`},
+		{&w.insMsg, insMsgPrefix + `(?,?,?,?,?,?,?)`},
+		{&w.insMsgs, insMsgPrefix + strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?),`, msgChunk), ",")},
 		{&w.addCounts, `UPDATE calls SET request_count = request_count + ?, response_count = response_count + ?,
 			request_bytes = request_bytes + ?, response_bytes = response_bytes + ? WHERE id = ?`},
 		{&w.endCall, `UPDATE calls SET end_ns = ?, status_code = ?, status_message = ?, status_details = ?, trailers = ?,
@@ -176,7 +184,8 @@ func (s *Store) WriteBatch(ctx context.Context, events []Event) error {
 }
 
 func writeEvents(ctx context.Context, tx *sql.Tx, w *writeStmts, events []Event) error {
-	insCall, setHeader, insMsg := tx.StmtContext(ctx, w.insCall), tx.StmtContext(ctx, w.setHeader), tx.StmtContext(ctx, w.insMsg)
+	insCall, setHeader, insMsg, insMsgs := tx.StmtContext(ctx, w.insCall), tx.StmtContext(ctx, w.setHeader),
+		tx.StmtContext(ctx, w.insMsg), tx.StmtContext(ctx, w.insMsgs)
 	addCounts, endCall, addDropped := tx.StmtContext(ctx, w.addCounts), tx.StmtContext(ctx, w.endCall), tx.StmtContext(ctx, w.addDropped)
 	// Message counters are summed per call and written once per batch, and
 	// always before the call's end so a closed call has its final counts.
@@ -189,6 +198,29 @@ func writeEvents(ctx context.Context, tx *sql.Tx, w *writeStmts, events []Event)
 		delete(pending, id)
 		_, err := addCounts.ExecContext(ctx, c.reqN, c.respN, c.reqB, c.respB, id)
 		return err
+	}
+	// Messages are buffered and inserted msgChunk rows per statement. Their
+	// calls' rows are inserted as soon as seen, so a buffered message's
+	// call always exists.
+	args := make([]any, 0, 7*msgChunk)
+	var first *MessageRecord // first buffered message, for errors
+	flushMsgs := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		var err error
+		if len(args) == 7*msgChunk {
+			_, err = insMsgs.ExecContext(ctx, args...)
+		} else {
+			for i := 0; i < len(args) && err == nil; i += 7 {
+				_, err = insMsg.ExecContext(ctx, args[i:i+7]...)
+			}
+		}
+		args = args[:0]
+		if err != nil {
+			return fmt.Errorf("messages from call %d message %d: %w", first.CallID, first.Seq, err)
+		}
+		return nil
 	}
 	var dropped int64
 	for i := range events {
@@ -229,8 +261,14 @@ func writeEvents(ctx context.Context, tx *sql.Tx, w *writeStmts, events []Event)
 			if raw == nil {
 				raw = []byte{}
 			}
-			if _, err := insMsg.ExecContext(ctx, m.CallID, m.Seq, dir, m.Time.UnixNano(), m.Size, m.Truncated, raw); err != nil {
-				return fmt.Errorf("call %d message %d: %w", m.CallID, m.Seq, err)
+			if len(args) == 0 {
+				first = m
+			}
+			args = append(args, m.CallID, m.Seq, dir, m.Time.UnixNano(), m.Size, m.Truncated, raw)
+			if len(args) == 7*msgChunk {
+				if err := flushMsgs(); err != nil {
+					return err
+				}
 			}
 		case e.End != nil:
 			en := e.End
@@ -242,6 +280,9 @@ func writeEvents(ctx context.Context, tx *sql.Tx, w *writeStmts, events []Event)
 				return fmt.Errorf("call %d end: %w", en.CallID, err)
 			}
 		}
+	}
+	if err := flushMsgs(); err != nil {
+		return err
 	}
 	for id := range pending {
 		if err := flush(id); err != nil {
