@@ -55,7 +55,7 @@ type Reflection struct {
 	timeout time.Duration
 	now     func() time.Time
 
-	fetchMu sync.Mutex // one fetch at a time
+	fetching chan struct{} // holds a token while a fetch runs: one at a time
 
 	mu      sync.Mutex
 	fs      *fileSet
@@ -79,6 +79,8 @@ func NewReflection(conn grpc.ClientConnInterface, target string, opts ...Reflect
 		now:     time.Now,
 		fs:      newFileSet(nil),
 		misses:  map[string]miss{},
+
+		fetching: make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(r)
@@ -117,9 +119,11 @@ func (r *Reflection) FindMessage(ctx context.Context, fullName string) (protoref
 // ListServices asks the server for its services and fetches each one's
 // file. The reflection service itself is left out.
 func (r *Reflection) ListServices(ctx context.Context) ([]protoreflect.ServiceDescriptor, error) {
-	r.fetchMu.Lock()
+	if err := r.acquire(ctx); err != nil {
+		return nil, err
+	}
 	names, err := withClient(r, ctx, func(c *grpcreflect.Client) ([]string, error) { return c.ListServices() })
-	r.fetchMu.Unlock()
+	r.release()
 	if err != nil {
 		return nil, r.explain("services", err)
 	}
@@ -170,8 +174,10 @@ func (r *Reflection) lookup(ctx context.Context, what, symbol string, find func(
 		return err
 	}
 
-	r.fetchMu.Lock()
-	defer r.fetchMu.Unlock()
+	if err := r.acquire(ctx); err != nil {
+		return err
+	}
+	defer r.release()
 	// Someone else may have fetched it, or failed to, while we waited.
 	r.mu.Lock()
 	fs = r.fs
@@ -215,6 +221,18 @@ func (r *Reflection) lookup(ctx context.Context, what, symbol string, find func(
 	r.mu.Unlock()
 	return nil
 }
+
+// acquire waits for the right to fetch, or for ctx to end.
+func (r *Reflection) acquire(ctx context.Context) error {
+	select {
+	case r.fetching <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: waiting for another fetch: %w", r, ctx.Err())
+	}
+}
+
+func (r *Reflection) release() { <-r.fetching }
 
 func (r *Reflection) recentFailure(what string) error {
 	r.mu.Lock()
