@@ -8,10 +8,9 @@ import (
 )
 
 func addGoldenSeeds(f *testing.F) {
-	t := &testing.T{}
 	for _, c := range goldenCases {
 		if c.raw != nil {
-			f.Add(c.raw(t))
+			f.Add(c.raw())
 		}
 	}
 	f.Add([]byte{0x1b, 0x08, 0x05, 0x1c})
@@ -26,7 +25,7 @@ func FuzzSchemaless(f *testing.F) {
 	addGoldenSeeds(f)
 	for _, c := range goldenCases {
 		if c.json != "" {
-			f.Add(c.input(&testing.T{}))
+			f.Add(c.input(f))
 		}
 	}
 	d := New(WithSources(protoFilesSource(f)))

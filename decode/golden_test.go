@@ -85,7 +85,7 @@ type goldenCase struct {
 	dir       Direction
 	subtype   string
 	json      string                       // encoded with the .proto source, or
-	raw       func(t *testing.T) []byte    // hand-made bytes
+	raw       func() []byte                // hand-made bytes
 	perSource bool                         // the output names the source
 	check     func(t *testing.T, r Result) // extra assertions
 }
@@ -164,7 +164,7 @@ var goldenCases = []goldenCase{
 	{
 		name:   "unknown_fields",
 		method: placeOrder,
-		raw: func(t *testing.T) []byte {
+		raw: func() []byte {
 			dish := appendBytesField(nil, 1, []byte("pie"))
 			dish = appendBytesField(dish, 50, []byte("from a newer schema"))
 			side := appendBytesField(nil, 1, []byte("salad"))
@@ -180,7 +180,7 @@ var goldenCases = []goldenCase{
 	{
 		name:   "stale_schema_wire_type",
 		method: placeOrder,
-		raw: func(t *testing.T) []byte {
+		raw: func() []byte {
 			// customer_name (14) is a string in the schema; the sender's
 			// newer schema made it an int.
 			b := appendVarintField(nil, 3, 7)
@@ -190,7 +190,7 @@ var goldenCases = []goldenCase{
 	{
 		name:   "stale_schema_nested",
 		method: placeOrder,
-		raw: func(t *testing.T) []byte {
+		raw: func() []byte {
 			// main_dish.ingredients[0].grams (a double) sent as a varint.
 			ing := appendBytesField(nil, 1, []byte("salt"))
 			ing = appendVarintField(ing, 2, 3)
@@ -202,14 +202,14 @@ var goldenCases = []goldenCase{
 	{
 		name:   "invalid_utf8",
 		method: placeOrder,
-		raw: func(t *testing.T) []byte {
+		raw: func() []byte {
 			return appendBytesField(nil, 14, []byte{'a', 0xff, 'b'})
 		},
 	},
 	{
 		name:   "truncated",
 		method: placeOrder,
-		raw: func(t *testing.T) []byte {
+		raw: func() []byte {
 			b := appendVarintField(nil, 3, 7)
 			b = appendBytesField(b, 14, []byte("a longer name"))
 			return b[:len(b)-4]
@@ -218,7 +218,7 @@ var goldenCases = []goldenCase{
 	{
 		name:   "any_unknown_type",
 		method: placeOrder,
-		raw: func(t *testing.T) []byte {
+		raw: func() []byte {
 			anyMsg := appendBytesField(nil, 1, []byte("type.googleapis.com/other.v1.Thing"))
 			anyMsg = appendBytesField(anyMsg, 2, appendVarintField(nil, 1, 5))
 			return appendBytesField(nil, 32, anyMsg)
@@ -228,35 +228,35 @@ var goldenCases = []goldenCase{
 		name:      "unknown_method",
 		method:    "/kitchen.v1.KitchenService/Cancel",
 		json:      "",
-		raw:       func(t *testing.T) []byte { return appendBytesField(nil, 1, []byte("o-1")) },
+		raw:       func() []byte { return appendBytesField(nil, 1, []byte("o-1")) },
 		perSource: true,
 	},
 	{
 		name:      "unknown_service",
 		method:    "/other.v1.Elsewhere/Do",
-		raw:       func(t *testing.T) []byte { return appendVarintField(nil, 1, 1) },
+		raw:       func() []byte { return appendVarintField(nil, 1, 1) },
 		perSource: true,
 	},
 	{
 		name:    "json_subtype",
 		method:  placeOrder,
 		subtype: "json",
-		raw:     func(t *testing.T) []byte { return []byte("{\"customerName\": \"ann\",\n \"i32\": 3}") },
+		raw:     func() []byte { return []byte("{\"customerName\": \"ann\",\n \"i32\": 3}") },
 	},
 	{
 		name:    "json_subtype_invalid",
 		method:  placeOrder,
 		subtype: "json",
-		raw:     func(t *testing.T) []byte { return []byte(`{"customerName": `) },
+		raw:     func() []byte { return []byte(`{"customerName": `) },
 	},
 }
 
 // input builds the bytes of a case, encoding JSON cases with the .proto
 // source so every descriptor source reads the very same bytes.
-func (c goldenCase) input(t *testing.T) []byte {
+func (c goldenCase) input(t testing.TB) []byte {
 	t.Helper()
 	if c.raw != nil {
-		return c.raw(t)
+		return c.raw()
 	}
 	d := New(WithSources(protoFilesSource(t)))
 	defer d.Close()
