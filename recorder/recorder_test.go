@@ -695,3 +695,28 @@ func BenchmarkRecorder(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 	b.ReportMetric(float64(r.Stats().Dropped), "dropped")
 }
+
+func TestRetention(t *testing.T) {
+	x := newRec(t, Options{Retain: time.Hour, PruneEvery: 20 * time.Millisecond})
+	old := time.Now().Add(-2 * time.Hour)
+	for i, start := range []time.Time{old, time.Now()} {
+		co := x.r.StartCall(&proxy.CallStart{Method: "/a/b", Time: start})
+		co.Message(&proxy.Message{Seq: 1, Direction: proxy.Request, Time: start, Data: []byte("x"), Size: 1})
+		co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: start})
+		x.waitCall(t, int64(i+1), closed)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		calls, err := x.st.ListCalls(context.Background(), store.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) == 1 && calls[0].ID == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after retention: %d calls", len(calls))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
