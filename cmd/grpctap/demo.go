@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -17,11 +17,13 @@ import (
 
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
-	"github.com/grpctap/grpctap/proxy"
 )
 
 type demoFlags struct {
 	proxy   proxyFlags
+	record  recordFlags
+	decode  decodeFlags
+	web     webFlags
 	traffic time.Duration
 }
 
@@ -41,6 +43,9 @@ every kind through the proxy now and then, so there is something to look at.`,
 		},
 	}
 	f.proxy.register(cmd.Flags(), false)
+	f.record.register(cmd.Flags())
+	f.decode.register(cmd.Flags(), true)
+	f.web.register(cmd.Flags())
 	cmd.Flags().DurationVar(&f.traffic, "traffic", 3*time.Second, "send a round of sample calls through the proxy this often (0 turns it off)")
 	return cmd
 }
@@ -57,25 +62,20 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 		_ = backend.Close(cctx)
 	}()
 	f.proxy.backend = backend.Addr()
-	opts, err := f.proxy.options(log)
+	fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode)
 	if err != nil {
 		return err
 	}
-	srvOpts, err := f.proxy.serverOptions()
+	defer closeForwarder(fw, f.proxy.shutdownTimeout, log)
+	webAddr, waitWeb, err := f.web.start(ctx, fw.proxy, f.proxy.shutdownTimeout, log)
 	if err != nil {
 		return err
 	}
-	p, err := proxy.New(opts)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	lis, err := net.Listen("tcp", f.proxy.listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w (pick another port with --listen)", err)
-	}
-	addr := lis.Addr().String()
-	printDemoHints(cmd.OutOrStdout(), addr, backend.Addr(), f.proxy.tlsCert != "")
+	addr := fw.lis.Addr().String()
+	printDemoHints(cmd.OutOrStdout(), demoHints{
+		addr: addr, backend: backend.Addr(), tls: f.proxy.tlsCert != "", web: webAddr,
+		db: f.record.db, recording: !f.record.noRecord,
+	})
 
 	var wg sync.WaitGroup
 	trafficCtx, stopTraffic := context.WithCancel(ctx)
@@ -84,25 +84,46 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); sampleTraffic(trafficCtx, addr, f.traffic, log) }()
 	}
-	return serveGRPC(ctx, p.NewServer(srvOpts...), lis, f.proxy.shutdownTimeout, log)
+	err = serveGRPC(ctx, fw.server, fw.lis, f.proxy.shutdownTimeout, log)
+	return errors.Join(err, waitWeb())
 }
 
-func printDemoHints(w io.Writer, addr, backend string, tls bool) {
+type demoHints struct {
+	addr, backend, web, db string
+	tls, recording         bool
+}
+
+func printDemoHints(w io.Writer, h demoHints) {
 	plaintext := "-plaintext "
-	if tls {
+	if h.tls {
 		plaintext = "-insecure "
 	}
-	fmt.Fprintf(w, `grpctap demo
-  proxy    %s  (clients connect here)
-  backend  %s  (grpctap.demo.v1.DemoService, with reflection)
-
+	fmt.Fprintf(w, "grpctap demo\n  proxy    %s  (clients connect here)\n  backend  %s  (grpctap.demo.v1.DemoService, with reflection)\n", h.addr, h.backend)
+	if h.web != "" {
+		fmt.Fprintf(w, "  web      %s  (gRPC-Web bridge)\n", h.web)
+	}
+	if h.recording {
+		fmt.Fprintf(w, "  capture  %s\n", h.db)
+	}
+	fmt.Fprintf(w, `
 Try it (grpcurl):
   grpcurl %s%s list
   grpcurl %s-d '{"message":"hello","tags":["a","b"]}' %s grpctap.demo.v1.DemoService/Echo
   grpcurl %s-d '{"count":3}' %s grpctap.demo.v1.DemoService/Countdown
-
-Press Ctrl-C to stop.
-`, addr, backend, plaintext, addr, plaintext, addr, plaintext, addr)
+`, plaintext, h.addr, plaintext, h.addr, plaintext, h.addr)
+	if h.recording {
+		db := ""
+		if h.db != defaultDB {
+			db = " --db " + h.db
+		}
+		fmt.Fprintf(w, `
+See what passed (in another terminal):
+  grpctap calls%s
+  grpctap show%s <id>
+  grpctap export%s | jq .
+`, db, db, db)
+	}
+	fmt.Fprintln(w, "\nPress Ctrl-C to stop.")
 }
 
 // sampleTraffic sends one call of each RPC kind through the proxy every

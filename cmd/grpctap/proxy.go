@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -113,7 +113,12 @@ func (f *proxyFlags) serverOptions() ([]grpc.ServerOption, error) {
 }
 
 func newProxyCmd() *cobra.Command {
-	var f proxyFlags
+	var f struct {
+		proxy  proxyFlags
+		record recordFlags
+		decode decodeFlags
+		web    webFlags
+	}
 	cmd := &cobra.Command{
 		Use:   "proxy --backend ADDR [flags]",
 		Short: "Forward gRPC calls to backends, recording every one",
@@ -122,42 +127,49 @@ backend, unchanged: all four RPC kinds, metadata, trailers, status and
 details, deadlines, cancellation and compression. It needs no schema.
 
 Point clients at --listen instead of the backend. Calls are routed by
---route PREFIX=ADDR (longest prefix wins), else to --backend.`,
+--route PREFIX=ADDR (longest prefix wins), else to --backend. Every call is
+recorded in --db (see 'grpctap calls'); schemas are learned from backends by
+server reflection and kept in the capture, or given with --proto/--protoset.`,
 		Example: `  grpctap proxy --backend 127.0.0.1:9000
   grpctap proxy --listen :50050 --backend api.internal:443 --backend-tls
-  grpctap proxy --route billing.v1.Billing=127.0.0.1:9001 --backend 127.0.0.1:9000`,
+  grpctap proxy --route billing.v1.Billing=127.0.0.1:9001 --backend 127.0.0.1:9000
+  grpctap proxy --backend 127.0.0.1:9000 --web :8080 --web-origin http://localhost:3000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.backend == "" && len(f.routes) == 0 {
+			if f.proxy.backend == "" && len(f.proxy.routes) == 0 {
 				return fmt.Errorf("proxy needs --backend ADDR or at least one --route PREFIX=ADDR (try 'grpctap demo' for a built-in backend)")
 			}
-			return runProxy(cmd.Context(), cmd, &f)
+			log := newLogger(cmd.ErrOrStderr(), f.proxy.logLevel.Level)
+			ctx := cmd.Context()
+			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode)
+			if err != nil {
+				return err
+			}
+			defer closeForwarder(fw, f.proxy.shutdownTimeout, log)
+			webAddr, waitWeb, err := f.web.start(ctx, fw.proxy, f.proxy.shutdownTimeout, log)
+			if err != nil {
+				return err
+			}
+			log.Info("grpctap proxy listening", "addr", fw.lis.Addr().String(), "backends", fw.proxy.Backends(), "tls", f.proxy.tlsCert != "")
+			if webAddr != "" {
+				log.Info("gRPC-Web bridge listening", "addr", webAddr)
+			}
+			err = serveGRPC(ctx, fw.server, fw.lis, f.proxy.shutdownTimeout, log)
+			return errors.Join(err, waitWeb())
 		},
 	}
-	f.register(cmd.Flags(), true)
+	f.proxy.register(cmd.Flags(), true)
+	f.record.register(cmd.Flags())
+	f.decode.register(cmd.Flags(), true)
+	f.web.register(cmd.Flags())
 	return cmd
 }
 
-func runProxy(ctx context.Context, cmd *cobra.Command, f *proxyFlags) error {
-	log := newLogger(cmd.ErrOrStderr(), f.logLevel.Level)
-	opts, err := f.options(log)
-	if err != nil {
-		return err
+// closeForwarder flushes the recorder and closes everything, bounded by grace.
+func closeForwarder(fw *forwarder, grace time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := fw.close(ctx); err != nil {
+		log.Warn("closing", "err", err)
 	}
-	srvOpts, err := f.serverOptions()
-	if err != nil {
-		return err
-	}
-	p, err := proxy.New(opts)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	lis, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	srv := p.NewServer(srvOpts...)
-	log.Info("grpctap proxy listening", "addr", lis.Addr().String(), "backends", p.Backends(), "tls", f.tlsCert != "")
-	return serveGRPC(ctx, srv, lis, f.shutdownTimeout, log)
 }

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"github.com/spf13/pflag"
+
+	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/decode"
+)
+
+// decodeFlags say where schemas come from, for the commands that decode.
+type decodeFlags struct {
+	protos       []string
+	importPaths  []string
+	protosets    []string
+	noReflection bool
+}
+
+// register adds --proto, --import-path and --protoset, and --no-reflection
+// when the command can reach backends.
+func (f *decodeFlags) register(fs *pflag.FlagSet, reflection bool) {
+	fs.StringArrayVar(&f.protos, "proto", nil, "decode with this .proto file (repeatable; paths relative to --import-path)")
+	fs.StringArrayVar(&f.importPaths, "import-path", nil, "directory to resolve --proto files and their imports in (repeatable; well-known types are built in)")
+	fs.StringArrayVar(&f.protosets, "protoset", nil, "decode with this protoset file, a serialized FileDescriptorSet as protoc --descriptor_set_out writes (repeatable)")
+	if reflection {
+		fs.BoolVar(&f.noReflection, "no-reflection", false, "do not ask backends for their schema by server reflection")
+	}
+}
+
+// options returns the decoder options; dial, when not nil and reflection is
+// on, is how reflection reaches a backend.
+func (f *decodeFlags) options(dial decode.Dialer) capture.DecoderOptions {
+	return capture.DecoderOptions{
+		ProtoFiles:  f.protos,
+		ImportPaths: f.importPaths,
+		Protosets:   f.protosets,
+		Reflection:  dial != nil && !f.noReflection,
+		Dial:        dial,
+	}
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"google.golang.org/grpc"
+
+	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/proxy"
+)
+
+// forwarder is the proxy with everything the 'proxy' and 'demo' commands
+// attach to it: the recorder, schema learning and the listener.
+type forwarder struct {
+	proxy   *proxy.Proxy
+	server  *grpc.Server
+	lis     net.Listener
+	decoder *decode.Decoder // nil when not recording
+	closers []func(context.Context) error
+}
+
+// shared lets the decoder use the proxy's pooled backend connections for
+// reflection without closing them when the decoder closes.
+type shared struct{ grpc.ClientConnInterface }
+
+// startForwarder opens the capture, the decoder and the proxy, and listens.
+func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *recordFlags, df *decodeFlags) (_ *forwarder, err error) {
+	fw := &forwarder{}
+	defer func() {
+		if err != nil {
+			_ = fw.close(context.Background())
+		}
+	}()
+	opts, err := pf.options(log)
+	if err != nil {
+		return nil, err
+	}
+	srvOpts, err := pf.serverOptions()
+	if err != nil {
+		return nil, err
+	}
+	rec, closeRec, err := rf.open(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	fw.closers = append(fw.closers, closeRec)
+
+	var observers []proxy.Observer
+	if rec != nil {
+		observers = append(observers, rec)
+		// The decoder reaches backends through the proxy's own pool, which
+		// exists once the proxy does; it is first used after that.
+		dial := func(backend string) (grpc.ClientConnInterface, error) {
+			cc, err := fw.proxy.Conn(backend)
+			if err != nil {
+				return nil, err
+			}
+			return shared{cc}, nil
+		}
+		dec, err := capture.OpenDecoder(ctx, rf.store, df.options(dial))
+		if err != nil {
+			return nil, err
+		}
+		fw.decoder = dec
+		fw.closers = append(fw.closers, func(context.Context) error { return dec.Close() })
+		if rf.store != nil && (len(df.protos) > 0 || len(df.protosets) > 0) {
+			// Keep the given schemas in the capture too.
+			if err := capture.SaveLearned(ctx, dec, rf.store); err != nil {
+				log.Warn("saving schemas in the capture", "err", err)
+			}
+		}
+		if !df.noReflection {
+			learner := capture.NewLearner(dec, rf.store, log)
+			fw.closers = append(fw.closers, func(context.Context) error { learner.Close(); return nil })
+			observers = append(observers, learner)
+		}
+	}
+	opts.Observer = proxy.Tee(observers...)
+	p, err := proxy.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	fw.proxy = p
+	fw.closers = append(fw.closers, func(context.Context) error { return p.Close() })
+	lis, err := net.Listen("tcp", pf.listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w (pick another address with --listen)", err)
+	}
+	fw.lis = lis
+	fw.server = p.NewServer(srvOpts...)
+	return fw, nil
+}
+
+// close releases everything in the reverse order it was opened.
+func (fw *forwarder) close(ctx context.Context) error {
+	var errs []error
+	for i := len(fw.closers) - 1; i >= 0; i-- {
+		errs = append(errs, fw.closers[i](ctx))
+	}
+	fw.closers = nil
+	if fw.lis != nil {
+		_ = fw.lis.Close()
+	}
+	return errors.Join(errs...)
+}
