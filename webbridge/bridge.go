@@ -6,16 +6,14 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/improbable-eng/grpc-web/go/grpcweb"
 	"google.golang.org/grpc"
 
 	"github.com/grpctap/grpctap/proxy"
 )
 
-// DefaultWebsocketReadLimit bounds one websocket message (one gRPC frame plus
-// a control byte) unless Options.WebsocketReadLimit says otherwise: the
-// proxy's default message size plus framing. improbable's own default of
-// 32 KiB would refuse ordinary messages.
+// DefaultWebsocketReadLimit bounds one websocket message (a piece of the
+// request body plus a control byte) unless Options.WebsocketReadLimit says
+// otherwise: the proxy's default message size plus framing.
 const DefaultWebsocketReadLimit = proxy.DefaultMaxMsgSize + 6
 
 // preflightMaxAge is how long browsers may cache a preflight answer, in
@@ -44,12 +42,12 @@ type Options struct {
 
 // Bridge is an http.Handler serving gRPC-Web in front of a grpc.Server.
 type Bridge struct {
-	srv       *grpc.Server
-	web       *grpcweb.WrappedGrpcServer
-	anyOrigin bool
-	origins   map[string]bool
-	ws        bool
-	fallback  bool
+	srv         *grpc.Server
+	wsReadLimit int64
+	anyOrigin   bool
+	origins     map[string]bool
+	ws          bool
+	fallback    bool
 }
 
 // New returns a Bridge that translates gRPC-Web calls for srv, typically the
@@ -67,17 +65,10 @@ func New(srv *grpc.Server, opts Options) (*Bridge, error) {
 		}
 		b.origins[norm] = true
 	}
-	limit := opts.WebsocketReadLimit
-	if limit <= 0 {
-		limit = DefaultWebsocketReadLimit
+	b.wsReadLimit = opts.WebsocketReadLimit
+	if b.wsReadLimit <= 0 {
+		b.wsReadLimit = DefaultWebsocketReadLimit
 	}
-	// Only the translation is used (HandleGrpcWebRequest and
-	// HandleGrpcWebsocketRequest); ServeHTTP below does routing and CORS.
-	b.web = grpcweb.WrapServer(srv,
-		grpcweb.WithCorsForRegisteredEndpointsOnly(false),
-		grpcweb.WithWebsockets(opts.Websockets),
-		grpcweb.WithWebsocketsMessageReadLimit(limit),
-	)
 	return b, nil
 }
 
@@ -152,10 +143,9 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if b.ws && isWebsocket(r) {
-		// The upgrade needs Connection and Upgrade; the translation forwards
-		// only the headers of the first websocket message, never these.
-		ctx := proxy.WithProtocol(r.Context(), proxy.ProtocolGRPCWeb)
-		b.web.HandleGrpcWebsocketRequest(w, r.WithContext(ctx))
+		// The upgrade needs Connection and Upgrade; the call gets only the
+		// headers of the first websocket message, never these.
+		b.serveWebsocket(w, r)
 		return
 	}
 	ct := strings.ToLower(r.Header.Get("Content-Type"))
@@ -164,8 +154,6 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(ct, "application/grpc-web-text") {
 			protocol = proxy.ProtocolGRPCWebText
 		}
-		// improbable's translation matches the content type case-sensitively.
-		r.Header.Set("Content-Type", ct)
 		setCORS(w.Header(), allowOrigin)
 		stripHopByHop(r.Header)
 		if r.ProtoMajor == 1 {
@@ -173,7 +161,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// started (client streaming whose backend answers headers first).
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
-		b.web.HandleGrpcWebRequest(w, r.WithContext(proxy.WithProtocol(r.Context(), protocol)))
+		b.serveWeb(w, r.WithContext(proxy.WithProtocol(r.Context(), protocol)), protocol == proxy.ProtocolGRPCWebText)
 		return
 	}
 	if b.fallback && r.ProtoMajor == 2 && r.Method == http.MethodPost && strings.HasPrefix(ct, "application/grpc") {
@@ -240,4 +228,11 @@ func stripHopByHop(h http.Header) {
 			delete(h, k)
 		}
 	}
+}
+
+// serveWeb serves one gRPC-Web call over HTTP/1.1 or HTTP/2.
+func (b *Bridge) serveWeb(w http.ResponseWriter, r *http.Request, text bool) {
+	resp := newWebResponse(w, text)
+	b.srv.ServeHTTP(resp, grpcRequest(r, text))
+	resp.finish()
 }

@@ -26,9 +26,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// desertbit/timer (improbable's websocket pings) starts one goroutine
-	// for the process in its init.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/desertbit/timer.timerRoutine"))
+	goleak.VerifyTestMain(m)
 }
 
 // bytesCodec moves *[]byte as the message, so backends need no schema.

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/webbridge"
+)
+
+// webFlags are the gRPC-Web bridge flags of 'proxy' and 'demo'.
+type webFlags struct {
+	addr       string
+	origins    []string
+	websockets bool
+	tlsCert    string
+	tlsKey     string
+}
+
+func (f *webFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.addr, "web", "", "serve gRPC-Web (for browsers) on this address, in front of the same routing and recording; a bare port (8080) binds 127.0.0.1, \":8080\" binds every interface (default: off)")
+	fs.StringArrayVar(&f.origins, "web-origin", nil, "origin (scheme://host[:port]) whose pages may call through --web; repeatable; \"*\" allows any origin (default: same-origin requests only)")
+	fs.BoolVar(&f.websockets, "web-websockets", false, "also accept improbable-eng's grpc-websockets transport on --web (client and bidi streaming from browsers over HTTP/1.1)")
+	fs.StringVar(&f.tlsCert, "web-tls-cert", "", "serve --web over TLS (ALPN h2 and http/1.1) with this PEM certificate; needs --web-tls-key (default: plaintext HTTP/1.1 and h2c)")
+	fs.StringVar(&f.tlsKey, "web-tls-key", "", "PEM private key for --web-tls-cert")
+}
+
+// webAddr turns the --web value into a listen address: a bare port means
+// loopback, like the proxy's own default listener.
+func webAddr(s string) string {
+	if s != "" && !strings.Contains(s, ":") {
+		return net.JoinHostPort("127.0.0.1", s)
+	}
+	return s
+}
+
+// start serves the bridge when --web is set, with its own grpc.Server from
+// p, so calls are routed, forwarded and recorded like native ones. It
+// returns the address it listens on ("" when --web is unset) and wait, which
+// blocks until the bridge has stopped: after ctx is cancelled, requests in
+// flight get grace to finish before they are cut. Call wait exactly once.
+func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, grace time.Duration, log *slog.Logger) (addr string, wait func() error, err error) {
+	noop := func() error { return nil }
+	if f.addr == "" {
+		if len(f.origins) > 0 || f.websockets || f.tlsCert != "" || f.tlsKey != "" {
+			return "", noop, fmt.Errorf("--web-origin, --web-websockets and --web-tls-* need --web ADDR")
+		}
+		return "", noop, nil
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return "", noop, fmt.Errorf("--web-tls-cert and --web-tls-key go together")
+	}
+	var tlsCfg *tls.Config
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return "", noop, fmt.Errorf("gRPC-Web TLS: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	srv := p.NewServer()
+	h, err := webbridge.New(srv, webbridge.Options{AllowedOrigins: f.origins, Websockets: f.websockets})
+	if err != nil {
+		return "", noop, err
+	}
+	lis, err := net.Listen("tcp", webAddr(f.addr))
+	if err != nil {
+		return "", noop, fmt.Errorf("gRPC-Web listen: %w", err)
+	}
+	hs := webbridge.NewHTTPServer(h, tlsCfg, log)
+	addr = lis.Addr().String()
+	origins := f.origins
+	if len(origins) == 0 {
+		origins = []string{"(same origin only)"}
+	}
+	log.Info("grpctap gRPC-Web bridge listening", "addr", addr, "tls", tlsCfg != nil, "origins", origins, "websockets", f.websockets)
+	done := make(chan error, 1)
+	go func() {
+		err := webbridge.Serve(ctx, hs, lis, grace)
+		srv.Stop() // nothing left in flight: Serve waited for every handler
+		done <- err
+	}()
+	return addr, func() error { return <-done }, nil
+}

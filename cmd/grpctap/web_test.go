@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/grpctap/grpctap/demo"
+	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/proxy"
+)
+
+func parseWebFlags(t *testing.T, args ...string) *webFlags {
+	t.Helper()
+	var f webFlags
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return &f
+}
+
+// TestWebFlagsServe starts the bridge from its flags in front of the demo
+// backend, makes a gRPC-Web call and shuts it down by cancelling ctx.
+func TestWebFlagsServe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	backend, err := demo.Start(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close(context.Background())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := proxy.New(proxy.Options{Backend: backend.Addr(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	f := parseWebFlags(t, "--web", "127.0.0.1:0", "--web-origin", "http://page.example:3000", "--web-websockets")
+	webCtx, stopWeb := context.WithCancel(ctx)
+	defer stopWeb()
+	addr, wait, err := f.start(webCtx, p, 2*time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	req, _ := proto.Marshal(&demopb.EchoRequest{Message: "hello web"})
+	body := make([]byte, 5+len(req))
+	binary.BigEndian.PutUint32(body[1:5], uint32(len(req)))
+	copy(body[5:], req)
+	hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/grpctap.demo.v1.DemoService/Echo", bytes.NewReader(body))
+	hreq.Header.Set("Content-Type", "application/grpc-web+proto")
+	hreq.Header.Set("Origin", "http://page.example:3000")
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("Access-Control-Allow-Origin") != "http://page.example:3000" {
+		t.Errorf("allow-origin %q", resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	if len(out) < 5 || out[0] != 0 {
+		t.Fatalf("response body %q", out)
+	}
+	n := binary.BigEndian.Uint32(out[1:5])
+	var echo demopb.EchoResponse
+	if err := proto.Unmarshal(out[5:5+n], &echo); err != nil {
+		t.Fatal(err)
+	}
+	if echo.GetMessage() != "hello web" || !strings.Contains(string(out[5+n:]), "grpc-status: 0") {
+		t.Fatalf("echo %v, rest %q", &echo, out[5+n:])
+	}
+
+	stopWeb()
+	done := make(chan error, 1)
+	go func() { done <- wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("bridge did not stop")
+	}
+}
+
+func TestWebFlagsOff(t *testing.T) {
+	p, err := proxy.New(proxy.Options{Backend: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	addr, wait, err := parseWebFlags(t).start(context.Background(), p, time.Second, log)
+	if err != nil || addr != "" || wait() != nil {
+		t.Fatalf("without --web: addr %q err %v", addr, err)
+	}
+	for _, args := range [][]string{
+		{"--web-origin", "http://a.example"},
+		{"--web", "127.0.0.1:0", "--web-tls-cert", "x.pem"},
+		{"--web", "127.0.0.1:0", "--web-origin", "not-an-origin"},
+		{"--web", "127.0.0.1:0", "--web-tls-cert", "/nonexistent.pem", "--web-tls-key", "/nonexistent.key"},
+	} {
+		if _, _, err := parseWebFlags(t, args...).start(context.Background(), p, time.Second, log); err == nil {
+			t.Errorf("%q: no error", args)
+		}
+	}
+}
+
+func TestWebAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"8080":           "127.0.0.1:8080",
+		":8080":          ":8080",
+		"0.0.0.0:8080":   "0.0.0.0:8080",
+		"localhost:9000": "localhost:9000",
+		"[::1]:9000":     "[::1]:9000",
+	} {
+		if got := webAddr(in); got != want {
+			t.Errorf("webAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
