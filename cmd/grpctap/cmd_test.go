@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -117,10 +118,11 @@ func demoClient(t *testing.T, addr string) demopb.DemoServiceClient {
 }
 
 func TestDemoServesThroughTheProxy(t *testing.T) {
-	s := start(t, "demo", "--listen", "127.0.0.1:0", "--traffic", "50ms")
+	db := filepath.Join(t.TempDir(), "demo.db")
+	s := start(t, "demo", "--listen", "127.0.0.1:0", "--traffic", "50ms", "--db", db)
 	addr := s.waitFor(t, demoProxyLine)
 	out := s.out.String()
-	for _, hint := range []string{"grpcurl -plaintext", "grpctap.demo.v1.DemoService/Echo", addr} {
+	for _, hint := range []string{"grpcurl -plaintext", "grpctap.demo.v1.DemoService/Echo", addr, "grpctap calls --db " + db} {
 		if !strings.Contains(out, hint) {
 			t.Errorf("demo output lacks %q:\n%s", hint, out)
 		}
@@ -131,7 +133,29 @@ func TestDemoServesThroughTheProxy(t *testing.T) {
 	if err != nil || resp.GetMessage() != "through grpctap" {
 		t.Fatalf("Echo via demo proxy: %v, %v", resp, err)
 	}
-	time.Sleep(300 * time.Millisecond) // let the sample traffic run a few rounds
+	// The demo records what passes, while it runs: wait (bounded) until the
+	// sample traffic's every kind is in the capture.
+	var calls string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var buf bytes.Buffer
+		if err := run(context.Background(), []string{"calls", "--db", db, "--json", "--limit", "1000"}, &buf, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		calls = buf.String()
+		missing := ""
+		for _, m := range []string{"/Echo", "/Sum", "/Countdown", "/Chat"} {
+			if !strings.Contains(calls, `"method":"/grpctap.demo.v1.DemoService`+m+`"`) {
+				missing = m
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("capture still lacks a %s call after 10s:\n%s", missing, calls)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err := s.stop(t, 15*time.Second); err != nil {
 		t.Fatalf("demo exited with %v, want nil (exit 0)", err)
 	}
