@@ -87,7 +87,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s := &Store{path: path, readOnly: opts.ReadOnly}
 	if !opts.ReadOnly {
 		s.wdb, err = sql.Open("sqlite", dsn(path, "_txlock=immediate",
-			"_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)"))
+			"_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)", "_pragma=cache_size(-16384)"))
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
