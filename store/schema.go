@@ -69,8 +69,8 @@ CREATE TABLE descriptors (
 func schemaVersion() int { return len(migrations) }
 
 // migrate brings db forward to the current schema version, one transaction
-// per step.
-func migrate(ctx context.Context, db *sql.DB) error {
+// per step. prelude, when not empty, runs in the first step's transaction.
+func migrate(ctx context.Context, db *sql.DB, prelude string) error {
 	var v int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
@@ -82,6 +82,13 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("migrate to %d: %w", v+1, err)
+		}
+		if prelude != "" {
+			if _, err := tx.ExecContext(ctx, prelude); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("migrate to %d: %w", v+1, err)
+			}
+			prelude = ""
 		}
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 			tx.Rollback()

@@ -104,7 +104,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 			s.wdb.Close()
 			return nil, fmt.Errorf("open %s: journal_mode is %q, want wal (is the file on a filesystem without shared memory?)", path, mode)
 		}
-		if err := migrate(ctx, s.wdb); err != nil {
+		if err := migrate(ctx, s.wdb, ""); err != nil {
 			s.wdb.Close()
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
@@ -243,10 +243,9 @@ func create(ctx context.Context, path string) error {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA application_id = %d", ApplicationID)); err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	if err := migrate(ctx, db); err != nil {
+	// The application id is written in the same transaction as the schema:
+	// a file is either a complete capture or not one of ours.
+	if err := migrate(ctx, db, fmt.Sprintf("PRAGMA application_id = %d", ApplicationID)); err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
 	return db.Close()

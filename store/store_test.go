@@ -384,3 +384,31 @@ func BenchmarkWriter(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
+
+func TestMigratesForward(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t)
+	if err := s.WriteBatch(ctx, sampleEvents(1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// A later grpctap adds a step; opening the old capture applies it and
+	// keeps the data.
+	saved := migrations
+	migrations = append(append([]string(nil), saved...), `ALTER TABLE calls ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated'`)
+	defer func() { migrations = saved }()
+	s2, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	var v int
+	var note string
+	s2.rdb.QueryRow("PRAGMA user_version").Scan(&v)
+	if err := s2.rdb.QueryRow("SELECT note FROM calls WHERE id = 1").Scan(&note); err != nil || v != len(saved)+1 || note != "migrated" {
+		t.Fatalf("version %d, note %q, %v", v, note, err)
+	}
+	if c, err := s2.GetCall(ctx, 1); err != nil || len(c.Messages) != 3 {
+		t.Fatalf("call after migration: %v", err)
+	}
+}

@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// PageQuery selects one page of calls for the web inspector: newest first,
+// with a cursor. The zero PageQuery returns the newest DefaultPageSize
+// calls.
+type PageQuery struct {
+	Method   string    // glob on the full method, as in Filter; "" any
+	Status   *int      // status code; closed calls only
+	Protocol string    // "grpc", "grpc-web", "grpc-web-text"; "" any
+	State    string    // "open" or "closed"; "" any
+	Since    time.Time // calls started at or after; zero: any
+	// Text matches, case-insensitively for ASCII, the method, backend,
+	// peer, request headers, response headers, trailers and status
+	// message; and, byte for byte, the recorded message bodies (so a string
+	// field's value is found as it is on the wire, whatever its schema).
+	Text string
+	// Before is the cursor: only calls with an id below it. 0: the newest.
+	Before int64
+	// After selects only calls with an id above it (to fetch what arrived
+	// since a page was loaded). 0: no bound.
+	After int64
+	// Limit is the page size. Default DefaultPageSize, at most MaxPageSize.
+	Limit int
+}
+
+// Page sizes of PageQuery.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// Page is one page of calls, newest first.
+type Page struct {
+	Calls []Call `json:"calls"`
+	// NextCursor is the Before of the next (older) page; 0 when this page
+	// is the last.
+	NextCursor int64 `json:"next_cursor"`
+}
+
+// likeEscape escapes LIKE wildcards so Text matches literally.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+func (q PageQuery) where() (string, []any) {
+	f := Filter{Method: q.Method, Status: q.Status, Since: q.Since, AfterID: q.After}
+	w, args := f.where()
+	var conds []string
+	if w != "" {
+		conds = append(conds, strings.TrimPrefix(w, " WHERE "))
+	}
+	if q.Protocol != "" {
+		conds = append(conds, "protocol = ?")
+		args = append(args, q.Protocol)
+	}
+	switch q.State {
+	case "open":
+		conds = append(conds, "end_ns IS NULL")
+	case "closed":
+		conds = append(conds, "end_ns IS NOT NULL")
+	}
+	if q.Before > 0 {
+		conds = append(conds, "id < ?")
+		args = append(args, q.Before)
+	}
+	if q.Text != "" {
+		like := "%" + likeEscape(q.Text) + "%"
+		var ors []string
+		for _, col := range []string{"method", "backend", "peer", "request_headers", "response_headers", "trailers", "status_message"} {
+			ors = append(ors, col+` LIKE ? ESCAPE '\'`)
+			args = append(args, like)
+		}
+		ors = append(ors, "EXISTS (SELECT 1 FROM messages m WHERE m.call_id = calls.id AND instr(m.raw, ?) > 0)")
+		args = append(args, []byte(q.Text))
+		conds = append(conds, "("+strings.Join(ors, " OR ")+")")
+	}
+	if len(conds) == 0 {
+		return "", args
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// CallsPage returns one page of the calls q selects, newest first.
+func (s *Store) CallsPage(ctx context.Context, q PageQuery) (*Page, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultPageSize
+	}
+	limit = min(limit, MaxPageSize)
+	where, args := q.where()
+	// One more than asked tells whether an older page exists.
+	rows, err := s.rdb.QueryContext(ctx, "SELECT "+callColumns+" FROM calls"+where+" ORDER BY id DESC LIMIT ?", append(args, limit+1)...)
+	if err != nil {
+		return nil, fmt.Errorf("calls page: %w", err)
+	}
+	defer rows.Close()
+	p := &Page{Calls: []Call{}}
+	for rows.Next() {
+		var c Call
+		if err := scanCall(rows, &c); err != nil {
+			return nil, fmt.Errorf("calls page: %w", err)
+		}
+		p.Calls = append(p.Calls, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("calls page: %w", err)
+	}
+	if len(p.Calls) > limit {
+		p.Calls = p.Calls[:limit]
+		p.NextCursor = p.Calls[limit-1].ID
+	}
+	return p, nil
+}
+
+// Watermark is a cheap summary of a capture's state for noticing changes
+// made by another process: the highest call id and how many calls are
+// open.
+type Watermark struct {
+	MaxID int64
+	Open  int64
+}
+
+// CurrentWatermark reads the capture's Watermark.
+func (s *Store) CurrentWatermark(ctx context.Context) (Watermark, error) {
+	var w Watermark
+	err := s.rdb.QueryRowContext(ctx,
+		"SELECT coalesce((SELECT max(id) FROM calls), 0), (SELECT count(*) FROM calls WHERE end_ns IS NULL)").Scan(&w.MaxID, &w.Open)
+	if err != nil {
+		return w, fmt.Errorf("watermark: %w", err)
+	}
+	return w, nil
+}
+
+// Backends lists the distinct backends of recorded calls, sorted.
+func (s *Store) Backends(ctx context.Context) ([]string, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT DISTINCT backend FROM calls WHERE backend != '' ORDER BY backend")
+	if err != nil {
+		return nil, fmt.Errorf("backends: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var b string
+		if err := rows.Scan(&b); err != nil {
+			return nil, fmt.Errorf("backends: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// FindCallByHeader returns the id of the newest call above afterID whose
+// request headers hold key with value, or 0 when there is none. The
+// composer finds the calls it made this way.
+func (s *Store) FindCallByHeader(ctx context.Context, afterID int64, key, value string) (int64, error) {
+	var id int64
+	err := s.rdb.QueryRowContext(ctx,
+		`SELECT coalesce(max(c.id), 0) FROM calls c, json_each(c.request_headers, '$."'||?||'"') v
+		 WHERE c.id > ? AND v.value = ?`, key, afterID, value).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("find call: %w", err)
+	}
+	return id, nil
+}
