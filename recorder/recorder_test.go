@@ -728,3 +728,49 @@ func TestRetention(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A full disk (here: a capture capped at 40 pages) loses events, counts
+// them, logs, and never blocks the observer; calls recorded before stay.
+func TestFullDisk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cap.db")
+	st, err := store.Open(context.Background(), path, store.Options{MaxPages: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var logBuf syncBuffer
+	r, err := New(context.Background(), st, Options{Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := bytes.Repeat([]byte{7}, 2000)
+	start := time.Now()
+	for i := 0; i < 200; i++ {
+		co := r.StartCall(&proxy.CallStart{Method: "/a/b", Time: time.Now()})
+		co.Message(&proxy.Message{Seq: 1, Direction: proxy.Request, Time: time.Now(), Data: body, Size: len(body)})
+		co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: time.Now()})
+		if i%20 == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("observer calls took %v", el)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := r.Stats()
+	if s.Dropped == 0 || s.Recorded == 0 || s.Dropped+s.Recorded < 600 {
+		t.Fatalf("stats %+v", s)
+	}
+	if !strings.Contains(logBuf.String(), "full") {
+		t.Fatalf("log: %s", logBuf.String())
+	}
+	calls, err := st.ListCalls(context.Background(), store.Filter{})
+	if err != nil || len(calls) == 0 {
+		t.Fatalf("calls %d, %v", len(calls), err)
+	}
+	if err := st.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -46,6 +46,9 @@ type Options struct {
 	ReadOnly bool
 	// ReadConns bounds the read pool. Default 4.
 	ReadConns int
+	// MaxPages caps the file at this many pages (SQLite max_page_count):
+	// writes beyond it fail as they would on a full disk. Default: no cap.
+	MaxPages int
 }
 
 // Store is an open capture file. Its methods are safe for concurrent use:
@@ -86,8 +89,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 
 	s := &Store{path: path, readOnly: opts.ReadOnly}
 	if !opts.ReadOnly {
-		s.wdb, err = sql.Open("sqlite", dsn(path, "_txlock=immediate",
-			"_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)", "_pragma=cache_size(-16384)"))
+		params := []string{"_txlock=immediate",
+			"_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)", "_pragma=cache_size(-16384)"}
+		if opts.MaxPages > 0 {
+			params = append(params, fmt.Sprintf("_pragma=max_page_count(%d)", opts.MaxPages))
+		}
+		s.wdb, err = sql.Open("sqlite", dsn(path, params...))
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
