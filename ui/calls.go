@@ -1,0 +1,129 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/store"
+)
+
+// parsePageQuery reads GET /api/calls parameters.
+func parsePageQuery(r *http.Request, now time.Time) (store.PageQuery, error) {
+	v := r.URL.Query()
+	q := store.PageQuery{
+		Method:   strings.TrimSpace(v.Get("method")),
+		Protocol: v.Get("protocol"),
+		State:    v.Get("state"),
+		Text:     strings.TrimSpace(v.Get("q")),
+	}
+	if s := v.Get("status"); s != "" {
+		code, err := store.ParseCode(s)
+		if err != nil {
+			return q, err
+		}
+		q.Status = &code
+	}
+	if q.State != "" && q.State != "open" && q.State != "closed" {
+		return q, fmt.Errorf("state %q: want open or closed", q.State)
+	}
+	if s := v.Get("since"); s != "" {
+		if d, err := time.ParseDuration(s); err == nil {
+			q.Since = now.Add(-d)
+		} else if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			q.Since = t
+		} else {
+			return q, fmt.Errorf("since %q: want a duration (10m) or an RFC 3339 time", s)
+		}
+	}
+	for name, dst := range map[string]*int64{"cursor": &q.Before, "after": &q.After} {
+		if s := v.Get(name); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < 0 {
+				return q, fmt.Errorf("%s %q: want a call id", name, s)
+			}
+			*dst = n
+		}
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > store.MaxPageSize {
+			return q, fmt.Errorf("limit %q: want 1 to %d", s, store.MaxPageSize)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+// listCalls serves GET /api/calls.
+func (u *UI) listCalls(w http.ResponseWriter, r *http.Request) {
+	q, err := parsePageQuery(r, time.Now())
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p, err := u.opts.Store.CallsPage(r.Context(), q)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("id %q is not a positive number", r.PathValue("id"))
+	}
+	return id, nil
+}
+
+// loadCall reads and decodes one call, writing the error answer itself.
+func (u *UI) loadCall(w http.ResponseWriter, r *http.Request) (*store.CallWithMessages, bool) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	c, err := u.opts.Store.GetCall(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeErr(w, http.StatusNotFound, err.Error())
+		return nil, false
+	}
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return nil, false
+	}
+	capture.DecodeCall(r.Context(), u.dec, c)
+	return c, true
+}
+
+// getCall serves GET /api/calls/{id}: the JSON of grpctap show --json,
+// decoded.
+func (u *UI) getCall(w http.ResponseWriter, r *http.Request) {
+	if c, ok := u.loadCall(w, r); ok {
+		writeJSON(w, http.StatusOK, c)
+	}
+}
+
+// replay serves POST /api/calls/{id}/replay.
+func (u *UI) replay(w http.ResponseWriter, r *http.Request) {
+	if u.opts.Replay == nil {
+		writeErr(w, http.StatusNotImplemented, "replay is not available in this build")
+		return
+	}
+	c, ok := u.loadCall(w, r)
+	if !ok {
+		return
+	}
+	res, err := u.opts.Replay(r.Context(), c, r.URL.Query().Get("target"))
+	if err != nil {
+		writeErr(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}

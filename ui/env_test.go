@@ -1,0 +1,166 @@
+package ui_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/demo"
+	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/store"
+	"github.com/grpctap/grpctap/ui"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// env is a real capture: the demo backend, the proxy in front of it
+// recording into an SQLite file, and the inspector on loopback.
+type env struct {
+	t       *testing.T
+	st      *store.Store
+	rec     *recorder.Recorder
+	proxy   *proxy.Proxy
+	addr    string // the proxy's gRPC address
+	server  *ui.Server
+	base    string // the inspector's base URL, no trailing slash
+	client  demopb.DemoServiceClient
+	backend string
+}
+
+type envOpts struct {
+	token string
+}
+
+func newEnv(t *testing.T, o envOpts) *env {
+	t.Helper()
+	ctx := context.Background()
+	backend, err := demo.Start(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = backend.Close(context.Background()) })
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "capture.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rec, err := recorder.New(ctx, st, recorder.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rec.Close(context.Background()) })
+	p, err := proxy.New(proxy.Options{Backend: backend.Addr(), Observer: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := p.NewServer()
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Stop(); <-served })
+	dec, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{Reflection: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dec.Close() })
+	u, err := ui.New(ui.Options{Store: st, Recorder: rec, Decoder: dec, Proxy: p, Token: o.token,
+		EventInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ui.Start("127.0.0.1:0", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("ui shutdown: %v", err)
+		}
+	})
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close(); http.DefaultClient.CloseIdleConnections() })
+	base := strings.TrimSuffix(s.URL, "/")
+	if i := strings.Index(base, "/?"); i >= 0 {
+		base = base[:i]
+	}
+	return &env{t: t, st: st, rec: rec, proxy: p, addr: lis.Addr().String(), server: s, base: base,
+		client: demopb.NewDemoServiceClient(cc), backend: backend.Addr()}
+}
+
+// do sends a request and decodes a JSON answer into out (when not nil),
+// returning the status code.
+func (e *env) do(method, path string, body any, out any, hdr ...string) int {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			e.t.Fatalf("%s %s: %d %s: %v", method, path, res.StatusCode, data, err)
+		}
+	}
+	return res.StatusCode
+}
+
+// waitCalls waits until the capture holds n closed calls.
+func (e *env) waitCalls(n int) []store.Call {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var p store.Page
+		e.do("GET", "/api/calls?state=closed", nil, &p)
+		if len(p.Calls) >= n {
+			return p.Calls
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("want %d closed calls, have %d", n, len(p.Calls))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,75 @@
+package ui
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// IsLoopback reports whether a listen address ("127.0.0.1:7070",
+// "localhost:0", "[::1]:80") binds only to loopback. An empty host (":7070")
+// binds every interface and is not loopback.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	return loopbackHost(host)
+}
+
+// NewToken returns a random token for Options.Token.
+func NewToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Server is a running inspector: an HTTP server over a UI.
+type Server struct {
+	UI   *UI
+	URL  string // where to open it, with ?token= when one is required
+	srv  *http.Server
+	errc chan error
+}
+
+// Start listens on addr and serves u until Shutdown. The URL it reports
+// carries the token when there is one.
+func Start(addr string, u *UI) (*Server, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ui listen: %w", err)
+	}
+	la := lis.Addr().(*net.TCPAddr)
+	host := la.IP.String()
+	if la.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	link := url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(la.Port)), Path: "/"}
+	if u.opts.Token != "" {
+		link.RawQuery = "token=" + url.QueryEscape(u.opts.Token)
+	}
+	s := &Server{UI: u, URL: link.String(), errc: make(chan error, 1),
+		srv: &http.Server{Handler: u, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}}
+	go func() { s.errc <- s.srv.Serve(lis) }()
+	return s, nil
+}
+
+// Shutdown ends live feeds, stops accepting, waits for requests in flight
+// until ctx ends (then closes them) and closes the UI.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.UI.closeOnce.Do(func() { close(s.UI.closing) })
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, s.srv.Close())
+	}
+	if serr := <-s.errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return errors.Join(err, s.UI.Close(ctx))
+}

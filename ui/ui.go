@@ -1,0 +1,271 @@
+package ui
+
+import (
+	"context"
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/store"
+)
+
+//go:embed static
+var staticFS embed.FS
+
+// ReplayFunc replays a recorded call against target ("" for its own
+// backend) and returns the verdict and diff as a JSON-encodable value.
+type ReplayFunc func(ctx context.Context, call *store.CallWithMessages, target string) (any, error)
+
+// Options configure the inspector. Store is required; the zero value of
+// every other field is its default.
+type Options struct {
+	// Store is the capture shown. Required.
+	Store *store.Store
+	// Recorder feeds /api/events. Default nil: the capture is polled for
+	// changes every PollInterval instead (grpctap ui over a file another
+	// process may be writing).
+	Recorder *recorder.Recorder
+	// Decoder decodes messages and lists services. Default: a decoder with
+	// no schema source (every message shown schemaless).
+	Decoder *decode.Decoder
+	// Proxy is what the composer sends its calls through. Default nil:
+	// /api/invoke answers 501.
+	Proxy *proxy.Proxy
+	// Observer records composer calls sent to a target the proxy does not
+	// route to (they go through a proxy of their own). Default: Recorder.
+	Observer proxy.Observer
+	// Replay serves POST /api/calls/{id}/replay. Default nil: 501.
+	Replay ReplayFunc
+	// Token, when set, is required of every request: an
+	// "Authorization: Bearer" header, or a ?token= query parameter (which
+	// also sets a cookie for the page). Default "": no token, and then only
+	// requests whose Host is a loopback name are served (against DNS
+	// rebinding).
+	Token string
+	// Logger gets warnings. Default slog.Default().
+	Logger *slog.Logger
+	// EventInterval is how often /api/events sends a batch. Default 250ms.
+	EventInterval time.Duration
+	// PollInterval is how often the capture is polled without a Recorder.
+	// Default 1s.
+	PollInterval time.Duration
+	// InvokeTimeout bounds each composer call. Default 60s.
+	InvokeTimeout time.Duration
+}
+
+// UI is the inspector's http.Handler. Close it to end live feeds and the
+// composer's in-process servers.
+type UI struct {
+	opts   Options
+	dec    *decode.Decoder
+	ownDec bool
+	mux    *http.ServeMux
+	log    *slog.Logger
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup // live feeds
+
+	lanesMu sync.Mutex
+	lanes   map[string]*lane // composer paths, by target
+	closed  bool
+}
+
+// New returns the inspector for opts.
+func New(opts Options) (*UI, error) {
+	if opts.Store == nil {
+		return nil, errors.New("ui: Options.Store is required")
+	}
+	if opts.EventInterval <= 0 {
+		opts.EventInterval = 250 * time.Millisecond
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.InvokeTimeout <= 0 {
+		opts.InvokeTimeout = 60 * time.Second
+	}
+	if opts.Observer == nil && opts.Recorder != nil {
+		opts.Observer = opts.Recorder
+	}
+	u := &UI{opts: opts, dec: opts.Decoder, mux: http.NewServeMux(), log: opts.Logger,
+		closing: make(chan struct{}), lanes: map[string]*lane{}}
+	if u.log == nil {
+		u.log = slog.Default()
+	}
+	if u.dec == nil {
+		u.dec, u.ownDec = decode.New(), true
+	}
+	static, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, err
+	}
+	files := http.FileServerFS(static)
+	u.mux.Handle("GET /", files)
+	u.mux.HandleFunc("GET /api/calls", u.listCalls)
+	u.mux.HandleFunc("GET /api/calls/{id}", u.getCall)
+	u.mux.HandleFunc("POST /api/calls/{id}/replay", u.replay)
+	u.mux.HandleFunc("GET /api/events", u.events)
+	u.mux.HandleFunc("GET /api/services", u.services)
+	u.mux.HandleFunc("GET /api/info", u.info)
+	u.mux.HandleFunc("POST /api/invoke", u.invoke)
+	u.mux.HandleFunc("GET /api/collections", u.listCollections)
+	u.mux.HandleFunc("POST /api/collections", u.createCollection)
+	u.mux.HandleFunc("GET /api/collections/{id}", u.getCollection)
+	u.mux.HandleFunc("PUT /api/collections/{id}", u.updateCollection)
+	u.mux.HandleFunc("DELETE /api/collections/{id}", u.deleteCollection)
+	return u, nil
+}
+
+// Close ends every live feed and the composer's in-process servers, and
+// waits for them. The Store, Recorder, Decoder and Proxy stay open: they
+// are the caller's.
+func (u *UI) Close(ctx context.Context) error {
+	u.closeOnce.Do(func() { close(u.closing) })
+	u.lanesMu.Lock()
+	u.closed = true
+	lanes := u.lanes
+	u.lanes = map[string]*lane{}
+	u.lanesMu.Unlock()
+	var errs []error
+	for _, l := range lanes {
+		errs = append(errs, l.close())
+	}
+	done := make(chan struct{})
+	go func() { u.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+	}
+	if u.ownDec {
+		errs = append(errs, u.dec.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// enter registers a long-running request with Close; false once closed.
+func (u *UI) enter() bool {
+	u.lanesMu.Lock()
+	defer u.lanesMu.Unlock()
+	if u.closed {
+		return false
+	}
+	u.wg.Add(1)
+	return true
+}
+
+const tokenCookie = "grpctap_token"
+
+// ServeHTTP applies the access rules, then serves the API or the page.
+func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+	if u.opts.Token != "" {
+		if !u.authorized(w, r) {
+			writeErr(w, http.StatusUnauthorized, "a token is required: open the URL grpctap printed (with ?token=), or send 'Authorization: Bearer TOKEN'")
+			return
+		}
+	} else if !loopbackHost(r.Host) {
+		writeErr(w, http.StatusForbidden, "this inspector answers only to a loopback Host (localhost, 127.0.0.1, [::1])")
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
+			writeErr(w, http.StatusForbidden, "cross-origin request refused")
+			return
+		}
+		if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
+			writeErr(w, http.StatusForbidden, "cross-site request refused")
+			return
+		}
+	}
+	u.mux.ServeHTTP(w, r)
+}
+
+func (u *UI) authorized(w http.ResponseWriter, r *http.Request) bool {
+	ok := func(s string) bool {
+		return s != "" && subtle.ConstantTimeCompare([]byte(s), []byte(u.opts.Token)) == 1
+	}
+	if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") && ok(strings.TrimPrefix(a, "Bearer ")) {
+		return true
+	}
+	if c, err := r.Cookie(tokenCookie); err == nil && ok(c.Value) {
+		return true
+	}
+	if q := r.URL.Query().Get("token"); ok(q) {
+		http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: q, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		return true
+	}
+	return false
+}
+
+// loopbackHost reports whether a Host header names this machine's loopback.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && strings.EqualFold(u.Host, host)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	_ = enc.Encode(v)
+}
+
+// ErrorBody is the body of every API error.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, ErrorBody{Error: msg})
+}
+
+// info tells the page what this inspector can do.
+func (u *UI) info(w http.ResponseWriter, r *http.Request) {
+	var backends []string
+	if u.opts.Proxy != nil {
+		backends = u.opts.Proxy.Backends()
+	}
+	if backends == nil {
+		backends = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"db":        u.opts.Store.Path(),
+		"live":      u.opts.Recorder != nil,
+		"composer":  u.opts.Proxy != nil,
+		"recording": u.opts.Observer != nil,
+		"replay":    u.opts.Replay != nil,
+		"backends":  backends,
+	})
+}
