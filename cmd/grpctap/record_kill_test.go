@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -205,6 +206,21 @@ func killScenario(t *testing.T, cmd *exec.Cmd, fromStderr bool, db string) {
 	// Let the recorder catch up (it batches within ~50ms), then phase 2:
 	// traffic that is cut off by the kill.
 	time.Sleep(400 * time.Millisecond)
+	// While the proxy runs, a reader (another process's view, through the
+	// CLI) sees the streams open with every message so far.
+	live := mustRun(t, "calls", "--db", db, "--method", "/kill.K/Stream", "--json")
+	for _, l := range strings.Split(strings.TrimSpace(live), "\n") {
+		var c store.Call
+		if err := json.Unmarshal([]byte(l), &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.State != "open" || c.RequestCount != 5 || c.ResponseCount != 5 {
+			t.Errorf("live stream %d: %s %d/%d", c.ID, c.State, c.RequestCount, c.ResponseCount)
+		}
+	}
+	if n := len(callIDs(t, live)); n != 4 {
+		t.Errorf("%d live streams, want 4", n)
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
