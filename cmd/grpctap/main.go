@@ -81,6 +81,7 @@ Start with 'grpctap demo' to see it work against a built-in backend.`,
 		newShowCmd(),
 		newExportCmd(),
 		newImportCmd(),
+		newReplayCmd(),
 	)
 	return root
 }

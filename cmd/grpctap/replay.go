@@ -1,0 +1,348 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/replay"
+	"github.com/grpctap/grpctap/store"
+)
+
+type replayFlags struct {
+	db          string
+	target      string
+	method      string
+	status      string
+	since       time.Duration
+	headers     []string
+	timeout     time.Duration
+	backendTLS  backendTLSFlags
+	ignoreField []string
+	ignoreHdr   []string
+	jsonOut     bool
+	dbOut       string
+	protoFiles  []string
+	importPaths []string
+	protosets   []string
+	noRefl      bool
+	rate        float64
+	duration    time.Duration
+	concurrency int
+	logLevel    logLevel
+}
+
+func newReplayCmd() *cobra.Command {
+	var f replayFlags
+	cmd := &cobra.Command{
+		Use:   "replay [ID ...] [flags]",
+		Short: "Re-send recorded calls to a backend and diff the answers with the capture",
+		Long: `replay re-sends each selected call to --target (default: the backend it was
+recorded against) with its recorded request metadata and request messages,
+in their recorded order. Streams keep their shape: in a bidi call each
+request is sent after the responses that preceded it in the capture.
+Hop-by-hop headers and values the recorder redacted are left out; --header
+adds or overrides (for credentials the capture does not hold).
+
+Each call gets the deadline its client set when it was recorded (the
+capture stores it), or --timeout when given, or 30s when the recording had
+none.
+
+What comes back is compared with the capture: status code, message and
+details, response headers and trailers (less volatile ones such as date;
+see --ignore-header), and each response message by its decoded fields. A
+difference prints as its field path with the recorded and the new value.
+Messages decode with --proto/--protoset, the schemas saved in the capture,
+or the target's reflection; without any schema they are compared as
+schemaless trees (field numbers) and the report says so.
+
+Exit status: 0 when every call matches, 1 when any differs, 2 on errors.
+
+With --duration the selection is replayed as load instead, in a loop, at
+--rate calls/s with --concurrency calls in flight: throughput, latency
+percentiles and the count of each status are printed; nothing is compared.`,
+		Example: `  grpctap replay                                  # every call in ./grpctap.db
+  grpctap replay 12 14 --target 127.0.0.1:9001    # two calls, against another backend
+  grpctap replay --method '/shop.v1.Cart/*' --status OK --since 1h --ignore-field updatedAt
+  grpctap replay --header 'authorization: Bearer $TOKEN' --json
+  grpctap replay --method '*Echo' --rate 200 --duration 30s --concurrency 16`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runReplay(cmd.Context(), cmd, &f, args)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.db, "db", defaultDB, "capture file to replay from")
+	fs.StringVar(&f.target, "target", "", "address to send every call to (default: each call's recorded backend)")
+	fs.StringVar(&f.method, "method", "", "replay calls whose full method matches this glob ('/pkg.Svc/*', '*Echo')")
+	fs.StringVar(&f.status, "status", "", "replay calls recorded with this status (OK, NOT_FOUND, 5, ...)")
+	fs.DurationVar(&f.since, "since", 0, "replay calls started at most this long ago (e.g. 1h)")
+	fs.StringArrayVar(&f.headers, "header", nil, "'key: value' request header to add or override (repeatable)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "deadline of each call (default: as recorded, or 30s when recorded without one)")
+	f.backendTLS.register(fs)
+	fs.StringArrayVar(&f.ignoreField, "ignore-field", nil, "field path left out of message diffs, e.g. receivedAt, items[*].id, labels[\"k\"] (repeatable)")
+	fs.StringArrayVar(&f.ignoreHdr, "ignore-header", nil, "response header or trailer left out of the comparison, added to the default list ("+strings.Join(replay.DefaultVolatileHeaders, ", ")+") (repeatable)")
+	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON report (results and summary) instead of text")
+	fs.StringVar(&f.dbOut, "db-out", "", "record the replayed calls in this capture, marked with the id of the call each replays")
+	fs.StringArrayVar(&f.protoFiles, "proto", nil, ".proto file describing the methods (repeatable)")
+	fs.StringArrayVar(&f.importPaths, "import-path", nil, "directory to resolve --proto imports in (repeatable)")
+	fs.StringArrayVar(&f.protosets, "protoset", nil, "compiled FileDescriptorSet describing the methods (repeatable)")
+	fs.BoolVar(&f.noRefl, "no-reflection", false, "do not ask the target for its schema by reflection")
+	fs.Float64Var(&f.rate, "rate", 0, "load mode: calls started per second (0: as fast as --concurrency allows)")
+	fs.DurationVar(&f.duration, "duration", 0, "load mode: replay the selection in a loop for this long and report throughput and latency")
+	fs.IntVar(&f.concurrency, "concurrency", 1, "load mode: calls in flight at most")
+	f.logLevel.Level = slog.LevelWarn
+	fs.Var(&f.logLevel, "log-level", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// parseHeaders reads 'key: value' flags.
+func parseHeaders(hs []string) (metadata.MD, error) {
+	md := metadata.MD{}
+	for _, h := range hs {
+		k, v, ok := strings.Cut(h, ":")
+		k = strings.ToLower(strings.TrimSpace(k))
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--header %q: want 'key: value'", h)
+		}
+		md.Append(k, strings.TrimSpace(v))
+	}
+	return md, nil
+}
+
+// selectCalls returns the ids of the calls the arguments and flags select.
+func selectCalls(ctx context.Context, st *store.Store, f *replayFlags, args []string) ([]int64, error) {
+	if len(args) > 0 {
+		if f.method != "" || f.status != "" || f.since != 0 {
+			return nil, errors.New("give call ids or --method/--status/--since, not both")
+		}
+		ids := make([]int64, 0, len(args))
+		for _, a := range args {
+			id, err := strconv.ParseInt(a, 10, 64)
+			if err != nil || id <= 0 {
+				return nil, fmt.Errorf("%q is not a call id", a)
+			}
+			ids = append(ids, id)
+		}
+		return ids, nil
+	}
+	flt := store.Filter{Method: f.method}
+	if f.status != "" {
+		code, err := store.ParseCode(f.status)
+		if err != nil {
+			return nil, err
+		}
+		flt.Status = &code
+	}
+	if f.since > 0 {
+		flt.Since = time.Now().Add(-f.since)
+	}
+	var ids []int64
+	err := st.EachCall(ctx, flt, func(c *store.Call) error {
+		if c.State == "open" {
+			return nil
+		}
+		if v := c.RequestHeaders[replay.HeaderOrigin]; len(v) > 0 && v[0] == replay.OriginReplay {
+			// A replay recorded into the same capture is not replayed again.
+			return nil
+		}
+		ids = append(ids, c.ID)
+		return nil
+	})
+	return ids, err
+}
+
+func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []string) error {
+	log := newLogger(cmd.ErrOrStderr(), f.logLevel.Level)
+	if f.duration == 0 && (f.rate != 0 || cmd.Flags().Changed("concurrency")) {
+		return errors.New("--rate and --concurrency are load-mode flags: give --duration too")
+	}
+	if f.concurrency < 1 {
+		return errors.New("--concurrency must be at least 1")
+	}
+	hdr, err := parseHeaders(f.headers)
+	if err != nil {
+		return err
+	}
+	var ignore []replay.FieldPath
+	for _, s := range f.ignoreField {
+		p, err := replay.ParseFieldPath(s)
+		if err != nil {
+			return fmt.Errorf("--ignore-field: %w", err)
+		}
+		ignore = append(ignore, p)
+	}
+	tlsCfg, err := f.backendTLS.config(log)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, f.db, store.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ids, err := selectCalls(ctx, st, f, args)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return errors.New("no calls selected")
+	}
+
+	var obs proxy.Observer
+	if f.dbOut != "" {
+		out, err := store.Open(ctx, f.dbOut, store.Options{})
+		if err != nil {
+			return fmt.Errorf("--db-out: %w", err)
+		}
+		rec, err := recorder.New(ctx, out, recorder.Options{Logger: log})
+		if err != nil {
+			out.Close()
+			return err
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := rec.Close(cctx); err != nil {
+				log.Error("--db-out: flush", "err", err)
+			}
+			out.Close()
+		}()
+		obs = rec
+	}
+	rp := replay.New(replay.Options{Target: f.target, TLS: tlsCfg, Header: hdr, Timeout: f.timeout, Observer: obs})
+	defer rp.Close()
+
+	if f.duration > 0 {
+		return runLoad(ctx, cmd.OutOrStdout(), st, rp, ids, f)
+	}
+
+	dec, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{
+		ProtoFiles: f.protoFiles, ImportPaths: f.importPaths, Protosets: f.protosets,
+		Reflection: !f.noRefl, Dial: reflectionDial(tlsCfg),
+	})
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	cmpr := &replay.Comparator{Decoder: dec, IgnoreFields: ignore,
+		IgnoreHeaders: append(append([]string(nil), replay.DefaultVolatileHeaders...), f.ignoreHdr...)}
+
+	w := cmd.OutOrStdout()
+	var sum replay.Summary
+	results := []replay.Result{}
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		res := replayOne(ctx, st, rp, cmpr, id)
+		sum.Add(res)
+		if f.jsonOut {
+			results = append(results, res)
+		} else {
+			replay.WriteText(w, res)
+		}
+	}
+	if f.jsonOut {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Results []replay.Result `json:"results"`
+			Summary replay.Summary  `json:"summary"`
+		}{results, sum}); err != nil {
+			return err
+		}
+	} else {
+		replay.WriteSummary(w, sum)
+	}
+	switch {
+	case sum.Errors > 0:
+		return &exitCodeError{code: exitError, err: fmt.Errorf("%d of %d calls could not be replayed", sum.Errors, sum.Calls)}
+	case sum.Mismatch > 0:
+		return &exitCodeError{code: exitMismatch}
+	}
+	return nil
+}
+
+func replayOne(ctx context.Context, st *store.Store, rp *replay.Replayer, cmpr *replay.Comparator, id int64) replay.Result {
+	c, err := st.GetCall(ctx, id)
+	if err != nil {
+		return replay.Result{CallID: id, Verdict: replay.Error, Error: err.Error(), Diffs: []replay.Diff{}}
+	}
+	if cmpr.Decoder != nil {
+		capture.DecodeCall(ctx, cmpr.Decoder, c) // fills in the RPC kind from the schema
+	}
+	recTimeout, ok, err := st.RecordedTimeout(ctx, id)
+	if err != nil {
+		return replay.Result{CallID: id, Method: c.Method, Verdict: replay.Error, Error: err.Error(), Diffs: []replay.Diff{}}
+	}
+	out, err := rp.Send(ctx, c, rp.Timeout(recTimeout, ok))
+	if err != nil {
+		return replay.Result{CallID: id, Method: c.Method, RPC: c.RPC, Target: rp.Target(&c.Call), Verdict: replay.Error, Error: err.Error(), Diffs: []replay.Diff{}}
+	}
+	return cmpr.Compare(ctx, c, out)
+}
+
+func runLoad(ctx context.Context, w io.Writer, st *store.Store, rp *replay.Replayer, ids []int64, f *replayFlags) error {
+	calls := make([]*store.CallWithMessages, 0, len(ids))
+	timeouts := make([]time.Duration, 0, len(ids))
+	for _, id := range ids {
+		c, err := st.GetCall(ctx, id)
+		if err != nil {
+			return err
+		}
+		d, ok, err := st.RecordedTimeout(ctx, id)
+		if err != nil {
+			return err
+		}
+		calls = append(calls, c)
+		timeouts = append(timeouts, rp.Timeout(d, ok))
+	}
+	rep, err := rp.Load(ctx, calls, timeouts, replay.LoadOptions{Rate: f.rate, Duration: f.duration, Concurrency: f.concurrency})
+	if err != nil {
+		return err
+	}
+	if f.jsonOut {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintf(w, "load: %d recorded calls in a loop for %s, rate %s, concurrency %d\n", len(calls), f.duration, rateText(f.rate), f.concurrency)
+	replay.WriteLoadReport(w, rep)
+	return nil
+}
+
+func rateText(r float64) string {
+	if r <= 0 {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(r, 'f', -1, 64) + "/s"
+}
+
+// reflectionDial dials a target for its schema with the same TLS as the
+// replayed calls.
+func reflectionDial(cfg *tls.Config) decode.Dialer {
+	return func(target string) (grpc.ClientConnInterface, error) {
+		creds := insecure.NewCredentials()
+		if cfg != nil {
+			creds = credentials.NewTLS(cfg)
+		}
+		return grpc.NewClient(target, grpc.WithTransportCredentials(creds))
+	}
+}
