@@ -361,17 +361,34 @@ func (w *writer) write(ctx context.Context, evs []store.Event) {
 		kept = append(kept, store.Event{Dropped: w.unsaved})
 	}
 	if err := w.r.st.WriteBatch(ctx, kept); err != nil {
-		n := int64(len(kept))
 		if w.unsaved > 0 {
-			n-- // the counter event itself
+			kept = kept[:len(kept)-1] // the counter event itself
 		}
+		// The batch is lost. Calls it started are lost with it; calls it
+		// ended but that started earlier get one more try at their end
+		// alone (small), so they do not stay open.
+		var ends []store.Event
+		perCall := map[int64]int64{}
 		for _, e := range kept {
 			if e.Start != nil {
 				w.lost[e.Start.ID] = true
 			}
-			if e.End != nil {
-				delete(w.lost, e.End.CallID)
+			if e.End == nil {
+				perCall[eventCall(&e)]++
+				continue
 			}
+			if !w.lost[e.End.CallID] {
+				end := *e.End
+				end.Dropped += perCall[end.CallID]
+				ends = append(ends, store.Event{End: &end})
+			}
+			delete(w.lost, e.End.CallID)
+		}
+		n := int64(len(kept))
+		if len(ends) > 0 && w.r.st.WriteBatch(ctx, ends) == nil {
+			n -= int64(len(ends))
+			w.r.recorded.Add(int64(len(ends)))
+			w.r.subs.publish(ends)
 		}
 		w.r.dropped.Add(n)
 		w.unsaved += n
