@@ -240,14 +240,23 @@ func (cm *Comparator) mode(ctx context.Context, rec *store.CallWithMessages, tar
 
 // tree decodes one response message into a JSON tree and says how.
 func (cm *Comparator) tree(ctx context.Context, rec *store.CallWithMessages, target, sub string, raw []byte) (any, string, string) {
-	if cm.Decoder == nil {
+	return DecodeTree(ctx, cm.Decoder, decode.Input{Method: rec.Method, Backend: target, Direction: decode.Response, ContentSubtype: sub, Raw: raw})
+}
+
+// DecodeTree decodes one message into a JSON tree as DiffTrees takes it,
+// and says how: BySchema (protojson field names), BySchemaless (field
+// numbers) or ByBytes (base64 or text), with the decoder's complaint if
+// any. dec may be nil (schemaless).
+func DecodeTree(ctx context.Context, dec *decode.Decoder, in decode.Input) (tree any, by string, problem string) {
+	raw := in.Raw
+	if dec == nil {
 		node, err := decode.Schemaless(raw)
 		if err != nil {
 			return base64.StdEncoding.EncodeToString(raw), ByBytes, err.Error()
 		}
 		return schemalessTree(node), BySchemaless, ""
 	}
-	r := cm.Decoder.Decode(ctx, decode.Input{Method: rec.Method, Backend: target, Direction: decode.Response, ContentSubtype: sub, Raw: raw})
+	r := dec.Decode(ctx, in)
 	if len(r.JSON) > 0 {
 		return jsonTree(r.JSON), BySchema, r.Error
 	}

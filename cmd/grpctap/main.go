@@ -82,6 +82,7 @@ Start with 'grpctap demo' to see it work against a built-in backend.`,
 		newExportCmd(),
 		newImportCmd(),
 		newReplayCmd(),
+		newMockCmd(),
 	)
 	return root
 }

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/mock"
+	"github.com/grpctap/grpctap/store"
+)
+
+// mockSourceFlags say which recorded calls a mock answers from and how it
+// matches; shared by 'mock' and 'proxy --mock-on-unavailable'.
+type mockSourceFlags struct {
+	method      string
+	timing      bool
+	match       string
+	protoFiles  []string
+	importPaths []string
+	protosets   []string
+}
+
+func (f *mockSourceFlags) register(fs *pflag.FlagSet, prefix string) {
+	fs.StringVar(&f.method, prefix+"method", "", "answer only methods matching this glob ('/pkg.Svc/*'); others get UNIMPLEMENTED")
+	fs.BoolVar(&f.timing, prefix+"timing", false, "keep the recorded gaps between messages (default: answer at once)")
+	fs.StringVar(&f.match, prefix+"match", "similar", "loosest match accepted: exact (request bytes), decoded (equal fields) or similar (the closest recorded request)")
+	fs.StringArrayVar(&f.protoFiles, prefix+"proto", nil, ".proto file describing the methods, for decoded matching (repeatable; default: the schemas saved in the capture)")
+	fs.StringArrayVar(&f.importPaths, prefix+"import-path", nil, "directory to resolve --proto imports in (repeatable)")
+	fs.StringArrayVar(&f.protosets, prefix+"protoset", nil, "compiled FileDescriptorSet describing the methods (repeatable)")
+}
+
+// load opens the capture read-only and builds the mock from it. The
+// returned function releases what it holds.
+func (f *mockSourceFlags) load(ctx context.Context, db string, log *slog.Logger) (*mock.Mock, func(), error) {
+	level, err := mock.ParseLevel(f.match)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, db, store.Options{ReadOnly: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	dec, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{ProtoFiles: f.protoFiles, ImportPaths: f.importPaths, Protosets: f.protosets})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	m, err := mock.Load(ctx, st, mock.Options{Method: f.method, Timing: f.timing, MaxLevel: level, Decoder: dec, Logger: log})
+	// The index holds every call in memory; the capture is not read again.
+	st.Close()
+	if err != nil {
+		dec.Close()
+		return nil, nil, err
+	}
+	return m, func() { dec.Close() }, nil
+}
+
+type mockFlags struct {
+	db              string
+	listen          string
+	src             mockSourceFlags
+	shutdownTimeout time.Duration
+	logLevel        logLevel
+}
+
+func newMockCmd() *cobra.Command {
+	var f mockFlags
+	cmd := &cobra.Command{
+		Use:   "mock --listen ADDR [flags]",
+		Short: "Answer gRPC clients from recorded calls, with no backend",
+		Long: `mock serves every recorded method from the capture. For each call it picks a
+recorded call of the same method (same :authority preferred, newest first)
+by, in turn: the exact request bytes, equal decoded requests, then the most
+similar request (fewest differing fields; --match limits how loose). The
+response header grpctap-mock-match says which was used ("exact; call=12"),
+and so does the log.
+
+The recorded response headers, messages in order (--timing keeps their
+gaps), trailers and status with details are played back. Client streams are
+read to the end first; calls recorded interleaved (bidi) get each response
+after the requests that preceded it in the capture.
+
+A method never recorded gets UNIMPLEMENTED; a request no recorded call
+matches (with --match exact or decoded) gets NOT_FOUND naming the nearest
+recorded calls.`,
+		Example: `  grpctap mock --listen 127.0.0.1:9000
+  grpctap mock --db staging.db --listen :9000 --method '/shop.v1.Cart/*' --timing`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runMock(cmd.Context(), cmd, &f)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.db, "db", defaultDB, "capture file to answer from")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:50051", "address to serve gRPC on (h2c)")
+	f.src.register(fs, "")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long calls in flight may take to finish")
+	f.logLevel.Level = slog.LevelInfo
+	fs.Var(&f.logLevel, "log-level", "log level: debug, info (one line per call), warn or error")
+	return cmd
+}
+
+func runMock(ctx context.Context, cmd *cobra.Command, f *mockFlags) error {
+	log := newLogger(cmd.ErrOrStderr(), f.logLevel.Level)
+	m, release, err := f.src.load(ctx, f.db, log)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if m.Calls() == 0 {
+		return errors.New("the capture holds no finished calls to answer from" + methodNote(f.src.method))
+	}
+	lis, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := m.NewServer()
+	log.Info("grpctap mock listening", "addr", lis.Addr().String(), "db", f.db, "calls", m.Calls(), "methods", len(m.Methods()))
+	return serveGRPC(ctx, srv, lis, f.shutdownTimeout, log)
+}
+
+func methodNote(glob string) string {
+	if glob == "" {
+		return ""
+	}
+	return " matching --method " + glob
+}
