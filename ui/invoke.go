@@ -118,7 +118,7 @@ func (u *UI) laneFor(method, target string) (*lane, string, error) {
 	lp, own := p, false
 	if key != "" {
 		var err error
-		lp, err = proxy.New(proxy.Options{Backend: target, Observer: u.opts.Observer, Logger: u.log})
+		lp, err = proxy.New(proxy.Options{Backend: target, Observer: u.opts.Observer, Logger: u.log, BackendTLS: u.opts.BackendTLS})
 		if err != nil {
 			return nil, "", err
 		}

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/replay"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -46,8 +48,15 @@ type Options struct {
 	// Observer records composer calls sent to a target the proxy does not
 	// route to (they go through a proxy of their own). Default: Recorder.
 	Observer proxy.Observer
-	// Replay serves POST /api/calls/{id}/replay. Default nil: 501.
+	// Replay serves POST /api/calls/{id}/replay. Default: the call is sent
+	// again with the replay package and compared with its recording.
 	Replay ReplayFunc
+	// DisableReplay turns POST /api/calls/{id}/replay off (501).
+	DisableReplay bool
+	// BackendTLS, when set, is used to dial backends the inspector reaches
+	// itself (composer targets the proxy does not route to, replays).
+	// Default: plaintext.
+	BackendTLS *tls.Config
 	// Token, when set, is required of every request: an
 	// "Authorization: Bearer" header, or a ?token= query parameter (which
 	// also sets a cookie for the page). Default "": no token, and then only
@@ -81,6 +90,8 @@ type UI struct {
 	lanesMu sync.Mutex
 	lanes   map[string]*lane // composer paths, by target
 	closed  bool
+
+	replays replayers
 }
 
 // New returns the inspector for opts.
@@ -101,7 +112,10 @@ func New(opts Options) (*UI, error) {
 		opts.Observer = opts.Recorder
 	}
 	u := &UI{opts: opts, dec: opts.Decoder, mux: http.NewServeMux(), log: opts.Logger,
-		closing: make(chan struct{}), lanes: map[string]*lane{}}
+		closing: make(chan struct{}), lanes: map[string]*lane{}, replays: replayers{byDest: map[string]*replay.Replayer{}}}
+	if u.opts.Replay == nil && !opts.DisableReplay {
+		u.opts.Replay = u.builtinReplay
+	}
 	if u.log == nil {
 		u.log = slog.Default()
 	}
@@ -139,7 +153,7 @@ func (u *UI) Close(ctx context.Context) error {
 	lanes := u.lanes
 	u.lanes = map[string]*lane{}
 	u.lanesMu.Unlock()
-	var errs []error
+	errs := []error{u.replays.close()}
 	for _, l := range lanes {
 		errs = append(errs, l.close())
 	}

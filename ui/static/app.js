@@ -1,0 +1,326 @@
+// grpctap web inspector: a small hand-written single-page app. Views are
+// chosen by the URL hash: #/traffic, #/call/ID, #/composer[?method=…&from=ID].
+import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump } from './lib.js';
+import { renderComposer } from './composer.js';
+
+const view = document.getElementById('view');
+const state = {
+  info: null,
+  filters: { method: '', status: '', protocol: '', state: '', since: '', q: '' },
+  cursors: [0],      // stack of cursors: cursors[n] is the cursor of page n
+  page: null,        // the last /api/calls answer shown
+  sel: -1,           // selected row
+  newCalls: 0,       // calls announced while not on the first page
+  rows: new Map(),   // call id → <tr> on screen
+};
+
+// ---- theme ----
+const root = document.documentElement;
+function setTheme(t) { root.dataset.theme = t; localStorage.setItem('grpctap-theme', t); }
+setTheme(localStorage.getItem('grpctap-theme') || (matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light'));
+document.getElementById('theme').onclick = () => setTheme(root.dataset.theme === 'dark' ? 'light' : 'dark');
+const help = document.getElementById('help');
+document.getElementById('help-btn').onclick = () => help.showModal();
+
+// ---- routing ----
+function route() {
+  const hash = location.hash || '#/traffic';
+  const [path, query] = hash.slice(1).split('?');
+  const params = new URLSearchParams(query || '');
+  document.getElementById('nav-traffic').classList.toggle('active', !path.startsWith('/composer'));
+  document.getElementById('nav-composer').classList.toggle('active', path.startsWith('/composer'));
+  state.rows.clear();
+  let m;
+  if ((m = path.match(/^\/call\/(\d+)$/))) return renderCall(+m[1]);
+  if (path.startsWith('/composer')) return renderComposer(view, params, state.info);
+  return renderTraffic();
+}
+addEventListener('hashchange', route);
+
+// ---- traffic ----
+function callsURL(cursor) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(state.filters)) if (v) p.set(k, v);
+  if (cursor) p.set('cursor', cursor);
+  p.set('limit', '100');
+  return '/api/calls?' + p;
+}
+
+function statusBadge(c) {
+  if (c.state === 'open') return h('span', { class: 'badge live' }, 'live');
+  return h('span', { class: 'badge ' + statusClass(c.status.code), title: c.status.message || '' }, c.status.name);
+}
+
+function callRow(c, i) {
+  const svc = c.service.split('.').pop();
+  const mname = c.method.slice(c.method.lastIndexOf('/') + 1);
+  const origin = (c.request_headers['grpctap-origin'] || [])[0];
+  const tr = h('tr', { 'data-id': c.id, onclick: () => { location.hash = '#/call/' + c.id; } },
+    h('td', { class: 'num mono' }, c.id),
+    h('td', { class: 'mono', title: c.start }, fmtTime(c.start)),
+    h('td', { title: c.method }, h('span', { class: 'svc' }, svc + ' / '), h('span', { class: 'meth' }, mname),
+      origin ? h('span', { class: 'tag composer' }, origin) : null,
+      c.protocol !== 'grpc' ? h('span', { class: 'tag' }, c.protocol) : null),
+    h('td', {}, c.rpc.replace('_streaming', ' stream')),
+    h('td', { class: 'st' }, statusBadge(c)),
+    h('td', { class: 'num dur' }, c.duration_ms == null ? '…' : fmtMS(c.duration_ms)),
+    h('td', { class: 'num msgs', title: 'requests ↑ / responses ↓' }, `${c.request_count}↑ ${c.response_count}↓`),
+    h('td', { class: 'num h-size' }, fmtBytes(c.request_bytes + c.response_bytes)),
+    h('td', { class: 'h-backend mono', title: c.backend }, c.backend));
+  if (i === state.sel) tr.classList.add('sel');
+  state.rows.set(c.id, tr);
+  return tr;
+}
+
+let trafficEl = null;
+function renderTraffic() {
+  const f = state.filters;
+  const input = (key, attrs) => h('input', { ...attrs, value: f[key], oninput: debounce(e => { f[key] = e.target.value.trim(); resetPaging(); loadPage(); }, 250) });
+  const select = (key, label, opts) => h('select', { 'aria-label': label, onchange: e => { f[key] = e.target.value; resetPaging(); loadPage(); } },
+    ...opts.map(([v, t]) => h('option', { value: v, selected: f[key] === v }, t)));
+  const codes = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
+    'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+  trafficEl = h('div', { class: 'traffic' },
+    h('div', { class: 'filters' },
+      input('q', { type: 'search', id: 'search', placeholder: 'Search messages, headers, methods…  ( / )', 'aria-label': 'Search' }),
+      input('method', { class: 'method', placeholder: 'Method glob: *Echo', 'aria-label': 'Method glob' }),
+      select('status', 'Status', [['', 'Any status'], ...codes.map(c => [c, c])]),
+      select('protocol', 'Protocol', [['', 'Any protocol'], ['grpc', 'gRPC'], ['grpc-web', 'gRPC-Web'], ['grpc-web-text', 'gRPC-Web text']]),
+      select('state', 'State', [['', 'Open and closed'], ['open', 'Open (live)'], ['closed', 'Closed']]),
+      select('since', 'Since', [['', 'Any time'], ['5m', 'Last 5 min'], ['1h', 'Last hour'], ['24h', 'Last day']])),
+    h('div', { class: 'pager', id: 'pager' }),
+    h('table', { class: 'calls', id: 'calls' },
+      h('colgroup', {}, ...['id', 'time', 'method', 'rpc', 'status', 'dur', 'msgs', 'size', 'backend'].map(c => h('col', { class: 'c-' + c }))),
+      h('thead', {}, h('tr', {}, h('th', { class: 'num' }, '#'), h('th', {}, 'Time'), h('th', {}, 'Method'), h('th', {}, 'Kind'),
+        h('th', {}, 'Status'), h('th', { class: 'num' }, 'Duration'), h('th', { class: 'num' }, 'Msgs'), h('th', { class: 'num h-size' }, 'Size'),
+        h('th', { class: 'h-backend' }, 'Backend'))),
+      h('tbody', { id: 'rows' })));
+  view.replaceChildren(trafficEl);
+  loadPage();
+}
+
+function resetPaging() { state.cursors = [0]; state.sel = -1; state.newCalls = 0; }
+
+let loading = false, reloadAgain = false;
+async function loadPage() {
+  if (!trafficEl) return;
+  if (loading) { reloadAgain = true; return; }
+  loading = true;
+  try {
+    const cursor = state.cursors[state.cursors.length - 1];
+    const page = await api('GET', callsURL(cursor));
+    if (!document.body.contains(trafficEl)) return;
+    state.page = page;
+    if (state.cursors.length === 1) state.newCalls = 0;
+    state.sel = Math.min(state.sel, page.calls.length - 1);
+    const tbody = document.getElementById('rows');
+    state.rows.clear();
+    if (page.calls.length === 0) {
+      const msg = Object.values(state.filters).some(v => v) ? 'No calls match these filters.' : 'No calls yet. Point a gRPC client at the proxy and they appear here as they happen.';
+      tbody.replaceChildren(h('tr', {}, h('td', { colspan: 9, class: 'empty' }, msg)));
+    } else {
+      tbody.replaceChildren(...page.calls.map(callRow));
+    }
+    renderPager();
+  } catch (e) {
+    toast(e.message);
+  } finally {
+    loading = false;
+    if (reloadAgain) { reloadAgain = false; setTimeout(loadPage, 0); }
+  }
+}
+
+function renderPager() {
+  const el = document.getElementById('pager');
+  if (!el || !state.page) return;
+  const n = state.cursors.length;
+  el.replaceChildren(
+    state.newCalls > 0 ? h('button', { class: 'newcalls small', onclick: () => { resetPaging(); loadPage(); } }, `${state.newCalls} new — show`) : null,
+    h('span', {}, n === 1 ? 'Newest calls, live' : `Page ${n}`),
+    h('button', { class: 'small', disabled: n === 1, onclick: newer, title: 'Newer ( [ )' }, '← Newer'),
+    h('button', { class: 'small', disabled: !state.page.next_cursor, onclick: older, title: 'Older ( ] )' }, 'Older →'));
+}
+function newer() { if (state.cursors.length > 1) { state.cursors.pop(); state.sel = -1; loadPage(); } }
+function older() { if (state.page && state.page.next_cursor) { state.cursors.push(state.page.next_cursor); state.sel = -1; loadPage(); } }
+
+// ---- live feed ----
+let refreshTimer = null;
+function scheduleRefresh() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => { refreshTimer = null; loadPage(); }, 150);
+}
+function connectEvents() {
+  const live = document.getElementById('live');
+  const es = new EventSource('/api/events');
+  es.onopen = () => { live.className = 'live'; live.textContent = 'live'; };
+  es.onerror = () => { live.className = 'live off'; live.textContent = 'reconnecting'; };
+  es.addEventListener('calls', ev => {
+    const b = JSON.parse(ev.data);
+    document.dispatchEvent(new CustomEvent('grpctap-batch', { detail: b }));
+    if (!trafficEl || !document.body.contains(trafficEl)) return;
+    let changed = b.lagged || b.refresh || b.overflow > 0;
+    for (const u of b.calls) {
+      const tr = state.rows.get(u.id);
+      if (tr && (u.requests || u.responses)) {
+        const c = state.page.calls.find(c => c.id === u.id);
+        if (c) { c.request_count += u.requests; c.response_count += u.responses; tr.querySelector('.msgs').textContent = `${c.request_count}↑ ${c.response_count}↓`; }
+      }
+      if (u.started || u.ended) changed = true;
+    }
+    if (!changed) return;
+    if (state.cursors.length === 1) scheduleRefresh();
+    else { state.newCalls += b.calls.filter(u => u.started).length; renderPager(); }
+  });
+}
+
+// ---- call detail ----
+async function renderCall(id) {
+  trafficEl = null;
+  view.replaceChildren(h('div', { class: 'empty' }, 'Loading call ' + id + '…'));
+  let c;
+  try { c = await api('GET', '/api/calls/' + id); } catch (e) {
+    view.replaceChildren(h('div', { class: 'empty' }, e.message, h('p', {}, h('a', { href: '#/traffic' }, '← Back to traffic'))));
+    return;
+  }
+  const replayOut = h('div', {});
+  const st = c.status;
+  const head = h('div', { class: 'detail-head' },
+    h('a', { href: '#/traffic', title: 'Back (Esc)' }, '←'),
+    h('h2', {}, c.method),
+    c.state === 'open' ? h('span', { class: 'badge live' }, 'live') : h('span', { class: 'badge ' + statusClass(st.code) }, `${st.name} (${st.code})`),
+    h('div', { class: 'actions' },
+      h('button', { onclick: () => copy(grpcurl(c), 'grpcurl command copied') }, 'Copy as grpcurl'),
+      h('button', { onclick: () => doReplay(c, replayOut), disabled: !(state.info && state.info.replay), title: state.info && state.info.replay ? 'Send the recorded requests again and compare' : 'replay is not available here' }, 'Replay'),
+      h('a', { href: `#/composer?from=${c.id}` }, h('button', {}, 'Open in composer'))));
+  const item = (k, v, cls) => h('div', {}, h('div', { class: 'k' }, k), h('div', { class: 'v ' + (cls || '') }, v ?? h('span', { class: 'none' }, '—')));
+  const summary = h('div', { class: 'card' }, h('div', { class: 'grid' },
+    item('Started', new Date(c.start).toLocaleString() + '.' + String(new Date(c.start).getMilliseconds()).padStart(3, '0')),
+    item('Duration', c.duration_ms == null ? 'still open' : fmtMS(c.duration_ms)),
+    item('Kind', c.rpc), item('Protocol', c.protocol),
+    item('Peer', c.peer, 'mono'), item('Backend', c.backend, 'mono'), item('Authority', c.authority, 'mono'),
+    item('Content type', c.content_type, 'mono'), item('Compression', c.compression || 'none'),
+    item('Requests', `${c.request_count} · ${fmtBytes(c.request_bytes)}`), item('Responses', `${c.response_count} · ${fmtBytes(c.response_bytes)}`),
+    c.dropped_events ? item('Dropped events', String(c.dropped_events)) : null),
+    st ? h('div', { class: 'card-status' }, h('p', {}, h('b', {}, 'Status: '), `${st.name} (${st.code})`, st.message ? ' — ' + st.message : ''),
+      st.details && st.details.length ? h('div', {}, h('b', {}, `Details (${st.details.length}): `),
+        ...st.details.map(d => h('pre', { class: 'raw mono' }, hexDump(b64ToBytes(d))))) : null) : null);
+  const mdTable = (title, md) => h('div', { class: 'card' }, h('h3', {}, title),
+    Object.keys(md || {}).length ? h('table', { class: 'kv' }, ...Object.entries(md).sort().map(([k, vs]) => h('tr', {}, h('th', {}, k), h('td', {}, vs.join(', ')))))
+      : h('div', { class: 'none' }, 'none'));
+  const t0 = Date.parse(c.start);
+  const total = Math.max(1, c.duration_ms ?? (Date.now() - t0));
+  const timeline = h('div', { class: 'card' }, h('h3', {}, 'Timeline'),
+    c.messages.length === 0 ? h('div', { class: 'none' }, 'no messages') :
+      h('div', { class: 'timeline' }, ...c.messages.map(m => {
+        const off = Date.parse(m.time) - t0;
+        const dot = h('span', { class: m.direction });
+        dot.style.left = `calc(${Math.min(100, Math.max(0, off / total * 100))}% - 4px)`;
+        return h('div', { class: 'tl-row' }, h('span', { class: 'dir ' + m.direction, title: m.direction }, m.direction === 'request' ? '→' : '←'),
+          h('span', { class: 'mono' }, '+' + fmtMS(off)), h('span', { class: 'mono' }, fmtBytes(m.size)), h('div', { class: 'tl-bar' }, dot));
+      })));
+  const msgs = h('div', {}, h('h3', { class: 'section' }, `Messages (${c.messages.length})`),
+    ...c.messages.map((m, i) => messageView(m, t0, i < 6)));
+  view.replaceChildren(h('div', { class: 'detail' }, head, replayOut, summary,
+    h('div', { class: 'cols' }, mdTable('Request headers', c.request_headers), mdTable('Response headers', c.response_headers), mdTable('Trailers', c.trailers)),
+    timeline, msgs));
+  view.focus();
+}
+
+function messageView(m, t0, open) {
+  const body = h('div', { class: 'body' });
+  const tabs = [['Decoded', () => m.json != null ? jsonTree(m.json) : h('div', { class: 'none' }, 'not decoded')],
+    ['Schemaless', () => m.schemaless != null ? jsonTree(m.schemaless) : h('div', { class: 'none' }, 'no schemaless view')],
+    ['Hex', () => h('pre', { class: 'raw' }, hexDump(b64ToBytes(m.raw)))],
+    ['Base64', () => h('pre', { class: 'raw' }, m.raw)]];
+  let first = m.json != null ? 0 : (m.schemaless != null ? 1 : 2);
+  const bar = h('div', { class: 'tabs', role: 'tablist' });
+  const pane = h('div', {});
+  const show = i => {
+    [...bar.children].forEach((b, j) => { b.classList.toggle('on', i === j); b.setAttribute('aria-selected', i === j); });
+    pane.replaceChildren(tabs[i][1]());
+  };
+  tabs.forEach(([name], i) => bar.append(h('button', { role: 'tab', onclick: () => show(i) }, name)));
+  body.append(m.decode_error ? h('div', { class: 'decode-error' }, m.decode_error) : null, bar, pane);
+  show(first);
+  const d = h('details', { class: 'msg', open },
+    h('summary', {}, h('span', { class: 'dir ' + m.direction }, (m.direction === 'request' ? '→ request' : '← response')),
+      h('span', { class: 'mono' }, '#' + m.seq), h('span', { class: 'mono' }, '+' + fmtMS(Date.parse(m.time) - t0)),
+      h('span', { class: 'mono' }, fmtBytes(m.size) + (m.truncated ? ' (truncated)' : '')),
+      m.json == null ? h('span', { class: 'badge warn' }, 'schemaless') : null),
+    body);
+  return d;
+}
+
+function shq(s) { return "'" + String(s).replace(/'/g, `'\\''`) + "'"; }
+const skipHeaders = /^(:|grpctap-|content-type$|user-agent$|te$|grpc-accept-encoding$|grpc-encoding$|grpc-timeout$)/;
+export function grpcurl(c) {
+  const parts = ['grpcurl', '-plaintext'];
+  for (const [k, vs] of Object.entries(c.request_headers || {}).sort()) {
+    if (skipHeaders.test(k)) continue;
+    for (const v of vs) parts.push('-H', shq(`${k}: ${v}`));
+  }
+  const reqs = c.messages.filter(m => m.direction === 'request' && m.json != null).map(m => JSON.stringify(m.json));
+  if (reqs.length) parts.push('-d', shq(reqs.join('\n')));
+  parts.push(c.authority || 'localhost:50050', c.method.replace(/^\//, ''));
+  return parts.join(' ');
+}
+
+async function copy(text, done) {
+  try { await navigator.clipboard.writeText(text); toast(done); }
+  catch { prompt('Copy:', text); }
+}
+
+async function doReplay(c, out) {
+  out.replaceChildren(h('div', { class: 'card' }, 'Replaying…'));
+  try {
+    const res = await api('POST', `/api/calls/${c.id}/replay`);
+    out.replaceChildren(h('div', { class: 'card' }, h('h3', {}, 'Replay'), jsonTree(res)));
+  } catch (e) {
+    out.replaceChildren(h('div', { class: 'card' }, h('h3', {}, 'Replay'), h('div', { class: 'decode-error' }, e.message)));
+  }
+}
+
+// ---- keyboard ----
+let gPending = false;
+addEventListener('keydown', e => {
+  const t = e.target;
+  const typing = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable);
+  if (e.key === 'Escape') {
+    if (typing) { t.blur(); return; }
+    if (location.hash.startsWith('#/call/')) location.hash = '#/traffic';
+    return;
+  }
+  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (gPending) {
+    gPending = false;
+    if (e.key === 't') location.hash = '#/traffic';
+    if (e.key === 'c') location.hash = '#/composer';
+    return;
+  }
+  switch (e.key) {
+    case 'g': gPending = true; setTimeout(() => { gPending = false; }, 1000); break;
+    case '?': help.showModal(); break;
+    case 't': setTheme(root.dataset.theme === 'dark' ? 'light' : 'dark'); break;
+    case '/': { const s = document.getElementById('search') || document.getElementById('tree-filter'); if (s) { e.preventDefault(); s.focus(); } break; }
+    case 'j': case 'k': moveSel(e.key === 'j' ? 1 : -1); break;
+    case 'Enter': if (trafficEl && state.page && state.sel >= 0) location.hash = '#/call/' + state.page.calls[state.sel].id; break;
+    case '[': if (trafficEl) newer(); break;
+    case ']': if (trafficEl) older(); break;
+  }
+});
+function moveSel(d) {
+  if (!trafficEl || !state.page || !state.page.calls.length) return;
+  state.sel = Math.max(0, Math.min(state.page.calls.length - 1, state.sel + d));
+  document.querySelectorAll('#rows tr.sel').forEach(r => r.classList.remove('sel'));
+  const tr = state.rows.get(state.page.calls[state.sel].id);
+  if (tr) { tr.classList.add('sel'); tr.scrollIntoView({ block: 'nearest' }); }
+}
+
+function debounce(fn, ms) { let t; return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); }; }
+
+// ---- start ----
+(async () => {
+  try { state.info = await api('GET', '/api/info'); } catch (e) { toast(e.message); }
+  connectEvents();
+  route();
+})();

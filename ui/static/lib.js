@@ -1,0 +1,106 @@
+// Small helpers shared by the views: DOM building, formatting, the API.
+
+// h builds an element: attributes (on* functions become listeners; booleans
+// and value set properties), then children (strings, numbers, nodes; null
+// and false are skipped).
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v == null || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'value') el.value = v;
+    else if (v === true) { el.setAttribute(k, ''); if (k in el) el[k] = true; }
+    else el.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c == null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+// jsonTree renders a JSON value as a collapsible tree; levels below
+// openDepth start closed.
+export function jsonTree(v, openDepth = 4) {
+  return h('div', { class: 'jt' }, node(v, 0, openDepth));
+}
+function node(v, depth, openDepth) {
+  if (v === null) return h('span', { class: 'z' }, 'null');
+  if (typeof v === 'string') return h('span', { class: 's' }, JSON.stringify(v));
+  if (typeof v === 'number') return h('span', { class: 'n' }, String(v));
+  if (typeof v === 'boolean') return h('span', { class: 'b' }, String(v));
+  const isArr = Array.isArray(v);
+  const entries = isArr ? v.map((x, i) => [i, x]) : Object.entries(v);
+  const [o, c] = isArr ? ['[', ']'] : ['{', '}'];
+  if (entries.length === 0) return h('span', { class: 'c' }, o + c);
+  return h('details', { open: depth < openDepth },
+    h('summary', {}, h('span', { class: 'c' }, `${o} ${entries.length} ${isArr ? (entries.length === 1 ? 'item' : 'items') : (entries.length === 1 ? 'field' : 'fields')}`)),
+    h('ul', {}, ...entries.map(([k, x]) => h('li', {}, isArr ? null : h('span', { class: 'k' }, JSON.stringify(k)), isArr ? null : ': ', node(x, depth + 1, openDepth)))),
+    h('span', { class: 'c' }, c));
+}
+
+export function fmtBytes(n) {
+  if (n == null) return '';
+  if (n < 1024) return n + ' B';
+  if (n < 1 << 20) return (n / 1024).toFixed(1) + ' KiB';
+  return (n / (1 << 20)).toFixed(1) + ' MiB';
+}
+export function fmtMS(ms) {
+  if (ms == null) return '';
+  if (ms < 1) return (ms * 1000).toFixed(0) + ' µs';
+  if (ms < 1000) return ms.toFixed(ms < 10 ? 2 : 1) + ' ms';
+  return (ms / 1000).toFixed(2) + ' s';
+}
+export function fmtTime(iso) {
+  const d = new Date(iso);
+  return d.toLocaleTimeString([], { hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0');
+}
+// statusClass colours a status code: OK green; cancelled and deadline
+// exceeded amber (usually the client's doing); others red.
+export function statusClass(code) {
+  if (code === 0) return 'ok';
+  if (code === 1 || code === 4) return 'warn';
+  return 'err';
+}
+
+let toastTimer;
+export function toast(msg) {
+  const t = document.getElementById('toast');
+  t.textContent = msg;
+  t.classList.add('show');
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => t.classList.remove('show'), 2600);
+}
+
+// api calls the JSON API and throws an Error with the server's message.
+export async function api(method, url, body) {
+  const opts = { method, headers: {} };
+  if (body !== undefined) { opts.body = JSON.stringify(body); opts.headers['Content-Type'] = 'application/json'; }
+  const res = await fetch(url, opts);
+  if (res.status === 204) return null;
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (!res.ok) throw new Error((data && data.error) || `${res.status} ${res.statusText}`);
+  return data;
+}
+
+export function b64ToBytes(s) {
+  const bin = atob(s || '');
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+// hexDump shows bytes as offset, hex and printable ASCII, 16 per line.
+export function hexDump(bytes) {
+  if (!bytes.length) return '(empty)';
+  const lines = [];
+  for (let i = 0; i < bytes.length; i += 16) {
+    const row = bytes.slice(i, i + 16);
+    const hex = [...row].map(b => b.toString(16).padStart(2, '0')).join(' ');
+    const asc = [...row].map(b => (b >= 32 && b < 127 ? String.fromCharCode(b) : '·')).join('');
+    lines.push(i.toString(16).padStart(6, '0') + '  ' + hex.padEnd(48) + ' ' + asc);
+  }
+  return lines.join('\n');
+}
