@@ -42,6 +42,9 @@ type Options struct {
 	Logger *slog.Logger
 	// DialOptions are added to the proxy's own when it dials a backend.
 	DialOptions []grpc.DialOption
+	// Fallback answers calls whose backend is unreachable. Default: none,
+	// and such calls fail with UNAVAILABLE.
+	Fallback Fallback
 }
 
 // Proxy forwards gRPC calls to backends and reports them to an Observer.
@@ -52,6 +55,8 @@ type Proxy struct {
 	maxMsg int
 	obs    Observer
 	log    *slog.Logger
+
+	fallback Fallback
 }
 
 // New makes a Proxy. It dials nothing until the first call.
@@ -74,6 +79,8 @@ func New(opts Options) (*Proxy, error) {
 		maxMsg: maxMsg,
 		obs:    opts.Observer,
 		log:    log,
+
+		fallback: opts.Fallback,
 	}, nil
 }
 
@@ -155,6 +162,9 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	}
 	cs, err := cc.NewStream(outCtx, bidi, method, callOpts...)
 	if err != nil {
+		if p.fallback != nil && fallbackFor(err) {
+			return p.serveFallback(c, ss, md, backend, err)
+		}
 		return c.end(p.backendError(backend, err), nil)
 	}
 
