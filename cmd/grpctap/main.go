@@ -83,6 +83,7 @@ Start with 'grpctap demo' to see it work against a built-in backend.`,
 		newImportCmd(),
 		newReplayCmd(),
 		newMockCmd(),
+		newUICmd(),
 	)
 	return root
 }

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/store"
+	"github.com/grpctap/grpctap/ui"
+)
+
+// defaultUIAddr is where the inspector listens unless --ui says otherwise.
+const defaultUIAddr = "127.0.0.1:7070"
+
+// uiFlags are the web inspector's flags, shared by 'proxy', 'demo' and 'ui'.
+type uiFlags struct {
+	addr  string
+	token string
+}
+
+func (f *uiFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.addr, "ui", defaultUIAddr, "address of the web inspector (HTTP); '' turns it off. Off loopback it requires a token")
+	fs.StringVar(&f.token, "ui-token", "", "token the inspector requires (default: none on loopback, a random one printed at start otherwise)")
+}
+
+// uiDeps are what the inspector shows and uses. Store is required; the
+// others may be nil (no live feed, no composer, a decoder opened here).
+type uiDeps struct {
+	Store      *store.Store
+	Recorder   *recorder.Recorder
+	Proxy      *proxy.Proxy
+	Decoder    *decode.Decoder
+	BackendTLS *tls.Config
+	Logger     *slog.Logger
+	// Out is where the URL is printed ("inspector  http://…"); nil: not printed.
+	Out io.Writer
+}
+
+// start serves the inspector as the flags say, until ctx ends. It returns
+// the URL to open ("" when --ui is off or there is no capture to show) and
+// a function that stops the inspector (if ctx has not) and waits for it;
+// call it before closing the recorder and the store.
+func (f *uiFlags) start(ctx context.Context, d uiDeps) (string, func() error, error) {
+	noop := func() error { return nil }
+	log := d.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if f.addr == "" {
+		return "", noop, nil
+	}
+	if d.Store == nil {
+		log.Info("web inspector off: it shows a capture, and nothing is recorded (--no-record)")
+		return "", noop, nil
+	}
+	token := f.token
+	if token == "" && !ui.IsLoopback(f.addr) {
+		token = ui.NewToken()
+	}
+	dec, ownDec := d.Decoder, false
+	if dec == nil {
+		var err error
+		dec, err = capture.OpenDecoder(ctx, d.Store, capture.DecoderOptions{Reflection: true})
+		if err != nil {
+			return "", nil, err
+		}
+		ownDec = true
+	}
+	closeDec := func() error {
+		if ownDec {
+			return dec.Close()
+		}
+		return nil
+	}
+	h, err := ui.New(ui.Options{Store: d.Store, Recorder: d.Recorder, Proxy: d.Proxy, Decoder: dec,
+		Token: token, Logger: log, BackendTLS: d.BackendTLS})
+	if err != nil {
+		return "", nil, errors.Join(err, closeDec())
+	}
+	srv, err := ui.Start(f.addr, h)
+	if err != nil {
+		_ = h.Close(context.Background())
+		return "", nil, errors.Join(fmt.Errorf("%w (choose another address with --ui, or --ui '' to turn it off)", err), closeDec())
+	}
+	if d.Out != nil {
+		fmt.Fprintf(d.Out, "  inspector  %s\n", srv.URL)
+	}
+	log.Info("web inspector listening", "url", srv.URL)
+	stopped := make(chan struct{})
+	var once sync.Once
+	var stopErr error
+	stop := func() {
+		once.Do(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			stopErr = errors.Join(srv.Shutdown(sctx), closeDec())
+			close(stopped)
+		})
+	}
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case <-ctx.Done():
+			stop()
+		case <-stopped:
+		}
+	}()
+	wait := func() error {
+		stop()
+		<-watchDone
+		return stopErr
+	}
+	return srv.URL, wait, nil
+}
