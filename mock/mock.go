@@ -130,7 +130,8 @@ type recorded struct {
 }
 
 // Load reads the finished calls of st that opts selects. Calls answered by
-// a mock themselves (they carry HeaderMatch) are left out.
+// a mock or a proxy fallback (they carry HeaderMatch or
+// proxy.HeaderFallback) are left out.
 func Load(ctx context.Context, st *store.Store, opts Options) (*Mock, error) {
 	if opts.MaxLevel == 0 {
 		opts.MaxLevel = Similar
@@ -141,7 +142,7 @@ func Load(ctx context.Context, st *store.Store, opts Options) (*Mock, error) {
 	}
 	var ids []int64
 	err := st.EachCall(ctx, store.Filter{Method: opts.Method}, func(c *store.Call) error {
-		if c.Status == nil || len(c.ResponseHeaders[HeaderMatch]) > 0 {
+		if c.Status == nil || answeredByGrpctap(c) {
 			return nil
 		}
 		ids = append(ids, c.ID)
@@ -160,7 +161,18 @@ func Load(ctx context.Context, st *store.Store, opts Options) (*Mock, error) {
 	return m, nil
 }
 
-// Add indexes one recorded call (for tests and captures built in memory).
+// answeredByGrpctap reports whether a recorded call was answered by a mock
+// or a proxy fallback rather than by a backend.
+func answeredByGrpctap(c *store.Call) bool {
+	for _, md := range []store.Metadata{c.ResponseHeaders, c.Trailers} {
+		if len(md[HeaderMatch]) > 0 || len(md[proxy.HeaderFallback]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// add indexes one recorded call (for tests and captures built in memory).
 func (m *Mock) add(ctx context.Context, c *store.CallWithMessages) {
 	mt := m.byMethod[c.Method]
 	if mt == nil {

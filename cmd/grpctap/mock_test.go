@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"log/slog"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -15,6 +18,9 @@ import (
 
 	"github.com/grpctap/grpctap/demo/demopb"
 	"github.com/grpctap/grpctap/mock"
+	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/store"
 )
 
 var mockListening = regexp.MustCompile(`grpctap mock listening.*addr=(127\.0\.0\.1:\d+)`)
@@ -101,4 +107,83 @@ func TestMockStrictMatchNotFound(t *testing.T) {
 	if !strings.Contains(st.Message(), "call "+itoa(ids.echoFail)) && !strings.Contains(st.Message(), "call "+itoa(ids.echo)) {
 		t.Errorf("nearest calls not named: %s", st.Message())
 	}
+}
+
+func TestProxyMockOnUnavailable(t *testing.T) {
+	db, _ := recordThenStop(t)
+	ctx := context.Background()
+
+	// The proxy's flags as runProxy sees them: --db from recordFlags.
+	fs := pflag.NewFlagSet("proxy", pflag.ContinueOnError)
+	fs.String("db", defaultDB, "")
+	registerMockOnUnavailable(fs)
+	if err := fs.Parse([]string{"--db", db, "--mock-on-unavailable"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := recorder.New(ctx, st, recorder.Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf syncBuffer
+	opts := proxy.Options{Backend: deadBackend(t), Observer: rec, Logger: newLogger(&logBuf, slog.LevelInfo)}
+	release, err := mockOnUnavailable(fs, &opts, opts.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := p.NewServer()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+
+	cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "x-trace", "t-1"), 10*time.Second)
+	defer cancel()
+	// Every kind of call gets its recorded answer though the backend is down.
+	driveDemo(t, cctx, demoClient(t, lis.Addr().String()))
+
+	srv.Stop()
+	<-done
+	_ = p.Close()
+	release()
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	calls, err := st.ListCalls(ctx, store.Filter{})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 10 {
+		t.Fatalf("capture holds %d calls, want 5 recorded + 5 answered by the fallback", len(calls))
+	}
+	for _, c := range calls[5:] {
+		marked := len(c.ResponseHeaders[proxy.HeaderFallback]) > 0 || len(c.Trailers[proxy.HeaderFallback]) > 0
+		if !marked || len(c.ResponseHeaders[mock.HeaderMatch]) == 0 {
+			t.Errorf("fallback call %d %s not marked: headers %v trailers %v", c.ID, c.Method, c.ResponseHeaders, c.Trailers)
+		}
+	}
+	if !strings.Contains(logBuf.String(), "answering from the fallback") {
+		t.Errorf("fallback not logged:\n%s", logBuf.String())
+	}
+}
+
+func deadBackend(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr
 }
