@@ -1,0 +1,407 @@
+// Command webbench compares gRPC-Web unary throughput of grpctap's bridge
+// (the real 'grpctap proxy --web' binary, recording to SQLite) with
+// improbable-eng's grpcwebproxy v0.15.0, in one run, on loopback.
+//
+//	go run ./bench/webbench [-n 20000] [-c 32] [-rounds 3]
+//
+// It starts the demo backend in-process, builds grpctap from this module
+// and installs grpcwebproxy@v0.15.0 into a temporary GOBIN (or takes
+// -grpcwebproxy PATH; without either the comparison is skipped with a
+// message), starts both in front of the same backend and sends the same
+// load to each, alternating, over HTTP/1.1 (plaintext) and HTTP/2 (TLS,
+// since grpcwebproxy speaks HTTP/2 only over TLS), plus h2c for grpctap
+// alone. It prints the median over the rounds of throughput, p50 and p99,
+// and the ratio grpctap/grpcwebproxy.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/grpctap/grpctap/demo"
+	"github.com/grpctap/grpctap/demo/demopb"
+)
+
+type config struct {
+	n, c, rounds int
+	size         int
+	timeout      time.Duration
+	gwp          string
+	keep         bool
+}
+
+func main() {
+	var cfg config
+	flag.IntVar(&cfg.n, "n", 20000, "requests per measurement")
+	flag.IntVar(&cfg.c, "c", 32, "concurrent requests")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "measurements per target and transport (the median is reported)")
+	flag.IntVar(&cfg.size, "size", 128, "request message size in bytes")
+	flag.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "bound on the whole run")
+	flag.StringVar(&cfg.gwp, "grpcwebproxy", "", "grpcwebproxy binary (default: go install github.com/improbable-eng/grpc-web/go/grpcwebproxy@v0.15.0 into a temp GOBIN)")
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "webbench:", err)
+		os.Exit(1)
+	}
+}
+
+// target is one gRPC-Web server under test.
+type target struct {
+	name string
+	urls map[string]string // transport → base URL
+}
+
+func run(ctx context.Context, cfg config) error {
+	tmp, err := os.MkdirTemp("", "webbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	certFile, keyFile, err := writeCert(tmp)
+	if err != nil {
+		return err
+	}
+
+	backend, err := demo.Start(ctx, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer backend.Close(context.Background())
+
+	var procs []*exec.Cmd
+	defer func() {
+		for _, p := range procs {
+			_ = p.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { _ = p.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				_ = p.Process.Kill()
+				<-done
+			}
+		}
+	}()
+	start := func(bin string, args ...string) error {
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		procs = append(procs, cmd)
+		return nil
+	}
+
+	// grpctap: the real binary, recording on.
+	fmt.Println("building grpctap ...")
+	tapBin := filepath.Join(tmp, "grpctap")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", tapBin, "./cmd/grpctap").CombinedOutput(); err != nil {
+		return fmt.Errorf("build grpctap (run from the module root): %v\n%s", err, out)
+	}
+	tapH1, tapTLS := freePort(), freePort()
+	if err := start(tapBin, "proxy", "--backend", backend.Addr(), "--listen", "127.0.0.1:0",
+		"--web", tapH1, "--db", filepath.Join(tmp, "bench.db"), "--log-level", "error"); err != nil {
+		return err
+	}
+	if err := start(tapBin, "proxy", "--backend", backend.Addr(), "--listen", "127.0.0.1:0",
+		"--web", tapTLS, "--web-tls-cert", certFile, "--web-tls-key", keyFile,
+		"--db", filepath.Join(tmp, "bench-tls.db"), "--log-level", "error"); err != nil {
+		return err
+	}
+	targets := []*target{}
+	tap := &target{name: "grpctap", urls: map[string]string{
+		"http/1.1": "http://" + tapH1, "h2c": "http://" + tapH1, "h2 (TLS)": "https://" + tapTLS,
+	}}
+
+	gwpBin := cfg.gwp
+	if gwpBin == "" {
+		fmt.Println("installing grpcwebproxy@v0.15.0 ...")
+		gobin := filepath.Join(tmp, "bin")
+		inst := exec.CommandContext(ctx, "go", "install", "github.com/improbable-eng/grpc-web/go/grpcwebproxy@v0.15.0")
+		inst.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=-mod=mod")
+		inst.Dir = tmp // outside this module: its go.mod stays as it is
+		if out, err := inst.CombinedOutput(); err != nil {
+			fmt.Printf("SKIPPING grpcwebproxy: it did not build (%v):\n%s\n", err, out)
+		} else {
+			gwpBin = filepath.Join(gobin, "grpcwebproxy")
+		}
+	}
+	if gwpBin != "" {
+		h1, tlsPort := freePort(), freePort()
+		_, h1p, _ := net.SplitHostPort(h1)
+		_, tlsp, _ := net.SplitHostPort(tlsPort)
+		if err := start(gwpBin, "--backend_addr", backend.Addr(), "--server_bind_address", "127.0.0.1",
+			"--run_tls_server=true", "--server_http_debug_port", h1p, "--server_http_tls_port", tlsp,
+			"--server_tls_cert_file", certFile, "--server_tls_key_file", keyFile,
+			"--allow_all_origins", "--backend_max_call_recv_msg_size", "67108864"); err != nil {
+			return err
+		}
+		targets = append(targets, &target{name: "grpcwebproxy", urls: map[string]string{
+			"http/1.1": "http://" + h1, "h2 (TLS)": "https://" + tlsPort,
+		}})
+	}
+	targets = append(targets, tap)
+
+	req := requestBody(cfg.size)
+	transports := []string{"http/1.1", "h2 (TLS)", "h2c"}
+	for _, t := range targets {
+		for _, tr := range transports {
+			if u, ok := t.urls[tr]; ok {
+				if err := waitReady(ctx, newClient(tr, cfg.c), u, req); err != nil {
+					return fmt.Errorf("%s %s not ready: %w", t.name, tr, err)
+				}
+			}
+		}
+	}
+
+	type key struct{ target, transport string }
+	results := map[key][]result{}
+	fmt.Printf("load: %d unary Echo calls, %d concurrent, %d-byte messages, %d rounds; backend in-process\n", cfg.n, cfg.c, cfg.size, cfg.rounds)
+	for round := 0; round < cfg.rounds; round++ {
+		order := slices.Clone(targets)
+		if round%2 == 1 {
+			slices.Reverse(order) // alternate who goes first
+		}
+		for _, tr := range transports {
+			for _, t := range order {
+				u, ok := t.urls[tr]
+				if !ok {
+					continue
+				}
+				c := newClient(tr, cfg.c)
+				if _, err := load(ctx, c, u, req, cfg.n/10, cfg.c); err != nil { // warm-up
+					return fmt.Errorf("%s %s warm-up: %w", t.name, tr, err)
+				}
+				r, err := load(ctx, c, u, req, cfg.n, cfg.c)
+				c.CloseIdleConnections()
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", t.name, tr, err)
+				}
+				results[key{t.name, tr}] = append(results[key{t.name, tr}], r)
+				fmt.Printf("  round %d %-12s %-9s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms\n", round+1, t.name, tr, r.rps, ms(r.p50), ms(r.p99))
+			}
+		}
+	}
+
+	fmt.Printf("\nmedians of %d rounds\n", cfg.rounds)
+	fmt.Printf("%-9s %-12s %10s %9s %9s %8s\n", "transport", "target", "req/s", "p50 ms", "p99 ms", "ratio")
+	for _, tr := range transports {
+		gwp := median(results[key{"grpcwebproxy", tr}])
+		for _, t := range targets {
+			rs := results[key{t.name, tr}]
+			if len(rs) == 0 {
+				continue
+			}
+			m := median(rs)
+			ratio := "-"
+			if t.name == "grpctap" && gwp.rps > 0 {
+				ratio = fmt.Sprintf("%.2fx", m.rps/gwp.rps)
+			}
+			fmt.Printf("%-9s %-12s %10.0f %9.2f %9.2f %8s\n", tr, t.name, m.rps, ms(m.p50), ms(m.p99), ratio)
+		}
+	}
+	return nil
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+}
+
+// median takes each figure's median independently.
+func median(rs []result) result {
+	if len(rs) == 0 {
+		return result{}
+	}
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return result{
+		rps: pick(func(r result) float64 { return r.rps }),
+		p50: time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
+		p99: time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// requestBody is one gRPC-Web frame holding an EchoRequest of about size bytes.
+func requestBody(size int) []byte {
+	msg, err := proto.Marshal(&demopb.EchoRequest{Message: strings.Repeat("x", size)})
+	if err != nil {
+		panic(err)
+	}
+	out := make([]byte, 5+len(msg))
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(msg)))
+	copy(out[5:], msg)
+	return out
+}
+
+// newClient returns an HTTP client for one transport with room for c
+// connections (HTTP/1.1) or one multiplexed connection (HTTP/2).
+func newClient(transport string, c int) *http.Client {
+	tr := &http.Transport{
+		MaxIdleConnsPerHost: c,
+		MaxConnsPerHost:     c,
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, // our own throwaway certificate, loopback only
+	}
+	p := new(http.Protocols)
+	switch transport {
+	case "http/1.1":
+		p.SetHTTP1(true)
+	case "h2c":
+		p.SetUnencryptedHTTP2(true)
+	default:
+		p.SetHTTP2(true)
+	}
+	tr.Protocols = p
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// call makes one unary gRPC-Web call and checks its status.
+func call(ctx context.Context, c *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/grpctap.demo.v1.DemoService/Echo", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/grpc-web+proto")
+	req.Header.Set("X-Grpc-Web", "1")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	if !bytes.Contains(out, []byte("grpc-status: 0")) && !bytes.Contains(out, []byte("Grpc-Status: 0")) {
+		return fmt.Errorf("call failed: %q", out)
+	}
+	return nil
+}
+
+// load sends n calls from c workers and measures them.
+func load(ctx context.Context, cl *http.Client, url string, body []byte, n, c int) (result, error) {
+	var next atomic.Int64
+	lat := make([][]time.Duration, c)
+	errs := make([]error, c)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				t := time.Now()
+				if err := call(ctx, cl, url, body); err != nil {
+					errs[w] = err
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return result{}, err
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	return result{
+		rps: float64(len(all)) / elapsed.Seconds(),
+		p50: all[len(all)/2],
+		p99: all[len(all)*99/100],
+	}, nil
+}
+
+// waitReady retries one call until it succeeds or 15s pass.
+func waitReady(ctx context.Context, c *http.Client, url string, body []byte) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := call(ctx, c, url, body)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// freePort returns a loopback address that was free a moment ago.
+func freePort() string {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer lis.Close()
+	return lis.Addr().String()
+}
+
+// writeCert writes a throwaway self-signed certificate for 127.0.0.1.
+func writeCert(dir string) (certFile, keyFile string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "webbench"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, nil
+}
