@@ -120,7 +120,7 @@ func TestCallDetailIsShowJSONDecoded(t *testing.T) {
 }
 
 func TestEventsAnnounceCallsWithinASecond(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	e := newEnv(t, envOpts{eventInterval: 100 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", e.base+"/api/events", nil)

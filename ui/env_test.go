@@ -44,7 +44,8 @@ type env struct {
 }
 
 type envOpts struct {
-	token string
+	token         string
+	eventInterval time.Duration // 0: the UI's default
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -84,7 +85,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	t.Cleanup(func() { dec.Close() })
 	u, err := ui.New(ui.Options{Store: st, Recorder: rec, Decoder: dec, Proxy: p, Token: o.token,
-		EventInterval: 100 * time.Millisecond})
+		EventInterval: o.eventInterval})
 	if err != nil {
 		t.Fatal(err)
 	}

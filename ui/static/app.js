@@ -134,11 +134,11 @@ function renderPager() {
   const el = document.getElementById('pager');
   if (!el || !state.page) return;
   const n = state.cursors.length;
-  el.replaceChildren(
+  el.replaceChildren(...[
     state.newCalls > 0 ? h('button', { class: 'newcalls small', onclick: () => { resetPaging(); loadPage(); } }, `${state.newCalls} new — show`) : null,
     h('span', {}, n === 1 ? 'Newest calls, live' : `Page ${n}`),
     h('button', { class: 'small', disabled: n === 1, onclick: newer, title: 'Newer ( [ )' }, '← Newer'),
-    h('button', { class: 'small', disabled: !state.page.next_cursor, onclick: older, title: 'Older ( ] )' }, 'Older →'));
+    h('button', { class: 'small', disabled: !state.page.next_cursor, onclick: older, title: 'Older ( ] )' }, 'Older →')].filter(Boolean));
 }
 function newer() { if (state.cursors.length > 1) { state.cursors.pop(); state.sel = -1; loadPage(); } }
 function older() { if (state.page && state.page.next_cursor) { state.cursors.push(state.page.next_cursor); state.sel = -1; loadPage(); } }
@@ -240,7 +240,8 @@ function messageView(m, t0, open) {
     pane.replaceChildren(tabs[i][1]());
   };
   tabs.forEach(([name], i) => bar.append(h('button', { role: 'tab', onclick: () => show(i) }, name)));
-  body.append(m.decode_error ? h('div', { class: 'decode-error' }, m.decode_error) : null, bar, pane);
+  if (m.decode_error) body.append(h('div', { class: 'decode-error' }, m.decode_error));
+  body.append(bar, pane);
   show(first);
   const d = h('details', { class: 'msg', open },
     h('summary', {}, h('span', { class: 'dir ' + m.direction }, (m.direction === 'request' ? '→ request' : '← response')),

@@ -147,12 +147,12 @@ function editor(view, params, info) {
 
   const streamingIn = m ? m.client_streaming : cs.messages.length > 1;
   const msgBox = h('div', { id: 'messages' });
-  const drawMsgs = () => msgBox.replaceChildren(...cs.messages.map((text, i) => h('div', { class: 'msg-edit' },
+  const drawMsgs = () => msgBox.replaceChildren(...[...cs.messages.map((text, i) => h('div', { class: 'msg-edit' },
     h('div', { class: 'bar' }, streamingIn ? `message ${i + 1}` : 'request',
       streamingIn && cs.messages.length > 1 ? h('button', { class: 'small ghost', onclick: () => { cs.messages.splice(i, 1); drawMsgs(); } }, 'remove') : null),
     h('textarea', { rows: Math.min(18, Math.max(4, text.split('\n').length + 1)), spellcheck: 'false', 'aria-label': `Request message ${i + 1}`, class: 'req-json',
       oninput: e => { cs.messages[i] = e.target.value; }, onkeydown: e => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); send(); } }, value: text }))),
-    streamingIn ? h('button', { class: 'small', onclick: () => { cs.messages.push(pretty(m ? m.request_template : {})); drawMsgs(); } }, '+ message') : null);
+    streamingIn ? h('button', { class: 'small', onclick: () => { cs.messages.push(pretty(m ? m.request_template : {})); drawMsgs(); } }, '+ message') : null].filter(Boolean));
   drawMsgs();
 
   const response = h('div', { class: 'card', id: 'response' }, h('h3', {}, 'Response'), h('div', { class: 'hint' }, 'Send the request (Ctrl+Enter) to see the answer here.'));
@@ -203,7 +203,7 @@ function editor(view, params, info) {
     h('div', { class: 'row' }, h('h2', { id: 'method-title' }, cs.method || 'Choose a method'), m ? h('span', { class: 'kind' }, kindOf(m)) : null),
     h('div', { class: 'row' }, h('label', { for: 'target', class: 'hint' }, 'Target'), targetSel,
       h('span', { class: 'spacer' }), sendBtn,
-      h('button', { onclick: () => saveDialog(view, params, info), title: 'Save into a collection' }, 'Save…'),
+      h('button', { id: 'save-btn', onclick: () => saveDialog(view, params, info), title: 'Save into a collection' }, 'Save…'),
       h('button', { class: 'ghost', onclick: () => { setMethod(cs.method); drawMsgs(); }, title: 'Reset the request to the schema template' }, 'Reset')),
     h('div', { class: 'card' }, h('h3', {}, 'Metadata'), mdBox),
     h('div', { class: 'card' }, h('h3', {}, streamingIn ? 'Request messages (sent in order, then end of stream)' : 'Request'), msgBox),

@@ -1,0 +1,260 @@
+package ui_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/ui"
+)
+
+// The browser tests drive the page in headless Chromium (Debian's
+// "chromium" package) against a real proxy, backend and capture, and save
+// a screenshot of each view under artifactsDir (run with -v to see where).
+
+func chromiumPath(t *testing.T) string {
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not found; install it: apt-get update && apt-get install -y chromium")
+	}
+	t.Skip("chromium not found; install it to run the browser tests: apt-get update && apt-get install -y chromium")
+	return ""
+}
+
+// artifactsDir is $GRPCTAP_ARTIFACTS/ui, or test-artifacts/ui at the root
+// of the repository (git-ignored).
+func artifactsDir(t *testing.T) string {
+	dir := filepath.Join("..", "test-artifacts", "ui")
+	if d := os.Getenv("GRPCTAP_ARTIFACTS"); d != "" {
+		dir = filepath.Join(d, "ui")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+	dir string
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	exe := chromiumPath(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1360, 900),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancel()
+		acancel()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	b := &browser{t: t, ctx: ctx, dir: artifactsDir(t)}
+	t.Logf("screenshots: %s", b.dir)
+	return b
+}
+
+// do runs steps with a time limit.
+func (b *browser) do(limit time.Duration, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, limit)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.shot("failure-" + b.t.Name())
+		b.t.Fatal(err)
+	}
+}
+
+// wait waits until a JavaScript expression is truthy.
+func (b *browser) wait(limit time.Duration, expr string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, limit+time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(limit))); err != nil {
+		b.shot("failure-" + strings.ReplaceAll(b.t.Name(), "/", "_"))
+		b.t.Fatalf("waiting for %s: %v", expr, err)
+	}
+}
+
+func (b *browser) eval(expr string) {
+	b.t.Helper()
+	b.do(5*time.Second, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[chromedp.Void](expr)(ctx, t)
+		return err
+	}))
+}
+
+func (b *browser) shot(name string) {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(b.dir, name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Errorf("save screenshot: %v", err)
+	}
+}
+
+// setEditor replaces the text of the i-th request editor as typing would.
+func (b *browser) setEditor(i int, text string) {
+	b.t.Helper()
+	b.eval(fmt.Sprintf(`(() => { const t = document.querySelectorAll('.req-json')[%d]; t.value = %q; t.dispatchEvent(new Event('input')); })()`, i, text))
+}
+
+func sampleTraffic(t *testing.T, e *env) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	echo(t, e, "warm-up")
+	_, _ = e.client.Echo(ctx, &demopb.EchoRequest{Message: "x", Fail: &demopb.FailWith{Code: 9, Message: "the demo fails on purpose"}})
+	cd, err := e.client.Countdown(ctx, &demopb.CountdownRequest{Count: 3, Interval: durationpb.New(10 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := cd.Recv(); err != nil {
+			break
+		}
+	}
+	sum, err := e.client.Sum(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		_ = sum.Send(&demopb.SumRequest{Value: &demopb.SumRequest_Integer{Integer: int64(i)}})
+	}
+	if _, err := sum.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBrowserTrafficLiveAndDetail(t *testing.T) {
+	e := newEnv(t, envOpts{}) // the UI's default event batching
+	sampleTraffic(t, e)
+	e.waitCalls(4)
+	b := newBrowser(t)
+	b.do(15*time.Second, chromedp.Navigate(e.base+"/#/traffic"))
+	b.wait(10*time.Second, `document.querySelectorAll('#rows tr[data-id]').length === 4 && document.getElementById('live').textContent === 'live'`)
+
+	// A call made through the proxy shows up within a second.
+	start := time.Now()
+	echo(t, e, "browser needle")
+	b.wait(3*time.Second, `(() => { const r = document.querySelector('#rows tr[data-id]'); return document.querySelectorAll('#rows tr[data-id]').length === 5 && r.textContent.includes('Echo') && r.textContent.includes('OK'); })()`)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the call appeared after %v, want within 1s", d)
+	} else {
+		t.Logf("call appeared in the table %v after it was made", d.Round(time.Millisecond))
+	}
+	b.shot("traffic")
+
+	// Its detail shows the decoded request field.
+	b.do(5*time.Second, chromedp.Click(chromedp.CSS(`#rows tr[data-id]`)))
+	b.wait(5*time.Second, `!!document.querySelector('.detail .jt') && document.querySelector('.detail').innerText.includes('"browser needle"') && document.querySelector('.detail').innerText.includes('MOOD_HAPPY')`)
+	b.shot("detail")
+	b.eval(`document.documentElement.dataset.theme = 'dark'`)
+	b.shot("detail-dark")
+	b.eval(`location.hash = '#/traffic'`)
+	b.wait(5*time.Second, `document.querySelectorAll('#rows tr[data-id]').length === 5`)
+	b.shot("traffic-dark")
+	b.eval(`localStorage.removeItem('grpctap-theme'); document.documentElement.dataset.theme = 'light'`)
+
+	// Filters: free text over message bodies.
+	b.eval(`(() => { const s = document.getElementById('search'); s.value = 'needle'; s.dispatchEvent(new Event('input')); })()`)
+	b.wait(5*time.Second, `document.querySelectorAll('#rows tr[data-id]').length === 1`)
+}
+
+func TestBrowserComposerUnaryAndServerStreaming(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	b := newBrowser(t)
+	b.do(15*time.Second, chromedp.Navigate(e.base+"/#/composer?method="+url.QueryEscape("/grpctap.demo.v1.DemoService/Echo")))
+	// The editor starts from the schema's template, every field present.
+	b.wait(10*time.Second, `(() => { const t = document.querySelector('.req-json'); return t && t.value.includes('"author"') && t.value.includes('"mood"') && t.value.includes('"labels"'); })()`)
+	b.shot("composer-template")
+	b.setEditor(0, `{"message": "composed in chromium", "author": {"name": "ann", "mood": "MOOD_CURIOUS"}}`)
+	b.do(5*time.Second, chromedp.Click(chromedp.ID("send")))
+	b.wait(10*time.Second, `(() => { const s = document.getElementById('resp-status'); const m = document.getElementById('resp-messages'); return s && s.textContent === 'OK (0)' && m.innerText.includes('composed in chromium') && !!document.querySelector('#response a[href^="#/call/"]'); })()`)
+	b.shot("composer-unary")
+
+	b.eval(`location.hash = '#/composer?method=' + encodeURIComponent('/grpctap.demo.v1.DemoService/Countdown')`)
+	b.wait(10*time.Second, `document.getElementById('method-title')?.textContent.endsWith('/Countdown') && !!document.querySelector('.req-json')`)
+	b.setEditor(0, `{"count": 3, "interval": "0.3s"}`)
+	b.do(5*time.Second, chromedp.Click(chromedp.ID("send")))
+	// Responses appear as they arrive, before the call ends...
+	b.wait(5*time.Second, `document.querySelectorAll('#response .resp-msg').length >= 1 && !!document.querySelector('#response .badge.live')`)
+	b.shot("composer-streaming")
+	// ...and the finished call replaces them.
+	b.wait(10*time.Second, `(() => { const s = document.getElementById('resp-status'); return s && s.textContent === 'OK (0)' && document.querySelectorAll('#resp-messages .resp-msg').length === 3; })()`)
+	b.shot("composer-stream-done")
+
+	// Both calls are in the capture, marked as the composer's.
+	calls := e.waitCalls(2)
+	for _, c := range calls {
+		if got := c.RequestHeaders[ui.OriginHeader]; len(got) != 1 || got[0] != ui.OriginComposer {
+			t.Errorf("call %d %s: origin %v", c.ID, c.Method, got)
+		}
+	}
+}
+
+func TestBrowserCollectionSurvivesReload(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	b := newBrowser(t)
+	b.do(15*time.Second, chromedp.Navigate(e.base+"/#/composer?method="+url.QueryEscape("/grpctap.demo.v1.DemoService/Echo")))
+	b.wait(10*time.Second, `!!document.querySelector('.req-json')`)
+	b.setEditor(0, `{"message": "keep me"}`)
+	b.do(5*time.Second, chromedp.Click(chromedp.ID("send")))
+	b.wait(10*time.Second, `(() => { const s = document.getElementById('resp-status'); return s && s.textContent === 'OK (0)'; })()`)
+	b.do(5*time.Second, chromedp.Click(chromedp.ID("save-btn")))
+	b.wait(5*time.Second, `!!document.getElementById('save-new')`)
+	b.eval(`(() => { document.getElementById('save-new').value = 'Smoke tests'; document.getElementById('save-name').value = 'Echo keep me'; })()`)
+	b.shot("collection-save-dialog")
+	b.do(5*time.Second, chromedp.Click(chromedp.ID("save-ok")))
+	b.wait(5*time.Second, `!!document.querySelector('[data-collection="Smoke tests"]')`)
+
+	b.do(15*time.Second, chromedp.Reload())
+	b.wait(10*time.Second, `!!document.querySelector('[data-collection="Smoke tests"]') && document.getElementById('collections').innerText.includes('Echo keep me')`)
+	// Opening the saved request restores it and its example response.
+	b.eval(`[...document.querySelectorAll('#collections a')].find(a => a.textContent.startsWith('Echo keep me')).click()`)
+	b.wait(5*time.Second, `document.querySelector('.req-json').value.includes('keep me') && document.getElementById('response').textContent.includes('Saved example')`)
+	b.shot("collections")
+
+	var list struct{ Collections []ui.Collection }
+	e.do("GET", "/api/collections", nil, &list)
+	if len(list.Collections) != 1 || len(list.Collections[0].Requests) != 1 || len(list.Collections[0].Requests[0].Examples) != 1 {
+		t.Errorf("stored collections %+v", list.Collections)
+	}
+}
