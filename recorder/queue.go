@@ -23,13 +23,17 @@ type queue struct {
 	bytes   int64
 	limit   int64
 	closed  bool
-	dropped int64 // drops since the writer last took them (Recorder.drop)
-	wake    chan struct{}
+	dropped int64         // drops since the writer last took them (Recorder.drop)
+	fullAt  int           // events that make a full batch
+	wake    chan struct{} // something was queued
+	full    chan struct{} // a full batch is queued
 }
 
-func (q *queue) init(limit int64) {
+func (q *queue) init(limit int64, batch int) {
 	q.limit = limit
+	q.fullAt = batch
 	q.wake = make(chan struct{}, 1)
+	q.full = make(chan struct{}, 1)
 }
 
 func (q *queue) push(e store.Event, kind pushKind) bool {
@@ -44,14 +48,22 @@ func (q *queue) push(e store.Event, kind pushKind) bool {
 			ok = q.bytes+n <= q.limit+q.limit/8
 		}
 	}
+	full := false
 	if ok {
 		q.events = append(q.events, e)
 		q.bytes += n
+		full = len(q.events) == q.fullAt
 	}
 	q.mu.Unlock()
 	if ok {
 		select {
 		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	if full {
+		select {
+		case q.full <- struct{}{}:
 		default:
 		}
 	}

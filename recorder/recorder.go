@@ -30,6 +30,7 @@ const (
 	DefaultMaxMessage = 4 << 20
 	DefaultQueueBytes = 64 << 20
 	DefaultPruneEvery = time.Minute
+	DefaultFlushEvery = 20 * time.Millisecond
 	// Redacted replaces the values of redacted headers.
 	Redacted = "[redacted]"
 )
@@ -59,6 +60,12 @@ type Options struct {
 	PruneEvery time.Duration
 	// MaxBatch bounds the events written per transaction. Default 2000.
 	MaxBatch int
+	// FlushEvery is how long the writer gathers events before writing
+	// them, unless MaxBatch are waiting already: a call is visible to
+	// readers within about this long. Small transactions cost far more CPU
+	// per event (stolen from forwarding), so this is not zero. Default
+	// DefaultFlushEvery (20ms).
+	FlushEvery time.Duration
 	// Logger gets warnings (drops, write failures). Default slog.Default().
 	Logger *slog.Logger
 }
@@ -99,6 +106,9 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Recorder, error) 
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 2000
 	}
+	if opts.FlushEvery <= 0 {
+		opts.FlushEvery = DefaultFlushEvery
+	}
 	if opts.Redact == nil {
 		opts.Redact = DefaultRedact
 	}
@@ -116,7 +126,7 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Recorder, error) 
 	for _, h := range opts.Redact {
 		r.redact[strings.ToLower(strings.TrimSpace(h))] = true
 	}
-	r.q.init(opts.QueueBytes)
+	r.q.init(opts.QueueBytes, opts.MaxBatch)
 	maxID, err := st.MaxID(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("start recorder: %w", err)
@@ -293,9 +303,20 @@ func (r *Recorder) run() {
 	if r.opts.Retain > 0 || r.opts.MaxDBSize > 0 {
 		w.prune(ctx)
 	}
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
 	for {
 		select {
 		case <-r.q.wake:
+			// Let a batch gather, unless a full one is waiting already.
+			gather.Reset(r.opts.FlushEvery)
+			select {
+			case <-gather.C:
+			case <-r.q.full:
+				gather.Stop()
+			case <-r.stop:
+				gather.Stop()
+			}
 			w.drain(ctx)
 		case <-prune.C:
 			if r.opts.Retain > 0 || r.opts.MaxDBSize > 0 {

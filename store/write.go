@@ -107,11 +107,11 @@ const msgChunk = 64
 const insMsgPrefix = `INSERT INTO messages(call_id, seq, direction, time_ns, size, truncated, raw) VALUES `
 
 type writeStmts struct {
-	insCall, setHeader, insMsg, insMsgs, addCounts, endCall, addDropped *sql.Stmt
+	insCall, updCall, insMsg, insMsgs, addDropped *sql.Stmt
 }
 
 func (w *writeStmts) close() {
-	for _, s := range []*sql.Stmt{w.insCall, w.setHeader, w.insMsg, w.insMsgs, w.addCounts, w.endCall, w.addDropped} {
+	for _, s := range []*sql.Stmt{w.insCall, w.updCall, w.insMsg, w.insMsgs, w.addDropped} {
 		if s != nil {
 			s.Close()
 		}
@@ -132,15 +132,19 @@ func (s *Store) prepared(ctx context.Context) (*writeStmts, error) {
 		dst **sql.Stmt
 		q   string
 	}{
-		{&w.insCall, `INSERT INTO calls(id, method, protocol, backend, authority, peer, content_type, compression, start_ns, deadline_ns, request_headers)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?)`},
-		{&w.setHeader, `UPDATE calls SET response_headers = ? WHERE id = ?`},
+		{&w.insCall, `INSERT INTO calls(id, method, protocol, backend, authority, peer, content_type, compression,
+			start_ns, deadline_ns, request_headers, response_headers, end_ns, status_code, status_message, status_details,
+			trailers, request_count, response_count, request_bytes, response_bytes, dropped)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`},
+		{&w.updCall, `UPDATE calls SET response_headers = coalesce(?, response_headers),
+			request_count = request_count + ?, response_count = response_count + ?,
+			request_bytes = request_bytes + ?, response_bytes = response_bytes + ?,
+			end_ns = coalesce(?, end_ns), status_code = coalesce(?, status_code),
+			status_message = coalesce(?, status_message), status_details = coalesce(?, status_details),
+			trailers = coalesce(?, trailers), dropped = dropped + ?
+			WHERE id = ?`},
 		{&w.insMsg, insMsgPrefix + `(?,?,?,?,?,?,?)`},
 		{&w.insMsgs, insMsgPrefix + strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?),`, msgChunk), ",")},
-		{&w.addCounts, `UPDATE calls SET request_count = request_count + ?, response_count = response_count + ?,
-			request_bytes = request_bytes + ?, response_bytes = response_bytes + ? WHERE id = ?`},
-		{&w.endCall, `UPDATE calls SET end_ns = ?, status_code = ?, status_message = ?, status_details = ?, trailers = ?,
-			dropped = dropped + ? WHERE id = ?`},
 		{&w.addDropped, `UPDATE counters SET value = value + ? WHERE name = 'dropped_events'`},
 	} {
 		st, err := s.wdb.PrepareContext(ctx, p.q)
@@ -154,10 +158,18 @@ func (s *Store) prepared(ctx context.Context) (*writeStmts, error) {
 	return w, nil
 }
 
-type counts struct{ reqN, respN, reqB, respB int64 }
+// callBatch is what one batch holds of one call.
+type callBatch struct {
+	start                    *CallStart
+	header                   *ResponseHeader
+	end                      *CallEnd
+	reqN, respN, reqB, respB int64
+}
 
-// WriteBatch writes events in one transaction, in order. Either all of them
-// are stored or none (the error says why: full disk, read-only file, …).
+// WriteBatch writes events in one transaction. Either all of them are
+// stored or none (the error says why: full disk, read-only file, …).
+// Events of one call must come in their order (start first, end last);
+// events of different calls may interleave.
 func (s *Store) WriteBatch(ctx context.Context, events []Event) error {
 	if s.readOnly {
 		return ErrReadOnly
@@ -183,114 +195,119 @@ func (s *Store) WriteBatch(ctx context.Context, events []Event) error {
 	return nil
 }
 
+// writeEvents folds each call's events into one statement: an INSERT for
+// a call that starts in the batch (a short call is written whole, once),
+// an UPDATE for one that started earlier; then its messages, many rows per
+// statement.
 func writeEvents(ctx context.Context, tx *sql.Tx, w *writeStmts, events []Event) error {
-	insCall, setHeader, insMsg, insMsgs := tx.StmtContext(ctx, w.insCall), tx.StmtContext(ctx, w.setHeader),
-		tx.StmtContext(ctx, w.insMsg), tx.StmtContext(ctx, w.insMsgs)
-	addCounts, endCall, addDropped := tx.StmtContext(ctx, w.addCounts), tx.StmtContext(ctx, w.endCall), tx.StmtContext(ctx, w.addDropped)
-	// Message counters are summed per call and written once per batch, and
-	// always before the call's end so a closed call has its final counts.
-	pending := map[int64]*counts{}
-	flush := func(id int64) error {
-		c := pending[id]
+	calls := map[int64]*callBatch{}
+	var order []int64
+	get := func(id int64) *callBatch {
+		c := calls[id]
 		if c == nil {
-			return nil
+			c = &callBatch{}
+			calls[id] = c
+			order = append(order, id)
 		}
-		delete(pending, id)
-		_, err := addCounts.ExecContext(ctx, c.reqN, c.respN, c.reqB, c.respB, id)
-		return err
+		return c
 	}
-	// Messages are buffered and inserted msgChunk rows per statement. Their
-	// calls' rows are inserted as soon as seen, so a buffered message's
-	// call always exists.
-	args := make([]any, 0, 7*msgChunk)
-	var first *MessageRecord // first buffered message, for errors
-	flushMsgs := func() error {
-		if len(args) == 0 {
-			return nil
-		}
-		var err error
-		if len(args) == 7*msgChunk {
-			_, err = insMsgs.ExecContext(ctx, args...)
-		} else {
-			for i := 0; i < len(args) && err == nil; i += 7 {
-				_, err = insMsg.ExecContext(ctx, args[i:i+7]...)
-			}
-		}
-		args = args[:0]
-		if err != nil {
-			return fmt.Errorf("messages from call %d message %d: %w", first.CallID, first.Seq, err)
-		}
-		return nil
-	}
+	var msgs []*MessageRecord
 	var dropped int64
 	for i := range events {
 		e := &events[i]
 		dropped += e.Dropped
 		switch {
 		case e.Start != nil:
-			c := e.Start
-			var deadline any
-			if !c.Deadline.IsZero() {
-				deadline = c.Deadline.UnixNano()
-			}
-			if _, err := insCall.ExecContext(ctx, c.ID, c.Method, c.Protocol, c.Backend, c.Authority, c.Peer,
-				c.ContentType, c.Compression, c.Time.UnixNano(), deadline, mdJSON(c.Header)); err != nil {
-				return fmt.Errorf("call %d start: %w", c.ID, err)
-			}
+			get(e.Start.ID).start = e.Start
 		case e.Header != nil:
-			if _, err := setHeader.ExecContext(ctx, mdJSON(e.Header.Header), e.Header.CallID); err != nil {
-				return fmt.Errorf("call %d headers: %w", e.Header.CallID, err)
-			}
+			get(e.Header.CallID).header = e.Header
 		case e.Message != nil:
 			m := e.Message
-			dir := 1
-			c := pending[m.CallID]
-			if c == nil {
-				c = &counts{}
-				pending[m.CallID] = c
-			}
+			c := get(m.CallID)
 			if m.Direction == DirResponse {
-				dir = 2
 				c.respN++
 				c.respB += m.Size
 			} else {
 				c.reqN++
 				c.reqB += m.Size
 			}
-			raw := m.Raw
-			if raw == nil {
-				raw = []byte{}
-			}
-			if len(args) == 0 {
-				first = m
-			}
-			args = append(args, m.CallID, m.Seq, dir, m.Time.UnixNano(), m.Size, m.Truncated, raw)
-			if len(args) == 7*msgChunk {
-				if err := flushMsgs(); err != nil {
-					return err
-				}
-			}
+			msgs = append(msgs, m)
 		case e.End != nil:
-			en := e.End
-			if err := flush(en.CallID); err != nil {
-				return fmt.Errorf("call %d counts: %w", en.CallID, err)
-			}
-			if _, err := endCall.ExecContext(ctx, en.Time.UnixNano(), en.Code, en.Message, detailsJSON(en.Details),
-				mdJSON(en.Trailers), en.Dropped, en.CallID); err != nil {
-				return fmt.Errorf("call %d end: %w", en.CallID, err)
-			}
+			get(e.End.CallID).end = e.End
 		}
 	}
-	if err := flushMsgs(); err != nil {
-		return err
+
+	insCall, updCall := tx.StmtContext(ctx, w.insCall), tx.StmtContext(ctx, w.updCall)
+	for _, id := range order {
+		c := calls[id]
+		var respH any
+		if c.header != nil {
+			respH = mdJSON(c.header.Header)
+		}
+		var endNS, code, msg, details, trailers any
+		var drops int64
+		if e := c.end; e != nil {
+			endNS, code, msg, details, trailers = e.Time.UnixNano(), e.Code, e.Message, detailsJSON(e.Details), mdJSON(e.Trailers)
+			drops = e.Dropped
+		}
+		if c.start == nil {
+			if _, err := updCall.ExecContext(ctx, respH, c.reqN, c.respN, c.reqB, c.respB,
+				endNS, code, msg, details, trailers, drops, id); err != nil {
+				return fmt.Errorf("call %d: %w", id, err)
+			}
+			continue
+		}
+		st := c.start
+		var deadline any
+		if !st.Deadline.IsZero() {
+			deadline = st.Deadline.UnixNano()
+		}
+		if respH == nil {
+			respH = "{}"
+		}
+		if trailers == nil {
+			trailers = "{}"
+		}
+		if _, err := insCall.ExecContext(ctx, id, st.Method, st.Protocol, st.Backend, st.Authority, st.Peer,
+			st.ContentType, st.Compression, st.Time.UnixNano(), deadline, mdJSON(st.Header), respH,
+			endNS, code, msg, details, trailers, c.reqN, c.respN, c.reqB, c.respB, drops); err != nil {
+			return fmt.Errorf("call %d start: %w", id, err)
+		}
 	}
-	for id := range pending {
-		if err := flush(id); err != nil {
-			return fmt.Errorf("call %d counts: %w", id, err)
+
+	if len(msgs) > 0 {
+		insMsg, insMsgs := tx.StmtContext(ctx, w.insMsg), tx.StmtContext(ctx, w.insMsgs)
+		args := make([]any, 0, 7*msgChunk)
+		for len(msgs) > 0 {
+			n := min(len(msgs), msgChunk)
+			args = args[:0]
+			for _, m := range msgs[:n] {
+				dir := 1
+				if m.Direction == DirResponse {
+					dir = 2
+				}
+				raw := m.Raw
+				if raw == nil {
+					raw = []byte{}
+				}
+				args = append(args, m.CallID, m.Seq, dir, m.Time.UnixNano(), m.Size, m.Truncated, raw)
+			}
+			var err error
+			if n == msgChunk {
+				_, err = insMsgs.ExecContext(ctx, args...)
+			} else {
+				for i := 0; i < len(args) && err == nil; i += 7 {
+					_, err = insMsg.ExecContext(ctx, args[i:i+7]...)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("messages of call %d from %d: %w", msgs[0].CallID, msgs[0].Seq, err)
+			}
+			msgs = msgs[n:]
 		}
 	}
 	if dropped != 0 {
-		if _, err := addDropped.ExecContext(ctx, dropped); err != nil {
+		if _, err := tx.StmtContext(ctx, w.addDropped).ExecContext(ctx, dropped); err != nil {
 			return fmt.Errorf("dropped count: %w", err)
 		}
 	}
