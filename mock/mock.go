@@ -9,7 +9,8 @@
 // response messages in order (with the recorded gaps when asked), trailers
 // and status with its details. Client streams are read to the end first;
 // calls the capture shows interleaved (bidi) get each recorded response
-// after the requests that preceded it.
+// after the requests that preceded it, matched on the requests recorded
+// before the first response.
 //
 // Mock serves its own grpc.Server (NewServer) or, through Serve and the
 // Stream interface, calls the proxy could not forward (--mock-on-unavailable).
@@ -121,6 +122,10 @@ type method struct {
 	// (or the schema says bidi), so requests are not read to the end
 	// before answering.
 	interleaved bool
+	// lead is, for interleaved calls, the fewest requests any recorded
+	// call got before its first response: the requests read before
+	// matching (0 when the server speaks first).
+	lead int
 }
 
 type recorded struct {
@@ -186,16 +191,22 @@ func (m *Mock) add(ctx context.Context, c *store.CallWithMessages) {
 	}
 	r := &recorded{call: c}
 	sawResponse := false
+	lead := 0
 	for _, msg := range c.Messages {
 		switch msg.Direction {
 		case store.DirRequest:
 			r.reqs = append(r.reqs, msg.Raw)
 			if sawResponse {
 				mt.interleaved = true
+			} else {
+				lead++
 			}
 		case store.DirResponse:
 			sawResponse = true
 		}
+	}
+	if len(mt.calls) == 0 || lead < mt.lead {
+		mt.lead = lead
 	}
 	mt.calls = append(mt.calls, r)
 }
@@ -228,10 +239,10 @@ func (m *Mock) Serve(s Stream, fullMethod, authority string) error {
 		return grpcstatus.Errorf(codes.Unimplemented, "grpctap mock: no recorded calls of %s%s", fullMethod, m.nearestMethods(fullMethod))
 	}
 	// Read what the match is made on: every request, or for interleaved
-	// calls the first one.
+	// calls those the capture shows before the first response.
 	var in [][]byte
 	for {
-		if mt.interleaved && len(in) == 1 {
+		if mt.interleaved && len(in) >= mt.lead {
 			break
 		}
 		b, err := s.Recv()

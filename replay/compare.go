@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -98,6 +99,11 @@ func (cm *Comparator) Compare(ctx context.Context, rec *store.CallWithMessages, 
 	}
 	if rec.Status != nil {
 		res.Recorded = rec.Status.Name
+	}
+	if !out.Reached && out.Status.Code() == codes.Unavailable && (rec.Status == nil || rec.Status.Code != int(codes.Unavailable)) {
+		res.Verdict = Error
+		res.Error = fmt.Sprintf("target %s unreachable: %s", out.Target, out.Status.Message())
+		return res
 	}
 	if rec.DroppedEvents > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("the recording lost %d events (queue full); differences may be the recording's", rec.DroppedEvents))

@@ -135,6 +135,9 @@ type Outcome struct {
 	Duration  time.Duration
 	// Sent counts the request messages sent.
 	Sent int
+	// Reached is false when nothing at all came from the target (no
+	// headers, messages or trailers): the status is then grpc-go's own.
+	Reached bool
 }
 
 // Timeout returns the deadline a replay of c gets: Options.Timeout, else
@@ -278,6 +281,7 @@ func (r *Replayer) Send(ctx context.Context, c *store.CallWithMessages, timeout 
 	out.Header = rcv.header
 	out.Responses = rcv.got
 	out.Trailer = cs.Trailer()
+	out.Reached = out.Header != nil || len(out.Responses) > 0 || len(out.Trailer) > 0
 	if errors.Is(rcv.err, io.EOF) {
 		out.Status = status.New(0, "")
 	} else {
