@@ -446,3 +446,23 @@ func TestReplayLoad(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestReplayDeadlines(t *testing.T) {
+	backend := startDemo(t)
+	db, ids := recordDemo(t, backend.Addr())
+	st, err := store.Open(context.Background(), db, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok, err := st.RecordedTimeout(context.Background(), ids.echo)
+	st.Close()
+	// recordDemo's client gave every call 10s.
+	if err != nil || !ok || d < 9*time.Second || d > 10*time.Second {
+		t.Fatalf("recorded timeout %v, %v, %v", d, ok, err)
+	}
+	// --timeout overrides it: a Countdown of 3 ticks cannot finish in 1ms.
+	out, _, err := runCmd(t, "replay", "--db", db, "--timeout", "1ms", itoa(ids.countdown))
+	if err == nil || !strings.Contains(out, `status.code: "OK" → "DEADLINE_EXCEEDED"`) {
+		t.Errorf("--timeout 1ms (%v):\n%s", err, out)
+	}
+}
