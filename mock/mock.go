@@ -256,7 +256,7 @@ func (m *Mock) Serve(s Stream, fullMethod, authority string) error {
 	}
 	rec, level, score, nearest := m.match(ctx, mt, in, authority)
 	if rec == nil {
-		return grpcstatus.Errorf(codes.NotFound, "grpctap mock: no recorded call of %s matches this request %s (--match %s); nearest: %s",
+		return grpcstatus.Errorf(codes.NotFound, "grpctap mock: no recorded call of %s matches this request (%s, --match %s); nearest: %s",
 			fullMethod, plural(len(in), "message"), m.opts.MaxLevel, nearest)
 	}
 	how := fmt.Sprintf("%s; call=%d", level, rec.call.ID)
@@ -372,7 +372,7 @@ func (m *Mock) nearest(ctx context.Context, mt *method, cands []*recorded, in []
 		if i == 3 {
 			break
 		}
-		parts = append(parts, fmt.Sprintf("call %d (%s differ)", s.id, plural(s.score, "field")))
+		parts = append(parts, fmt.Sprintf("call %d (%s)", s.id, plural(s.score, "differing field")))
 	}
 	return strings.Join(parts, ", ")
 }

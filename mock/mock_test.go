@@ -144,7 +144,7 @@ func TestDecodedMatchIgnoresByteOrder(t *testing.T) {
 	// With --match exact the same request is NOT_FOUND, naming call 1.
 	cc = serve(t, newMock(t, Options{Decoder: dec, MaxLevel: Exact}, calls...))
 	err := cc.Invoke(ctx, echoMethod, &req, &resp, grpc.ForceCodec(bytesCodec{}))
-	if st := status.Convert(err); st.Code() != codes.NotFound || !strings.Contains(st.Message(), "nearest: call 1 (0 fields differ)") {
+	if st := status.Convert(err); st.Code() != codes.NotFound || !strings.Contains(st.Message(), "nearest: call 1 (0 differing fields)") {
 		t.Errorf("exact: %v", err)
 	}
 }
