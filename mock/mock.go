@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/status"
@@ -129,9 +130,11 @@ type method struct {
 }
 
 type recorded struct {
-	call  *store.CallWithMessages
-	reqs  [][]byte
-	trees []any // decoded requests, filled lazily
+	call *store.CallWithMessages
+	reqs [][]byte
+
+	once  sync.Once
+	trees []any // decoded requests, filled on first need
 }
 
 // Load reads the finished calls of st that opts selects. Calls answered by
@@ -389,9 +392,7 @@ func (m *Mock) distance(ctx context.Context, r *recorded, in []any, n int) int {
 }
 
 func (m *Mock) recordedTrees(ctx context.Context, r *recorded, n int) []any {
-	if r.trees == nil {
-		r.trees = m.trees(ctx, r.call.Method, r.call, r.reqs)
-	}
+	r.once.Do(func() { r.trees = m.trees(ctx, r.call.Method, r.call, r.reqs) })
 	return r.trees[:min(n, len(r.trees))]
 }
 

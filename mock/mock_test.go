@@ -219,3 +219,34 @@ func TestTrailersOnlyFailureWithDetails(t *testing.T) {
 		t.Errorf("trailers %v", tr)
 	}
 }
+
+func TestConcurrentSimilarMatches(t *testing.T) {
+	var calls []*store.CallWithMessages
+	for i := 1; i <= 5; i++ {
+		calls = append(calls, &store.CallWithMessages{Call: store.Call{ID: int64(i), Method: echoMethod, Status: &store.Status{Name: "OK"}},
+			Messages: []store.Message{
+				msg(1, store.DirRequest, 0, raw(t, &demopb.EchoRequest{Message: strings.Repeat("x", i)})),
+				msg(2, store.DirResponse, time.Millisecond, raw(t, &demopb.EchoResponse{Message: strings.Repeat("y", i)}))}})
+	}
+	cc := serve(t, newMock(t, Options{}, calls...))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			req := raw(t, &demopb.EchoRequest{Message: "zz"})
+			var resp []byte
+			var hdr metadata.MD
+			err := cc.Invoke(ctx, echoMethod, &req, &resp, grpc.ForceCodec(bytesCodec{}), grpc.Header(&hdr))
+			if err == nil && !strings.HasPrefix(hdr.Get(HeaderMatch)[0], "similar; call=") {
+				err = errors.New("match header " + hdr.Get(HeaderMatch)[0])
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
