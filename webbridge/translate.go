@@ -20,8 +20,9 @@ const (
 // grpcRequest turns a gRPC-Web request into the gRPC request grpc-go's
 // ServeHTTP expects: HTTP/2, content-type application/grpc[+sub], the body
 // decoded from base64 for the text protocol, no content-length.
+// The request is the bridge's own: its Header is changed in place.
 func grpcRequest(r *http.Request, text bool) *http.Request {
-	g := r.Clone(r.Context())
+	g := r.WithContext(r.Context()) // shallow: only fields set below differ
 	g.ProtoMajor, g.ProtoMinor, g.Proto = 2, 0, "HTTP/2.0"
 	ct := strings.ToLower(r.Header.Get("Content-Type"))
 	web := ctGRPCWeb

@@ -52,7 +52,7 @@ type config struct {
 	size         int
 	timeout      time.Duration
 	gwp          string
-	keep         bool
+	noRecord     bool
 }
 
 func main() {
@@ -63,6 +63,7 @@ func main() {
 	flag.IntVar(&cfg.size, "size", 128, "request message size in bytes")
 	flag.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "bound on the whole run")
 	flag.StringVar(&cfg.gwp, "grpcwebproxy", "", "grpcwebproxy binary (default: go install github.com/improbable-eng/grpc-web/go/grpcwebproxy@v0.15.0 into a temp GOBIN)")
+	flag.BoolVar(&cfg.noRecord, "no-record-too", false, "also measure grpctap with --no-record, to show what recording costs")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
@@ -139,6 +140,22 @@ func run(ctx context.Context, cfg config) error {
 	tap := &target{name: "grpctap", urls: map[string]string{
 		"http/1.1": "http://" + tapH1, "h2c": "http://" + tapH1, "h2 (TLS)": "https://" + tapTLS,
 	}}
+	var tapNoRec *target
+	if cfg.noRecord {
+		// The same binary without recording: what recording costs.
+		h1, tlsAddr := freePort(), freePort()
+		if err := start(tapBin, "proxy", "--backend", backend.Addr(), "--listen", "127.0.0.1:0", "--no-record",
+			"--web", h1, "--log-level", "error"); err != nil {
+			return err
+		}
+		if err := start(tapBin, "proxy", "--backend", backend.Addr(), "--listen", "127.0.0.1:0", "--no-record",
+			"--web", tlsAddr, "--web-tls-cert", certFile, "--web-tls-key", keyFile, "--log-level", "error"); err != nil {
+			return err
+		}
+		tapNoRec = &target{name: "grpctap-norec", urls: map[string]string{
+			"http/1.1": "http://" + h1, "h2c": "http://" + h1, "h2 (TLS)": "https://" + tlsAddr,
+		}}
+	}
 
 	gwpBin := cfg.gwp
 	if gwpBin == "" {
@@ -168,6 +185,9 @@ func run(ctx context.Context, cfg config) error {
 		}})
 	}
 	targets = append(targets, tap)
+	if tapNoRec != nil {
+		targets = append(targets, tapNoRec)
+	}
 
 	req := requestBody(cfg.size)
 	transports := []string{"http/1.1", "h2 (TLS)", "h2c"}
