@@ -666,3 +666,31 @@ func testTLS(t testing.TB) (srv, cli *tls.Config) {
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
 		&tls.Config{RootCAs: pool}
 }
+
+// TestTextRequestInPieces: a text body made of several padded base64
+// pieces (a client that flushed between frames) arrives whole.
+func TestTextRequestInPieces(t *testing.T) {
+	backend := rawBackend(t, func(_ any, ss grpc.ServerStream) error {
+		var all []byte
+		for {
+			var b []byte
+			if err := ss.RecvMsg(&b); err != nil {
+				if errors.Is(err, io.EOF) {
+					return ss.SendMsg(&all)
+				}
+				return err
+			}
+			all = append(all, b...)
+		}
+	})
+	b := startBridge(t, backend, bridgeConfig{})
+	c := h1Client(nil)
+	defer closeClient(c)
+	body := base64.StdEncoding.EncodeToString(dataFrame([]byte("a"))) + "\r\n" +
+		base64.StdEncoding.EncodeToString(dataFrame([]byte("bc")))
+	resp := post(t, c, b.url+"/test.Sum/Pieces", "application/grpc-web-text", strings.NewReader(body), nil)
+	msgs, tr, err := newFrameReader(resp.Body, true).all()
+	if err != nil || len(msgs) != 1 || string(msgs[0]) != "abc" || tr.Get("grpc-status") != "0" {
+		t.Fatalf("messages %q trailer %v err %v", msgs, tr, err)
+	}
+}
