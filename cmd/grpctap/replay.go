@@ -81,7 +81,7 @@ percentiles and the count of each status are printed; nothing is compared.`,
 		Example: `  grpctap replay                                  # every call in ./grpctap.db
   grpctap replay 12 14 --target 127.0.0.1:9001    # two calls, against another backend
   grpctap replay --method '/shop.v1.Cart/*' --status OK --since 1h --ignore-field updatedAt
-  grpctap replay --header 'authorization: Bearer $TOKEN' --json
+  grpctap replay --header "authorization: Bearer $TOKEN" --json
   grpctap replay --method '*Echo' --rate 200 --duration 30s --concurrency 16`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runReplay(cmd.Context(), cmd, &f, args)
@@ -275,7 +275,7 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 	case sum.Errors > 0:
 		return &exitCodeError{code: exitError, err: fmt.Errorf("%d of %d calls could not be replayed", sum.Errors, sum.Calls)}
 	case sum.Mismatch > 0:
-		return &exitCodeError{code: exitMismatch}
+		return &exitCodeError{code: exitMismatch, err: fmt.Errorf("%d of %d calls differ from the capture", sum.Mismatch, sum.Calls)}
 	}
 	return nil
 }

@@ -415,6 +415,15 @@ func TestReplayErrors(t *testing.T) {
 	if err == nil {
 		t.Error("--rate without --duration should fail")
 	}
+	_, _, err = runCmd(t, "replay", "--db", db, "--method", "*Echo", "3")
+	if err == nil {
+		t.Error("ids with --method should fail")
+	}
+	// Selection by status and age.
+	out := mustRun(t, append([]string{"replay", "--db", db, "--status", "not_found", "--since", "1h"}, demoVolatile...)...)
+	if got := verdictLine.FindAllStringSubmatch(out, -1); len(got) != 1 || got[0][3] != "match" {
+		t.Errorf("--status NOT_FOUND --since 1h:\n%s", out)
+	}
 }
 
 func TestReplayLoad(t *testing.T) {
