@@ -28,8 +28,12 @@ type forwarder struct {
 // reflection without closing them when the decoder closes.
 type shared struct{ grpc.ClientConnInterface }
 
+// optionHook adjusts the proxy's options before it is made (e.g. to set a
+// Fallback) and returns what to release when the forwarder closes.
+type optionHook func(*proxy.Options) (release func(), err error)
+
 // startForwarder opens the capture, the decoder and the proxy, and listens.
-func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *recordFlags, df *decodeFlags) (_ *forwarder, err error) {
+func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *recordFlags, df *decodeFlags, hooks ...optionHook) (_ *forwarder, err error) {
 	fw := &forwarder{}
 	defer func() {
 		if err != nil {
@@ -81,6 +85,13 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 		}
 	}
 	opts.Observer = proxy.Tee(observers...)
+	for _, hook := range hooks {
+		release, err := hook(&opts)
+		if err != nil {
+			return nil, err
+		}
+		fw.closers = append(fw.closers, func(context.Context) error { release(); return nil })
+	}
 	p, err := proxy.New(opts)
 	if err != nil {
 		return nil, err

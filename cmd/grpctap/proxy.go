@@ -141,7 +141,8 @@ server reflection and kept in the capture, or given with --proto/--protoset.`,
 			}
 			log := newLogger(cmd.ErrOrStderr(), f.proxy.logLevel.Level)
 			ctx := cmd.Context()
-			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode)
+			mockHook := func(o *proxy.Options) (func(), error) { return mockOnUnavailable(cmd.Flags(), o, log) }
+			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, mockHook)
 			if err != nil {
 				return err
 			}
@@ -162,6 +163,7 @@ server reflection and kept in the capture, or given with --proto/--protoset.`,
 	f.record.register(cmd.Flags())
 	f.decode.register(cmd.Flags(), true)
 	f.web.register(cmd.Flags())
+	registerMockOnUnavailable(cmd.Flags())
 	return cmd
 }
 
