@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -119,8 +120,17 @@ func demoClient(t *testing.T, addr string) demopb.DemoServiceClient {
 
 func TestDemoServesThroughTheProxy(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "demo.db")
-	s := start(t, "demo", "--listen", "127.0.0.1:0", "--traffic", "50ms", "--db", db)
+	s := start(t, "demo", "--listen", "127.0.0.1:0", "--traffic", "50ms", "--db", db, "--ui", "127.0.0.1:0")
 	addr := s.waitFor(t, demoProxyLine)
+	uiURL := s.waitFor(t, regexp.MustCompile(`Open the inspector: (http://127\.0\.0\.1:\d+\S*)`))
+	page, err := http.Get(uiURL)
+	if err != nil {
+		t.Fatalf("inspector at %s: %v", uiURL, err)
+	}
+	_ = page.Body.Close()
+	if page.StatusCode != http.StatusOK {
+		t.Errorf("inspector at %s: HTTP %d", uiURL, page.StatusCode)
+	}
 	out := s.out.String()
 	for _, hint := range []string{"grpcurl -plaintext", "grpctap.demo.v1.DemoService/Echo", addr, "grpctap calls --db " + db} {
 		if !strings.Contains(out, hint) {
@@ -172,7 +182,7 @@ func TestShutdownLetsCallsFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = backend.Close(context.Background()) })
-	s := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", backend.Addr(), "--shutdown-timeout", "10s")
+	s := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", backend.Addr(), "--shutdown-timeout", "10s", "--no-record", "--ui", "")
 	addr := s.waitFor(t, listeningLine)
 	c := demoClient(t, addr)
 
@@ -214,7 +224,7 @@ func TestShutdownCancelsAfterGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = backend.Close(context.Background()) })
-	s := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", backend.Addr(), "--shutdown-timeout", "300ms")
+	s := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", backend.Addr(), "--shutdown-timeout", "300ms", "--no-record", "--ui", "")
 	addr := s.waitFor(t, listeningLine)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -24,6 +24,7 @@ type demoFlags struct {
 	record  recordFlags
 	decode  decodeFlags
 	web     webFlags
+	ui      uiFlags
 	traffic time.Duration
 }
 
@@ -46,6 +47,7 @@ every kind through the proxy now and then, so there is something to look at.`,
 	f.record.register(cmd.Flags())
 	f.decode.register(cmd.Flags(), true)
 	f.web.register(cmd.Flags())
+	f.ui.register(cmd.Flags())
 	cmd.Flags().DurationVar(&f.traffic, "traffic", 3*time.Second, "send a round of sample calls through the proxy this often (0 turns it off)")
 	return cmd
 }
@@ -71,9 +73,13 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 	if err != nil {
 		return err
 	}
+	uiURL, waitUI, err := fw.startUI(ctx, &f.ui, &f.record, log, nil)
+	if err != nil {
+		return errors.Join(err, waitWeb())
+	}
 	addr := fw.lis.Addr().String()
 	printDemoHints(cmd.OutOrStdout(), demoHints{
-		addr: addr, backend: backend.Addr(), tls: f.proxy.tlsCert != "", web: webAddr,
+		addr: addr, backend: backend.Addr(), tls: f.proxy.tlsCert != "", web: webAddr, ui: uiURL,
 		db: f.record.db, recording: !f.record.noRecord,
 	})
 
@@ -85,12 +91,12 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 		go func() { defer wg.Done(); sampleTraffic(trafficCtx, addr, f.traffic, log) }()
 	}
 	err = serveGRPC(ctx, fw.server, fw.lis, f.proxy.shutdownTimeout, log)
-	return errors.Join(err, waitWeb())
+	return errors.Join(err, waitWeb(), waitUI())
 }
 
 type demoHints struct {
-	addr, backend, web, db string
-	tls, recording         bool
+	addr, backend, web, ui, db string
+	tls, recording             bool
 }
 
 func printDemoHints(w io.Writer, h demoHints) {
@@ -104,6 +110,9 @@ func printDemoHints(w io.Writer, h demoHints) {
 	}
 	if h.recording {
 		fmt.Fprintf(w, "  capture  %s\n", h.db)
+	}
+	if h.ui != "" {
+		fmt.Fprintf(w, "\nOpen the inspector: %s\n", h.ui)
 	}
 	fmt.Fprintf(w, `
 Try it (grpcurl):

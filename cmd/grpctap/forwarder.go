@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 
@@ -21,6 +23,7 @@ type forwarder struct {
 	server  *grpc.Server
 	lis     net.Listener
 	decoder *decode.Decoder // nil when not recording
+	tls     *tls.Config     // TLS to backends; nil for plaintext
 	closers []func(context.Context) error
 }
 
@@ -44,6 +47,7 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 	if err != nil {
 		return nil, err
 	}
+	fw.tls = opts.BackendTLS
 	srvOpts, err := pf.serverOptions()
 	if err != nil {
 		return nil, err
@@ -118,4 +122,13 @@ func (fw *forwarder) close(ctx context.Context) error {
 		_ = fw.lis.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// startUI starts the web inspector over the forwarder's capture, recorder,
+// proxy and decoder, as uf says. out, when not nil, gets the URL line.
+func (fw *forwarder) startUI(ctx context.Context, uf *uiFlags, rf *recordFlags, log *slog.Logger, out io.Writer) (string, func() error, error) {
+	return uf.start(ctx, uiDeps{
+		Store: rf.store, Recorder: rf.recorder, Proxy: fw.proxy, Decoder: fw.decoder,
+		BackendTLS: fw.tls, Logger: log, Out: out,
+	})
 }

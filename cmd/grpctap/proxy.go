@@ -118,6 +118,7 @@ func newProxyCmd() *cobra.Command {
 		record recordFlags
 		decode decodeFlags
 		web    webFlags
+		ui     uiFlags
 	}
 	cmd := &cobra.Command{
 		Use:   "proxy --backend ADDR [flags]",
@@ -151,18 +152,24 @@ server reflection and kept in the capture, or given with --proto/--protoset.`,
 			if err != nil {
 				return err
 			}
+			_, waitUI, err := fw.startUI(ctx, &f.ui, &f.record, log, cmd.OutOrStdout())
+			if err != nil {
+				return errors.Join(err, waitWeb())
+			}
 			log.Info("grpctap proxy listening", "addr", fw.lis.Addr().String(), "backends", fw.proxy.Backends(), "tls", f.proxy.tlsCert != "")
 			if webAddr != "" {
 				log.Info("gRPC-Web bridge listening", "addr", webAddr)
 			}
 			err = serveGRPC(ctx, fw.server, fw.lis, f.proxy.shutdownTimeout, log)
-			return errors.Join(err, waitWeb())
+			// The inspector stops before the recorder and the capture close.
+			return errors.Join(err, waitWeb(), waitUI())
 		},
 	}
 	f.proxy.register(cmd.Flags(), true)
 	f.record.register(cmd.Flags())
 	f.decode.register(cmd.Flags(), true)
 	f.web.register(cmd.Flags())
+	f.ui.register(cmd.Flags())
 	registerMockOnUnavailable(cmd.Flags())
 	return cmd
 }

@@ -25,7 +25,7 @@ func TestProxyCommandMockOnUnavailable(t *testing.T) {
 	backendAddr := backend.Addr()
 	req := &demopb.EchoRequest{Message: "while it was up", Tags: []string{"x"}}
 
-	first := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", backendAddr, "--db", db)
+	first := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", backendAddr, "--db", db, "--ui", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	want, err := demoClient(t, first.waitFor(t, listeningLine)).Echo(ctx, req)
@@ -39,7 +39,7 @@ func TestProxyCommandMockOnUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	second := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", backendAddr, "--db", db, "--mock-on-unavailable")
+	second := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", backendAddr, "--db", db, "--mock-on-unavailable", "--ui", "")
 	var hdr metadata.MD
 	got, err := demoClient(t, second.waitFor(t, listeningLine)).Echo(ctx, req, grpc.Header(&hdr))
 	if err != nil {
