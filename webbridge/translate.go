@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Content types (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md).
@@ -101,21 +103,35 @@ func (d *paddedBase64Decoder) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// flushDelay is how long a flush may wait for more output: a unary call's
+// headers, message and trailers then leave in one write instead of three,
+// while a stream's messages still reach the client within this delay.
+const flushDelay = 500 * time.Microsecond
+
 // webResponse is the http.ResponseWriter grpc-go writes a gRPC response to;
 // it writes gRPC-Web to the client. Headers reach the client when grpc-go
 // sends them (WriteHeader, or the first message); grpc-status and every
 // trailer become a trailer frame at the end of the body; a call that ends
 // before any header was sent becomes a trailers-only response, every
 // header and trailer in the HTTP headers and no body. Each Flush from
-// grpc-go (one per message) reaches the client at once.
+// grpc-go (one per message) reaches the client within flushDelay.
+//
+// grpc-go calls every method from the handler's goroutine; the flush timer
+// is the only other one, and mu keeps it apart.
 type webResponse struct {
+	hdr  http.Header // grpc-go's view; never touched by the timer
+	text bool
+
+	mu      sync.Mutex
 	w       http.ResponseWriter
-	hdr     http.Header
-	text    bool
 	sent    map[string]bool // header keys sent as HTTP headers
 	started bool
 	enc     *base64Chunker // text only
-	err     error          // first write error
+	dirty   bool           // output not yet flushed
+	armed   bool           // a flush timer is pending
+	timer   *time.Timer
+	done    bool  // finish ran: the handler is over, w is off limits
+	err     error // first write error
 }
 
 func newWebResponse(w http.ResponseWriter, text bool) *webResponse {
@@ -129,10 +145,17 @@ func newWebResponse(w http.ResponseWriter, text bool) *webResponse {
 func (r *webResponse) Header() http.Header { return r.hdr }
 
 func (r *webResponse) WriteHeader(code int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.writeHeaderLocked(code)
+}
+
+func (r *webResponse) writeHeaderLocked(code int) {
 	if r.started {
 		return
 	}
 	r.started = true
+	r.dirty = true
 	r.sent = make(map[string]bool, len(r.hdr))
 	r.copyHeaders(false)
 	r.w.WriteHeader(code)
@@ -181,12 +204,17 @@ func (r *webResponse) contentType(v []string) string {
 }
 
 func (r *webResponse) Write(b []byte) (int, error) {
-	if !r.started {
-		r.WriteHeader(http.StatusOK)
-	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.writeLocked(b)
+}
+
+func (r *webResponse) writeLocked(b []byte) (int, error) {
+	r.writeHeaderLocked(http.StatusOK)
 	if r.err != nil {
 		return 0, r.err
 	}
+	r.dirty = true
 	var n int
 	if r.text {
 		n, r.err = r.enc.Write(b)
@@ -196,12 +224,37 @@ func (r *webResponse) Write(b []byte) (int, error) {
 	return n, r.err
 }
 
-// Flush sends what grpc-go wrote so far. Before any header is sent it does
-// nothing, so a call that fails at once stays trailers-only.
+// Flush sends what grpc-go wrote so far, within flushDelay. Before any
+// header is sent it does nothing, so a call that fails at once stays
+// trailers-only.
 func (r *webResponse) Flush() {
-	if !r.started || r.err != nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.started || r.err != nil || !r.dirty || r.armed {
 		return
 	}
+	r.armed = true
+	if r.timer == nil {
+		r.timer = time.AfterFunc(flushDelay, r.timedFlush)
+	} else {
+		r.timer.Reset(flushDelay)
+	}
+}
+
+func (r *webResponse) timedFlush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.armed = false
+	if !r.done {
+		r.flushLocked()
+	}
+}
+
+func (r *webResponse) flushLocked() {
+	if r.err != nil || !r.dirty {
+		return
+	}
+	r.dirty = false
 	if r.text {
 		if r.err = r.enc.Flush(); r.err != nil {
 			return
@@ -212,6 +265,12 @@ func (r *webResponse) Flush() {
 
 // finish ends the response after grpc-go's handler has returned.
 func (r *webResponse) finish() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done = true
+	if r.timer != nil {
+		r.timer.Stop() // a callback already running sees done and leaves
+	}
 	if !r.started {
 		r.started = true
 		r.sent = map[string]bool{}
@@ -220,8 +279,8 @@ func (r *webResponse) finish() {
 		r.w.WriteHeader(http.StatusOK)
 		return
 	}
-	_, _ = r.Write(appendTrailerFrame(nil, r.hdr, r.sent))
-	r.Flush()
+	_, _ = r.writeLocked(appendTrailerFrame(nil, r.hdr, r.sent))
+	r.flushLocked()
 }
 
 // base64Chunker encodes to base64, padding at each Flush so every flushed
