@@ -41,7 +41,8 @@ const maxBatchCalls = 500
 
 type batcher struct {
 	b     Batch
-	index map[int64]int
+	index map[int64]int      // call id → its place in b.Calls
+	over  map[int64]struct{} // calls left out of b
 }
 
 func (bt *batcher) add(ev recorder.LiveEvent) {
@@ -52,7 +53,10 @@ func (bt *batcher) add(ev recorder.LiveEvent) {
 	i, ok := bt.index[ev.CallID]
 	if !ok {
 		if len(bt.b.Calls) >= maxBatchCalls {
-			bt.b.Overflow++
+			if _, seen := bt.over[ev.CallID]; !seen {
+				bt.over[ev.CallID] = struct{}{}
+				bt.b.Overflow++
+			}
 			return
 		}
 		i = len(bt.b.Calls)
@@ -85,6 +89,7 @@ func (bt *batcher) take() Batch {
 	b := bt.b
 	bt.b = Batch{}
 	clear(bt.index)
+	clear(bt.over)
 	return b
 }
 
@@ -128,7 +133,7 @@ func (u *UI) events(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	keep := time.NewTicker(15 * time.Second)
 	defer keep.Stop()
-	bt := &batcher{index: map[int64]int{}}
+	bt := &batcher{index: map[int64]int{}, over: map[int64]struct{}{}}
 	for {
 		select {
 		case <-r.Context().Done():
