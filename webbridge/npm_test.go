@@ -19,6 +19,7 @@ import (
 
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/webbridge"
 )
 
 // webClientsDir holds the npm project with the third-party clients.
@@ -117,51 +118,70 @@ func TestWebClients(t *testing.T) {
 	}
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
-			before := len(b.obs.snapshot())
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, node, "clients.mjs", "--addr", b.addr, "--client", c.name)
-			cmd.Dir = webClientsDir
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, runErr := cmd.Output()
-			got := map[string]clientResult{}
-			sc := bufio.NewScanner(bytes.NewReader(out))
-			sc.Buffer(make([]byte, 1<<20), 1<<20)
-			for sc.Scan() {
-				var r clientResult
-				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-					t.Errorf("unexpected output line %q", sc.Text())
-					continue
-				}
-				got[r.Case] = r
-			}
-			for _, kase := range c.cases {
-				r, ok := got[kase]
-				switch {
-				case !ok:
-					t.Errorf("%s: did not run", kase)
-				case !r.OK:
-					t.Errorf("%s: FAILED: %s", kase, r.Detail)
-				default:
-					t.Logf("%s: ok %s", kase, r.Detail)
-				}
-			}
-			if runErr != nil {
-				t.Errorf("node: %v\nstderr:\n%s", runErr, stderr.String())
-			}
-			calls := b.obs.snapshot()[before:]
-			if len(calls) < len(c.cases) {
-				t.Errorf("%d calls recorded for %d cases", len(calls), len(c.cases))
-			}
-			for _, call := range calls {
-				if call.start.Protocol != c.protocol {
-					t.Errorf("%s recorded as %q, want %q", call.start.Method, call.start.Protocol, c.protocol)
-				}
-				if !strings.HasPrefix(call.start.Method, "/grpctap.demo.v1.DemoService/") {
-					t.Errorf("recorded method %q", call.start.Method)
-				}
-			}
+			runClientScript(t, node, b, c.protocol, c.cases, "clients.mjs", "--addr", b.addr, "--client", c.name)
 		})
+	}
+}
+
+// TestWebsocketClient runs improbable-eng's own client
+// (@improbable-eng/grpc-web) over its websocket transport: unary, an error
+// with headers, server, client and bidi streaming.
+func TestWebsocketClient(t *testing.T) {
+	node := requireNode(t)
+	b := startDemoBridge(t, bridgeConfig{opts: webbridge.Options{Websockets: true}})
+	runClientScript(t, node, b, proxy.ProtocolGRPCWeb,
+		[]string{"unary", "error-with-headers", "server-streaming", "client-streaming", "bidi"},
+		"--experimental-websocket", "websocket.mjs", "--addr", b.addr)
+}
+
+// runClientScript runs a node script from e2e/webclients that prints one
+// JSON result per case, checks that every case in cases ran and passed,
+// and that the calls were recorded with protocol.
+func runClientScript(t *testing.T, node string, b *bridge, protocol string, cases []string, args ...string) {
+	t.Helper()
+	before := len(b.obs.snapshot())
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Dir = webClientsDir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, runErr := cmd.Output()
+	got := map[string]clientResult{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var r clientResult
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Errorf("unexpected output line %q", sc.Text())
+			continue
+		}
+		got[r.Case] = r
+	}
+	for _, kase := range cases {
+		r, ok := got[kase]
+		switch {
+		case !ok:
+			t.Errorf("%s: did not run", kase)
+		case !r.OK:
+			t.Errorf("%s: FAILED: %s", kase, r.Detail)
+		default:
+			t.Logf("%s: ok %s", kase, r.Detail)
+		}
+	}
+	if runErr != nil {
+		t.Errorf("node %s: %v\nstderr:\n%s", strings.Join(args, " "), runErr, stderr.String())
+	}
+	calls := b.obs.snapshot()[before:]
+	if len(calls) < len(cases) {
+		t.Errorf("%d calls recorded for %d cases", len(calls), len(cases))
+	}
+	for _, call := range calls {
+		if call.start.Protocol != protocol {
+			t.Errorf("%s recorded as %q, want %q", call.start.Method, call.start.Protocol, protocol)
+		}
+		if !strings.HasPrefix(call.start.Method, "/grpctap.demo.v1.DemoService/") {
+			t.Errorf("recorded method %q", call.start.Method)
+		}
 	}
 }
