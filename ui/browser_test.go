@@ -193,6 +193,16 @@ func TestBrowserTrafficLiveAndDetail(t *testing.T) {
 	b.shot("traffic-dark")
 	b.eval(`localStorage.removeItem('grpctap-theme'); document.documentElement.dataset.theme = 'light'`)
 
+	// Laptop width, and the keyboard: j selects, Enter opens, Esc returns.
+	b.do(5*time.Second, chromedp.EmulateViewport(1024, 700))
+	b.shot("traffic-1024")
+	b.do(5*time.Second, chromedp.KeyEvent("j"), chromedp.KeyEvent("\r"))
+	b.wait(5*time.Second, `location.hash.startsWith('#/call/') && !!document.querySelector('.detail')`)
+	b.shot("detail-1024")
+	b.do(5*time.Second, chromedp.KeyEvent("\x1b"))
+	b.wait(5*time.Second, `location.hash === '#/traffic' && document.querySelectorAll('#rows tr[data-id]').length === 5`)
+	b.do(5*time.Second, chromedp.ResetViewport())
+
 	// Filters: free text over message bodies.
 	b.eval(`(() => { const s = document.getElementById('search'); s.value = 'needle'; s.dispatchEvent(new Event('input')); })()`)
 	b.wait(5*time.Second, `document.querySelectorAll('#rows tr[data-id]').length === 1`)

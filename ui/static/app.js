@@ -61,7 +61,7 @@ function callRow(c, i) {
     h('td', { title: c.method }, h('span', { class: 'svc' }, svc + ' / '), h('span', { class: 'meth' }, mname),
       origin ? h('span', { class: 'tag composer' }, origin) : null,
       c.protocol !== 'grpc' ? h('span', { class: 'tag' }, c.protocol) : null),
-    h('td', {}, c.rpc.replace('_streaming', ' stream')),
+    h('td', { class: 'h-rpc' }, c.rpc.replace('_streaming', ' stream').replace('bidi stream', 'bidi')),
     h('td', { class: 'st' }, statusBadge(c)),
     h('td', { class: 'num dur' }, c.duration_ms == null ? '…' : fmtMS(c.duration_ms)),
     h('td', { class: 'num msgs', title: 'requests ↑ / responses ↓' }, `${c.request_count}↑ ${c.response_count}↓`),
@@ -90,9 +90,8 @@ function renderTraffic() {
       select('since', 'Since', [['', 'Any time'], ['5m', 'Last 5 min'], ['1h', 'Last hour'], ['24h', 'Last day']])),
     h('div', { class: 'pager', id: 'pager' }),
     h('table', { class: 'calls', id: 'calls' },
-      h('colgroup', {}, ...['id', 'time', 'method', 'rpc', 'status', 'dur', 'msgs', 'size', 'backend'].map(c => h('col', { class: 'c-' + c }))),
-      h('thead', {}, h('tr', {}, h('th', { class: 'num' }, '#'), h('th', {}, 'Time'), h('th', {}, 'Method'), h('th', {}, 'Kind'),
-        h('th', {}, 'Status'), h('th', { class: 'num' }, 'Duration'), h('th', { class: 'num' }, 'Msgs'), h('th', { class: 'num h-size' }, 'Size'),
+      h('thead', {}, h('tr', {}, h('th', { class: 'num c-id' }, '#'), h('th', { class: 'c-time' }, 'Time'), h('th', {}, 'Method'), h('th', { class: 'h-rpc' }, 'Kind'),
+        h('th', { class: 'c-status' }, 'Status'), h('th', { class: 'num c-dur' }, 'Duration'), h('th', { class: 'num c-msgs' }, 'Msgs'), h('th', { class: 'num h-size' }, 'Size'),
         h('th', { class: 'h-backend' }, 'Backend'))),
       h('tbody', { id: 'rows' })));
   view.replaceChildren(trafficEl);
@@ -191,7 +190,7 @@ async function renderCall(id) {
     h('div', { class: 'actions' },
       h('button', { onclick: () => copy(grpcurl(c), 'grpcurl command copied') }, 'Copy as grpcurl'),
       h('button', { onclick: () => doReplay(c, replayOut), disabled: !(state.info && state.info.replay), title: state.info && state.info.replay ? 'Send the recorded requests again and compare' : 'replay is not available here' }, 'Replay'),
-      h('a', { href: `#/composer?from=${c.id}` }, h('button', {}, 'Open in composer'))));
+      h('button', { onclick: () => { location.hash = `#/composer?from=${c.id}`; } }, 'Open in composer')));
   const item = (k, v, cls) => h('div', {}, h('div', { class: 'k' }, k), h('div', { class: 'v ' + (cls || '') }, v ?? h('span', { class: 'none' }, '—')));
   const summary = h('div', { class: 'card' }, h('div', { class: 'grid' },
     item('Started', new Date(c.start).toLocaleString() + '.' + String(new Date(c.start).getMilliseconds()).padStart(3, '0')),
