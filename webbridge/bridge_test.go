@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -692,5 +693,34 @@ func TestTextRequestInPieces(t *testing.T) {
 	msgs, tr, err := newFrameReader(resp.Body, true).all()
 	if err != nil || len(msgs) != 1 || string(msgs[0]) != "abc" || tr.Get("grpc-status") != "0" {
 		t.Fatalf("messages %q trailer %v err %v", msgs, tr, err)
+	}
+}
+
+// TestGRPCFallback: with GRPCFallback, native gRPC clients may use the
+// bridge's port too (h2c); without it they get 415.
+func TestGRPCFallback(t *testing.T) {
+	backend := rawBackend(t, echoHandler)
+	for _, on := range []bool{true, false} {
+		b := startBridge(t, backend, bridgeConfig{opts: webbridge.Options{GRPCFallback: on}})
+		cc, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		req, resp := []byte("native"), []byte(nil)
+		err = cc.Invoke(ctx, "/test.Echo/Native", &req, &resp, grpc.ForceCodecV2(bytesCodec{}))
+		cancel()
+		cc.Close()
+		if on && (err != nil || string(resp) != "native") {
+			t.Errorf("fallback on: %q, %v", resp, err)
+		}
+		if !on && err == nil {
+			t.Error("fallback off: native gRPC call succeeded")
+		}
+		if on {
+			if calls := b.obs.snapshot(); len(calls) != 1 || calls[0].start.Protocol != proxy.ProtocolGRPC {
+				t.Errorf("recorded %d calls", len(calls))
+			}
+		}
 	}
 }
