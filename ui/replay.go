@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/grpctap/grpctap/replay"
@@ -19,6 +20,10 @@ type replayers struct {
 // replay package (recorded through Options.Observer when set, labelled
 // grpctap-origin: replay) and compared with its recording.
 func (u *UI) builtinReplay(ctx context.Context, c *store.CallWithMessages, target string) (any, error) {
+	if !u.enter() {
+		return nil, errors.New("shutting down")
+	}
+	defer u.wg.Done()
 	u.replays.mu.Lock()
 	r, ok := u.replays.byDest[target]
 	if !ok {

@@ -153,7 +153,7 @@ func (u *UI) Close(ctx context.Context) error {
 	lanes := u.lanes
 	u.lanes = map[string]*lane{}
 	u.lanesMu.Unlock()
-	errs := []error{u.replays.close()}
+	var errs []error
 	for _, l := range lanes {
 		errs = append(errs, l.close())
 	}
@@ -164,6 +164,7 @@ func (u *UI) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, ctx.Err())
 	}
+	errs = append(errs, u.replays.close())
 	if u.ownDec {
 		errs = append(errs, u.dec.Close())
 	}

@@ -131,8 +131,10 @@ function editor(view, params, info) {
   const m = found && found.m;
   const routed = found ? found.backend : '';
   const backends = [...new Set([...(info ? info.backends : []), ...cs.services.backends.map(b => b.backend).filter(Boolean)])];
+  const routes = info && info.backends.length > 0;
+  if (!routes && !cs.target && backends.length) cs.target = backends[0]; // grpctap ui: no proxy routes
   const targetSel = h('select', { id: 'target', 'aria-label': 'Target', onchange: e => { cs.target = e.target.value === '__other' ? (prompt('Target address (host:port)') || '') : e.target.value; view.querySelector('#target').value = cs.target; } },
-    h('option', { value: '' }, 'Routed by the proxy' + (info && info.backends.length ? ` (${info.backends[0]})` : '')),
+    h('option', { value: '' }, routes ? `Routed by the proxy (${info.backends[0]})` : 'Choose a target…'),
     ...backends.map(b => h('option', { value: b, selected: cs.target === b }, b)),
     cs.target && !backends.includes(cs.target) ? h('option', { value: cs.target, selected: true }, cs.target) : null,
     h('option', { value: '__other' }, 'Other address…'));
