@@ -85,6 +85,17 @@ func TestCallsListFiltersAndPaging(t *testing.T) {
 	if len(ids) != 3 || ids[0] < ids[1] || ids[1] < ids[2] {
 		t.Errorf("paged ids %v, want 3 newest first", ids)
 	}
+	// The failed call's status details come decoded.
+	var failed store.Page
+	e.do("GET", "/api/calls?status=not_found", nil, &failed)
+	var view struct {
+		Details []ui.DetailView `json:"status_details_decoded"`
+	}
+	e.do("GET", fmt.Sprintf("/api/calls/%d", failed.Calls[0].ID), nil, &view)
+	if len(view.Details) != 2 || view.Details[0].Type != "google.rpc.ErrorInfo" || !strings.Contains(string(view.Details[0].JSON), "DEMO_REQUESTED_FAILURE") {
+		t.Errorf("decoded details %+v", view.Details)
+	}
+
 	var bad ui.ErrorBody
 	if code := e.do("GET", "/api/calls?status=nonsense", nil, &bad); code != 400 || bad.Error == "" {
 		t.Errorf("bad status filter: %d %q", code, bad.Error)

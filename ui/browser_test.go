@@ -186,10 +186,20 @@ func TestBrowserTrafficLiveAndDetail(t *testing.T) {
 	b.do(5*time.Second, chromedp.Click(chromedp.CSS(`#rows tr[data-id]`)))
 	b.wait(5*time.Second, `!!document.querySelector('.detail .jt') && document.querySelector('.detail').innerText.includes('"browser needle"') && document.querySelector('.detail').innerText.includes('MOOD_HAPPY')`)
 	b.shot("detail")
+	// Replay shows the verdict and the differences (Echo's receivedAt).
+	b.eval(`[...document.querySelectorAll('.detail-head button')].find(x => x.textContent === 'Replay').click()`)
+	b.wait(10*time.Second, `(() => { const r = document.getElementById('replay'); return r && r.textContent.includes('mismatch') && r.textContent.includes('receivedAt'); })()`)
+	b.shot("detail-replay")
+	// A failed call's status details are decoded.
+	b.eval(`location.hash = '#/call/2'`)
+	b.wait(5*time.Second, `!!document.querySelector('.detail') && document.querySelector('.detail').textContent.includes('google.rpc.ErrorInfo') && document.querySelector('.detail').textContent.includes('DEMO_REQUESTED_FAILURE')`)
+	b.shot("detail-failed")
+	b.eval(`location.hash = '#/call/5'`)
+	b.wait(5*time.Second, `!!document.querySelector('.detail') && document.querySelector('.detail').textContent.includes('browser needle')`)
 	b.eval(`document.documentElement.dataset.theme = 'dark'`)
 	b.shot("detail-dark")
 	b.eval(`location.hash = '#/traffic'`)
-	b.wait(5*time.Second, `document.querySelectorAll('#rows tr[data-id]').length === 5`)
+	b.wait(5*time.Second, `document.querySelectorAll('#rows tr[data-id]').length === 6`)
 	b.shot("traffic-dark")
 	b.eval(`localStorage.removeItem('grpctap-theme'); document.documentElement.dataset.theme = 'light'`)
 
@@ -200,12 +210,13 @@ func TestBrowserTrafficLiveAndDetail(t *testing.T) {
 	b.wait(5*time.Second, `location.hash.startsWith('#/call/') && !!document.querySelector('.detail')`)
 	b.shot("detail-1024")
 	b.do(5*time.Second, chromedp.KeyEvent("\x1b"))
-	b.wait(5*time.Second, `location.hash === '#/traffic' && document.querySelectorAll('#rows tr[data-id]').length === 5`)
+	b.wait(5*time.Second, `location.hash === '#/traffic' && document.querySelectorAll('#rows tr[data-id]').length === 6`)
 	b.do(5*time.Second, chromedp.ResetViewport())
 
 	// Filters: free text over message bodies.
 	b.eval(`(() => { const s = document.getElementById('search'); s.value = 'needle'; s.dispatchEvent(new Event('input')); })()`)
-	b.wait(5*time.Second, `document.querySelectorAll('#rows tr[data-id]').length === 1`)
+	// (the replay sent the same request again, and is recorded too)
+	b.wait(5*time.Second, `document.querySelectorAll('#rows tr[data-id]').length === 2`)
 }
 
 func TestBrowserComposerUnaryAndServerStreaming(t *testing.T) {

@@ -103,10 +103,10 @@ func (u *UI) loadCall(w http.ResponseWriter, r *http.Request) (*store.CallWithMe
 }
 
 // getCall serves GET /api/calls/{id}: the JSON of grpctap show --json,
-// decoded.
+// decoded, with status_details_decoded added.
 func (u *UI) getCall(w http.ResponseWriter, r *http.Request) {
 	if c, ok := u.loadCall(w, r); ok {
-		writeJSON(w, http.StatusOK, c)
+		writeJSON(w, http.StatusOK, CallView{CallWithMessages: c, StatusDetails: u.decodeDetails(r.Context(), c)})
 	}
 }
 

@@ -201,8 +201,13 @@ async function renderCall(id) {
     item('Requests', `${c.request_count} · ${fmtBytes(c.request_bytes)}`), item('Responses', `${c.response_count} · ${fmtBytes(c.response_bytes)}`),
     c.dropped_events ? item('Dropped events', String(c.dropped_events)) : null),
     st ? h('div', { class: 'card-status' }, h('p', {}, h('b', {}, 'Status: '), `${st.name} (${st.code})`, st.message ? ' — ' + st.message : ''),
-      st.details && st.details.length ? h('div', {}, h('b', {}, `Details (${st.details.length}): `),
-        ...st.details.map(d => h('pre', { class: 'raw mono' }, hexDump(b64ToBytes(d))))) : null) : null);
+      st.details && st.details.length ? h('div', {}, h('b', {}, `Details (${st.details.length})`),
+        ...st.details.map((d, i) => {
+          const dv = (c.status_details_decoded || [])[i];
+          return h('details', { class: 'msg', open: true }, h('summary', {}, h('span', { class: 'mono' }, dv && dv.type ? dv.type : 'detail ' + (i + 1)),
+            dv && dv.error ? h('span', { class: 'badge warn' }, dv.error) : null),
+            h('div', { class: 'body' }, dv && dv.json ? jsonTree(dv.json) : h('pre', { class: 'raw mono' }, hexDump(b64ToBytes(d)))));
+        })) : null) : null);
   const mdTable = (title, md) => h('div', { class: 'card' }, h('h3', {}, title),
     Object.keys(md || {}).length ? h('table', { class: 'kv' }, ...Object.entries(md).sort().map(([k, vs]) => h('tr', {}, h('th', {}, k), h('td', {}, vs.join(', ')))))
       : h('div', { class: 'none' }, 'none'));
@@ -274,7 +279,16 @@ async function doReplay(c, out) {
   out.replaceChildren(h('div', { class: 'card' }, 'Replaying…'));
   try {
     const res = await api('POST', `/api/calls/${c.id}/replay`);
-    out.replaceChildren(h('div', { class: 'card' }, h('h3', {}, 'Replay'), jsonTree(res)));
+    const cls = res.verdict === 'match' ? 'ok' : res.verdict === 'mismatch' ? 'warn' : 'err';
+    const cell = v => h('td', {}, v == null ? h('span', { class: 'none' }, 'none') : typeof v === 'object' ? jsonTree(v, 1) : String(v));
+    out.replaceChildren(h('div', { class: 'card', id: 'replay' },
+      h('h3', {}, 'Replay', h('span', { class: 'badge ' + cls }, res.verdict)),
+      h('p', {}, `Sent to ${res.target} in ${fmtMS(res.duration_ms)}: recorded ${res.recorded_status || '—'}, got ${res.status || '—'}`,
+        res.compared_by ? ` (compared by ${res.compared_by})` : '', res.error ? h('div', { class: 'decode-error' }, res.error) : null),
+      ...(res.notes || []).map(n => h('div', { class: 'hint' }, n)),
+      res.diffs && res.diffs.length ? h('table', { class: 'kv diff' }, h('tr', {}, h('th', {}, 'where'), h('th', {}, 'path'), h('th', {}, 'recorded'), h('th', {}, 'got')),
+        ...res.diffs.map(d => h('tr', {}, h('td', { class: 'mono' }, d.where), h('td', { class: 'mono' }, d.path || ''), cell(d.recorded), cell(d.got))))
+        : h('div', { class: 'hint' }, 'No differences.')));
   } catch (e) {
     out.replaceChildren(h('div', { class: 'card' }, h('h3', {}, 'Replay'), h('div', { class: 'decode-error' }, e.message)));
   }
