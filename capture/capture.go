@@ -95,13 +95,18 @@ func SaveLearned(ctx context.Context, dec *decode.Decoder, st *store.Store) erro
 	return st.SaveDescriptors(ctx, savedKey, snap)
 }
 
-// DecodeCall fills in each message's JSON, schemaless tree and decode
-// error, and the call's RPC kind when a schema gives it.
-func DecodeCall(ctx context.Context, dec *decode.Decoder, c *store.CallWithMessages) {
+// ResolveRPC sets the call's RPC kind from its schema, when one is known.
+func ResolveRPC(ctx context.Context, dec *decode.Decoder, c *store.Call) {
 	if md, _, err := dec.FindMethod(ctx, c.Method, c.Backend); err == nil {
 		c.RPC = rpcKind(md.IsStreamingClient(), md.IsStreamingServer())
 		c.RPCFromSchema = true
 	}
+}
+
+// DecodeCall fills in each message's JSON, schemaless tree and decode
+// error, and the call's RPC kind when a schema gives it.
+func DecodeCall(ctx context.Context, dec *decode.Decoder, c *store.CallWithMessages) {
+	ResolveRPC(ctx, dec, &c.Call)
 	sub := proxy.ContentSubtype(c.ContentType)
 	for i := range c.Messages {
 		m := &c.Messages[i]

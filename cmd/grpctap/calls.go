@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -61,6 +62,7 @@ func openCapture(ctx context.Context, path string) (*store.Store, error) {
 func newCallsCmd() *cobra.Command {
 	var f filterFlags
 	var asJSON bool
+	var df decodeFlags
 	cmd := &cobra.Command{
 		Use:   "calls [flags]",
 		Short: "List recorded calls",
@@ -91,6 +93,16 @@ docs/capture.md without messages.`,
 			if err != nil {
 				return err
 			}
+			// A schema tells each call's real RPC kind; without one it is
+			// guessed from the message counts.
+			dec, err := capture.OpenDecoder(ctx, st, df.options(nil))
+			if err != nil {
+				return err
+			}
+			defer dec.Close()
+			for i := range calls {
+				capture.ResolveRPC(ctx, dec, &calls[i])
+			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				for i := range calls {
@@ -108,6 +120,7 @@ docs/capture.md without messages.`,
 	}
 	f.register(cmd.Flags(), 50)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print NDJSON, one call per line")
+	df.register(cmd.Flags(), false)
 	return cmd
 }
 

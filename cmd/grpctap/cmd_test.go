@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -171,6 +173,37 @@ func TestDemoServesThroughTheProxy(t *testing.T) {
 	}
 	if e := s.errOut.String(); strings.Contains(e, "demo traffic") {
 		t.Errorf("sample traffic reported failures:\n%s", e)
+	}
+
+	// With demo and its backend gone, the capture still decodes: the schema
+	// learned by reflection was kept in it.
+	var echoID int64
+	for _, line := range strings.Split(strings.TrimSpace(calls), "\n") {
+		var c struct {
+			ID     int64
+			Method string
+		}
+		if json.Unmarshal([]byte(line), &c) == nil && strings.HasSuffix(c.Method, "/Echo") {
+			echoID = c.ID
+			break
+		}
+	}
+	var shown bytes.Buffer
+	if err := run(context.Background(), []string{"show", fmt.Sprint(echoID), "--db", db, "--json"}, &shown, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var call struct {
+		RPC      string
+		Messages []struct {
+			JSON        map[string]any `json:"json"`
+			DecodeError string         `json:"decode_error"`
+		}
+	}
+	if err := json.Unmarshal(shown.Bytes(), &call); err != nil {
+		t.Fatal(err)
+	}
+	if call.RPC != "unary" || len(call.Messages) == 0 || call.Messages[0].JSON["author"] == nil {
+		t.Errorf("show --json of Echo %d after the backend stopped: rpc %q, messages %+v", echoID, call.RPC, call.Messages)
 	}
 }
 

@@ -54,6 +54,10 @@ every kind through the proxy now and then, so there is something to look at.`,
 
 func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 	log := newLogger(cmd.ErrOrStderr(), f.proxy.logLevel.Level)
+	// Cancelling ctx is what stops the bridge, the inspector and the sample
+	// traffic, on every way out of this function.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	backend, err := demo.Start(ctx, "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -75,6 +79,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 	}
 	uiURL, waitUI, err := fw.startUI(ctx, &f.ui, &f.record, log, nil)
 	if err != nil {
+		cancel()
 		return errors.Join(err, waitWeb())
 	}
 	addr := fw.lis.Addr().String()
@@ -91,6 +96,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 		go func() { defer wg.Done(); sampleTraffic(trafficCtx, addr, f.traffic, log) }()
 	}
 	err = serveGRPC(ctx, fw.server, fw.lis, f.proxy.shutdownTimeout, log)
+	cancel()
 	return errors.Join(err, waitWeb(), waitUI())
 }
 

@@ -10,12 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/store"
 )
 
 func newExportCmd() *cobra.Command {
 	var f filterFlags
 	var out string
+	var df decodeFlags
 	cmd := &cobra.Command{
 		Use:   "export [--out FILE] [flags]",
 		Short: "Export whole calls as NDJSON",
@@ -36,6 +38,11 @@ and other tools.`,
 				return err
 			}
 			defer st.Close()
+			dec, err := capture.OpenDecoder(ctx, st, df.options(nil))
+			if err != nil {
+				return err
+			}
+			defer dec.Close()
 			var w io.Writer = cmd.OutOrStdout()
 			if out != "" && out != "-" {
 				file, err := os.Create(out)
@@ -54,7 +61,9 @@ and other tools.`,
 					return err
 				}
 				n++
-				return enc.Encode(&store.CallWithMessages{Call: *c, Messages: msgs})
+				full := &store.CallWithMessages{Call: *c, Messages: msgs}
+				capture.DecodeCall(ctx, dec, full)
+				return enc.Encode(full)
 			})
 			if err != nil {
 				return fmt.Errorf("export: %w", err)
@@ -69,6 +78,7 @@ and other tools.`,
 		},
 	}
 	f.register(cmd.Flags(), 0)
+	df.register(cmd.Flags(), false)
 	cmd.Flags().StringVarP(&out, "out", "o", "", "write to FILE instead of standard output")
 	return cmd
 }

@@ -141,26 +141,28 @@ server reflection and kept in the capture, or given with --proto/--protoset.`,
 				return fmt.Errorf("proxy needs --backend ADDR or at least one --route PREFIX=ADDR (try 'grpctap demo' for a built-in backend)")
 			}
 			log := newLogger(cmd.ErrOrStderr(), f.proxy.logLevel.Level)
-			ctx := cmd.Context()
+			// Cancelling ctx is what stops the bridge and the inspector, on
+			// every way out of this function.
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
 			mockHook := func(o *proxy.Options) (func(), error) { return mockOnUnavailable(cmd.Flags(), o, log) }
 			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, mockHook)
 			if err != nil {
 				return err
 			}
 			defer closeForwarder(fw, f.proxy.shutdownTimeout, log)
-			webAddr, waitWeb, err := f.web.start(ctx, fw.proxy, f.proxy.shutdownTimeout, log)
+			_, waitWeb, err := f.web.start(ctx, fw.proxy, f.proxy.shutdownTimeout, log)
 			if err != nil {
 				return err
 			}
 			_, waitUI, err := fw.startUI(ctx, &f.ui, &f.record, log, cmd.OutOrStdout())
 			if err != nil {
+				cancel()
 				return errors.Join(err, waitWeb())
 			}
 			log.Info("grpctap proxy listening", "addr", fw.lis.Addr().String(), "backends", fw.proxy.Backends(), "tls", f.proxy.tlsCert != "")
-			if webAddr != "" {
-				log.Info("gRPC-Web bridge listening", "addr", webAddr)
-			}
 			err = serveGRPC(ctx, fw.server, fw.lis, f.proxy.shutdownTimeout, log)
+			cancel()
 			// The inspector stops before the recorder and the capture close.
 			return errors.Join(err, waitWeb(), waitUI())
 		},

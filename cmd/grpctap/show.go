@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -11,12 +12,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/store"
 )
 
 func newShowCmd() *cobra.Command {
 	var db string
 	var asJSON bool
+	var df decodeFlags
 	cmd := &cobra.Command{
 		Use:   "show ID [flags]",
 		Short: "Show one recorded call whole, messages included",
@@ -41,6 +44,12 @@ object, the schema of docs/capture.md with messages.`,
 			if err != nil {
 				return err
 			}
+			dec, err := capture.OpenDecoder(ctx, st, df.options(nil))
+			if err != nil {
+				return err
+			}
+			defer dec.Close()
+			capture.DecodeCall(ctx, dec, c)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -52,6 +61,7 @@ object, the schema of docs/capture.md with messages.`,
 	}
 	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to read")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the call as JSON")
+	df.register(cmd.Flags(), false)
 	return cmd
 }
 
@@ -94,7 +104,15 @@ func printCall(w io.Writer, c *store.CallWithMessages) {
 		}
 		fmt.Fprintln(w)
 		if len(m.JSON) > 0 {
-			fmt.Fprintf(w, "%s\n", m.JSON)
+			var pretty bytes.Buffer
+			if json.Indent(&pretty, m.JSON, "  ", "  ") == nil {
+				fmt.Fprintf(w, "  %s\n", pretty.Bytes())
+			} else {
+				fmt.Fprintf(w, "  %s\n", m.JSON)
+			}
+			if m.DecodeError != "" {
+				fmt.Fprintf(w, "  (note: %s)\n", m.DecodeError)
+			}
 			continue
 		}
 		if m.DecodeError != "" {
