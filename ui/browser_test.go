@@ -194,6 +194,16 @@ func TestBrowserTrafficLiveAndDetail(t *testing.T) {
 	b.eval(`location.hash = '#/call/2'`)
 	b.wait(5*time.Second, `!!document.querySelector('.detail') && document.querySelector('.detail').textContent.includes('google.rpc.ErrorInfo') && document.querySelector('.detail').textContent.includes('DEMO_REQUESTED_FAILURE')`)
 	b.shot("detail-failed")
+	// "Copy as grpcurl" builds a runnable command from the recorded call.
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	cmdline, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => { const c = await (await fetch('/api/calls/1')).json(); return (await import('/app.js')).grpcurl(c); })()`, chromedp.EvalAwaitPromise))
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `grpcurl -plaintext -d '{"message":"warm-up","author":{"name":"ann","mood":"MOOD_HAPPY"}}' ` + e.addr + ` grpctap.demo.v1.DemoService/Echo`; cmdline != want {
+		t.Errorf("grpcurl command\n got %s\nwant %s", cmdline, want)
+	}
 	b.eval(`location.hash = '#/call/5'`)
 	b.wait(5*time.Second, `!!document.querySelector('.detail') && document.querySelector('.detail').textContent.includes('browser needle')`)
 	b.eval(`document.documentElement.dataset.theme = 'dark'`)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -109,5 +110,34 @@ func TestUIFlagsOffAndTokenOffLoopback(t *testing.T) {
 	url, wait, err = f.start(context.Background(), uiDeps{Logger: quietLog()})
 	if err != nil || url != "" || wait() != nil {
 		t.Errorf("no store (--no-record): %q %v", url, err)
+	}
+}
+
+func TestUICommandComposerCallsATarget(t *testing.T) {
+	backend, err := demo.Start(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = backend.Close(context.Background()) })
+	s := start(t, "ui", "--db", sampleCapture(t), "--ui", "127.0.0.1:0")
+	base := strings.TrimSuffix(s.waitFor(t, inspectorLine), "/")
+	body := `{"method":"/grpctap.demo.v1.DemoService/Echo","target":"` + backend.Addr() + `","messages":[{"message":"no proxy here"}]}`
+	res, err := http.Post(base+"/api/invoke", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c store.CallWithMessages
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err := json.Unmarshal(b, &c); err != nil || res.StatusCode != 200 {
+		t.Fatalf("invoke: %d %s", res.StatusCode, b)
+	}
+	// Not recorded (no proxy, no recorder): the answer is what the composer saw.
+	if c.ID != 0 || c.Status == nil || c.Status.Name != "OK" || len(c.Messages) != 2 || !strings.Contains(string(c.Messages[1].JSON), "no proxy here") {
+		t.Errorf("answer %+v %s", c.Call, b)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	if err := s.stop(t, 10*time.Second); err != nil {
+		t.Errorf("ui exited with %v", err)
 	}
 }
