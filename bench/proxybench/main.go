@@ -200,7 +200,9 @@ func run(args []string, out io.Writer) error {
 	return tw.Flush()
 }
 
-func fmtDur(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
+func fmtDur(d time.Duration) string {
+	return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+}
 
 // measure runs one case against one target.
 func measure(cc *grpc.ClientConn, c benchCase, d time.Duration, maxOps int) (benchutil.Result, error) {
