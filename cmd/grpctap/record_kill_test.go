@@ -120,7 +120,7 @@ func TestRecordKill9(t *testing.T) {
 		backend := startEchoBackend(t)
 		db := filepath.Join(t.TempDir(), "cap.db")
 		// The echo backend has no reflection service: do not ask it.
-		cmd := exec.Command(bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend, "--db", db, "--no-reflection")
+		cmd := exec.Command(bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend, "--db", db, "--no-reflection", "--ui", "")
 		killScenario(t, cmd, true, db)
 	})
 }
