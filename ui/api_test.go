@@ -411,3 +411,23 @@ func TestReplayComparesWithTheRecording(t *testing.T) {
 		t.Errorf("verdict %q", res.Verdict)
 	}
 }
+
+func TestInvokeClientStreaming(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	var c store.CallWithMessages
+	code := e.do("POST", "/api/invoke", map[string]any{
+		"method":   "/grpctap.demo.v1.DemoService/Sum",
+		"messages": []any{map[string]any{"integer": "2"}, map[string]any{"real": 0.5}, map[string]any{"integer": "40"}},
+	}, &c)
+	if code != 200 || c.RequestCount != 3 || c.ResponseCount != 1 {
+		t.Fatalf("invoke: %d %+v", code, c.Call)
+	}
+	if got := string(c.Messages[3].JSON); !strings.Contains(got, `"total":42.5`) || !strings.Contains(got, `"count":3`) {
+		t.Errorf("sum %s", got)
+	}
+	// A unary method takes exactly one message.
+	if code := e.do("POST", "/api/invoke", map[string]any{"method": "/grpctap.demo.v1.DemoService/Echo",
+		"messages": []any{map[string]any{}, map[string]any{}}}, nil); code != 400 {
+		t.Errorf("two messages to a unary method: %d", code)
+	}
+}

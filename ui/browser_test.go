@@ -223,6 +223,32 @@ func TestBrowserTrafficLiveAndDetail(t *testing.T) {
 	b.wait(5*time.Second, `location.hash === '#/traffic' && document.querySelectorAll('#rows tr[data-id]').length === 6`)
 	b.do(5*time.Second, chromedp.ResetViewport())
 
+	// An open stream shows as live, and its message count moves.
+	streamDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cd, err := e.client.Countdown(ctx, &demopb.CountdownRequest{Count: 3, Interval: durationpb.New(700 * time.Millisecond)})
+		if err != nil {
+			streamDone <- err
+			return
+		}
+		for {
+			if _, err := cd.Recv(); err != nil {
+				streamDone <- nil
+				return
+			}
+		}
+	}()
+	liveRow := `document.querySelector('#rows tr[data-id]')`
+	b.wait(3*time.Second, liveRow+`.textContent.includes('Countdown') && !!`+liveRow+`.querySelector('.badge.live')`)
+	b.wait(3*time.Second, liveRow+`.querySelector('.msgs').textContent.includes('1↓') && !!`+liveRow+`.querySelector('.badge.live')`)
+	b.shot("traffic-live-stream")
+	b.wait(5*time.Second, liveRow+`.querySelector('.msgs').textContent.includes('3↓') && `+liveRow+`.textContent.includes('OK')`)
+	if err := <-streamDone; err != nil {
+		t.Fatal(err)
+	}
+
 	// Filters: free text over message bodies.
 	b.eval(`(() => { const s = document.getElementById('search'); s.value = 'needle'; s.dispatchEvent(new Event('input')); })()`)
 	// (the replay sent the same request again, and is recorded too)

@@ -59,7 +59,7 @@ function callRow(c, i) {
     h('td', { class: 'num mono' }, c.id),
     h('td', { class: 'mono', title: c.start }, fmtTime(c.start)),
     h('td', { title: c.method }, h('span', { class: 'svc' }, svc + ' / '), h('span', { class: 'meth' }, mname),
-      origin ? h('span', { class: 'tag composer' }, origin) : null,
+      origin ? h('span', { class: 'tag origin' }, origin) : null,
       c.protocol !== 'grpc' ? h('span', { class: 'tag' }, c.protocol) : null),
     h('td', { class: 'h-rpc' }, c.rpc.replace('_streaming', ' stream').replace('bidi stream', 'bidi')),
     h('td', { class: 'st' }, statusBadge(c)),
