@@ -198,7 +198,7 @@ function editor(view, params, info) {
   }
 
   const reqType = m && cs.services.types[m.input];
-  const schema = h('details', { class: 'card schema' }, h('summary', {}, h('b', {}, 'Request schema'), m ? ` ${m.input}` : ''),
+  const schema = h('details', { class: 'card schema', open: true }, h('summary', {}, h('b', {}, 'Request schema'), m ? ` ${m.input}` : ''),
     reqType ? schemaTable(reqType) : h('div', { class: 'hint' }, 'no schema'));
 
   return h('section', { class: 'editor' },
@@ -207,9 +207,12 @@ function editor(view, params, info) {
       h('span', { class: 'spacer' }), sendBtn,
       h('button', { id: 'save-btn', onclick: () => saveDialog(view, params, info), title: 'Save into a collection' }, 'Save…'),
       h('button', { class: 'ghost', onclick: () => { setMethod(cs.method); drawMsgs(); }, title: 'Reset the request to the schema template' }, 'Reset')),
-    h('div', { class: 'card' }, h('h3', {}, 'Metadata'), mdBox),
-    h('div', { class: 'card' }, h('h3', {}, streamingIn ? 'Request messages (sent in order, then end of stream)' : 'Request'), msgBox),
-    schema, response);
+    h('div', { class: 'editor-body' },
+      h('div', {},
+        h('div', { class: 'card' }, h('h3', {}, 'Metadata'), mdBox),
+        h('div', { class: 'card' }, h('h3', {}, streamingIn ? 'Request messages (sent in order, then end of stream)' : 'Request'), msgBox),
+        schema),
+      h('div', {}, response)));
 }
 
 function schemaTable(t) {
@@ -221,7 +224,7 @@ function schemaTable(t) {
       rows.push(h('tr', {}, h('td', { class: 'mono' }, label), h('td', { class: 'mono' }, f.type || f.kind + (f.map_key ? `<${f.map_key}, ${f.map_value}>` : '')),
         h('td', { class: 'enum' }, f.enum_values ? f.enum_values.join(' | ') : f.oneof ? 'oneof ' + f.oneof : '')));
       const sub = f.kind === 'message' && types[f.type];
-      if (sub && depth < 3 && !seen.has(f.type)) walk(sub, label + '.', depth + 1, new Set([...seen, f.type]));
+      if (sub && depth < 3 && !seen.has(f.type) && !f.type.startsWith('google.protobuf.')) walk(sub, label + '.', depth + 1, new Set([...seen, f.type]));
     }
   };
   walk(t, '', 0, new Set([t.name]));
