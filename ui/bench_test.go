@@ -76,7 +76,7 @@ func BenchmarkCallsFirstPage100k(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer u.Close(context.Background())
-	for _, q := range []string{"", "method=*Cart*", "status=NOT_FOUND", "cursor=50000", "q=user-42", "q=item-0000000000099999"} {
+	for _, q := range []string{"", "method=*Cart*", "status=NOT_FOUND", "status=OK", "status=DATA_LOSS", "cursor=50000", "q=user-42", "q=item-0000000000099999"} {
 		b.Run("query="+q, func(b *testing.B) {
 			for b.Loop() {
 				rec := httptest.NewRecorder()
