@@ -50,8 +50,9 @@ type Observer interface {
 // CallObserver receives the events of one call. The proxy serialises the
 // calls it makes to one CallObserver (the two directions of a stream never
 // call it at the same time) and EndCall is always the last of them: nothing
-// is reported after it. The values passed belong to the observer from then
-// on; the proxy does not touch them again.
+// is reported after it. The values passed are the observer's to keep but
+// read-only: the metadata maps are also read by the forwarding path (never
+// written), and message bytes are a copy made for the observers.
 type CallObserver interface {
 	// ResponseHeader reports the backend's response headers, at most once,
 	// when the backend sends them (a trailers-only response has none).

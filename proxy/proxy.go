@@ -138,7 +138,8 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(ss)
 	md, _ := metadata.FromIncomingContext(ctx)
 	backend, routed := p.router.lookup(method)
-	c := p.startCall(ctx, ss, method, backend, md, start)
+	comp := recvCompression(ctx)
+	c := p.startCall(ctx, method, backend, comp, md, start)
 
 	if !routed {
 		return c.end(status.Errorf(codes.Unimplemented,
@@ -157,7 +158,7 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 			callOpts = append(callOpts, grpc.CallContentSubtype(sub))
 		}
 	}
-	if comp := recvCompression(ctx); comp != "" && comp != "identity" {
+	if comp != "" && comp != "identity" {
 		callOpts = append(callOpts, grpc.UseCompressor(comp))
 	}
 	cs, err := cc.NewStream(outCtx, bidi, method, callOpts...)
@@ -334,7 +335,7 @@ func (c *call) requestError() error {
 	return c.reqErr
 }
 
-func (p *Proxy) startCall(ctx context.Context, ss grpc.ServerStream, method, backend string, md metadata.MD, start time.Time) *call {
+func (p *Proxy) startCall(ctx context.Context, method, backend, comp string, md metadata.MD, start time.Time) *call {
 	c := &call{p: p, method: method, back: backend, start: start}
 	if p.obs == nil {
 		return c
@@ -344,9 +345,9 @@ func (p *Proxy) startCall(ctx context.Context, ss grpc.ServerStream, method, bac
 		Backend:     backend,
 		Authority:   first(md, ":authority"),
 		Protocol:    ProtocolFromContext(ctx),
-		Header:      md.Copy(),
+		Header:      md, // FromIncomingContext made it for this call
 		ContentType: first(md, "content-type"),
-		Compression: recvCompression(ctx),
+		Compression: comp,
 		Time:        start,
 	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
@@ -367,7 +368,7 @@ func (c *call) header(md metadata.MD) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.ended {
-		c.obs.ResponseHeader(&Header{MD: md.Copy(), Time: now})
+		c.obs.ResponseHeader(&Header{MD: md, Time: now}) // Header() made it for this call
 	}
 }
 

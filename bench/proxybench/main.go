@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -60,8 +61,20 @@ func run(args []string, out io.Writer) error {
 	rounds := fs.Int("rounds", 5, "rounds over all targets; figures are medians over rounds")
 	maxOps := fs.Int("max-ops", 2_000_000, "upper bound on calls per measurement")
 	only := fs.String("cases", "", "comma-separated case names to run (default: all)")
+	onlyTargets := fs.String("targets", "", "comma-separated targets to measure (default: all; grpc-proxy is always measured as the baseline)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	benchutil.FirstError = func(err error) { fmt.Fprintln(os.Stderr, "error:", err) }
@@ -141,6 +154,16 @@ func run(args []string, out io.Writer) error {
 			return err
 		}
 		targets = append(targets, target{name, cc})
+	}
+
+	if *onlyTargets != "" {
+		var keep []target
+		for _, t := range targets {
+			if t.name == "grpc-proxy" || strings.Contains(","+*onlyTargets+",", ","+t.name+",") {
+				keep = append(keep, t)
+			}
+		}
+		targets = keep
 	}
 
 	cases := []benchCase{
