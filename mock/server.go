@@ -1,13 +1,12 @@
 package mock
 
 import (
+	"github.com/grpctap/grpctap/internal/rawcodec"
+
 	"context"
-	"fmt"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip" // answer gzip-compressing clients
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -16,7 +15,7 @@ import (
 func (m *Mock) NewServer(extra ...grpc.ServerOption) *grpc.Server {
 	opts := append([]grpc.ServerOption{
 		grpc.UnknownServiceHandler(m.handle),
-		grpc.ForceServerCodecV2(rawCodec{}),
+		grpc.ForceServerCodecV2(rawcodec.Codec{}),
 		grpc.MaxRecvMsgSize(64 << 20),
 		grpc.MaxSendMsgSize(64 << 20),
 	}, extra...)
@@ -39,38 +38,11 @@ type serverStream struct{ ss grpc.ServerStream }
 func (s serverStream) Context() context.Context        { return s.ss.Context() }
 func (s serverStream) SendHeader(md metadata.MD) error { return s.ss.SendHeader(md) }
 func (s serverStream) SetTrailer(md metadata.MD)       { s.ss.SetTrailer(md) }
-func (s serverStream) Send(b []byte) error             { return s.ss.SendMsg(&rawMsg{b: b}) }
+func (s serverStream) Send(b []byte) error             { return s.ss.SendMsg(&b) }
 func (s serverStream) Recv() ([]byte, error) {
-	m := &rawMsg{}
-	if err := s.ss.RecvMsg(m); err != nil {
+	var b []byte
+	if err := s.ss.RecvMsg(&b); err != nil {
 		return nil, err
 	}
-	return m.b, nil
+	return b, nil
 }
-
-type rawMsg struct{ b []byte }
-
-// rawCodec passes message bytes through; its empty name keeps the
-// client's content subtype.
-type rawCodec struct{}
-
-var _ encoding.CodecV2 = rawCodec{}
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	m, ok := v.(*rawMsg)
-	if !ok {
-		return nil, fmt.Errorf("mock: raw codec cannot marshal %T", v)
-	}
-	return mem.BufferSlice{mem.SliceBuffer(m.b)}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(*rawMsg)
-	if !ok {
-		return fmt.Errorf("mock: raw codec cannot unmarshal into %T", v)
-	}
-	m.b = data.Materialize()
-	return nil
-}
-
-func (rawCodec) Name() string { return "" }

@@ -1,6 +1,8 @@
 package replay
 
 import (
+	"github.com/grpctap/grpctap/internal/rawcodec"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -227,7 +229,7 @@ func (r *Replayer) Send(ctx context.Context, c *store.CallWithMessages, timeout 
 	out := &Outcome{Target: target, Start: time.Now()}
 	obs := r.observe(ctx, c, target, md, out.Start)
 
-	callOpts := []grpc.CallOption{grpc.ForceCodecV2(rawCodec{})}
+	callOpts := []grpc.CallOption{grpc.ForceCodecV2(rawcodec.Codec{})}
 	if sub := proxy.ContentSubtype(c.ContentType); sub != "" {
 		callOpts = append(callOpts, grpc.CallContentSubtype(sub))
 	}
@@ -268,7 +270,7 @@ func (r *Replayer) Send(ctx context.Context, c *store.CallWithMessages, timeout 
 			continue
 		}
 		obs.message(proxy.Request, m.Raw)
-		if err := cs.SendMsg(&rawMsg{b: m.Raw}); err != nil {
+		if err := cs.SendMsg(&m.Raw); err != nil {
 			// The stream is over; its status comes from the receiver.
 			break
 		}
@@ -314,17 +316,17 @@ func (rc *receiver) run(cs grpc.ClientStream, obs *observed) {
 		obs.header(hdr)
 	}
 	for {
-		m := &rawMsg{}
-		err := cs.RecvMsg(m)
+		var b []byte
+		err := cs.RecvMsg(&b)
 		rc.mu.Lock()
 		if err != nil {
 			rc.err, rc.ended = err, true
 		} else {
-			rc.got = append(rc.got, m.b)
+			rc.got = append(rc.got, b)
 		}
 		rc.mu.Unlock()
 		if err == nil {
-			obs.message(proxy.Response, m.b)
+			obs.message(proxy.Response, b)
 		}
 		select {
 		case rc.notify <- struct{}{}:

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
@@ -33,8 +34,8 @@ func (s *slowBidi) handle(_ any, ss grpc.ServerStream) error {
 	go func() {
 		defer close(reqs)
 		for {
-			m := &rawMsg{}
-			if err := ss.RecvMsg(m); err != nil {
+			var m []byte
+			if err := ss.RecvMsg(&m); err != nil {
 				if !errors.Is(err, io.EOF) {
 					errc <- err
 				}
@@ -43,12 +44,13 @@ func (s *slowBidi) handle(_ any, ss grpc.ServerStream) error {
 			s.mu.Lock()
 			s.arrived = append(s.arrived, time.Now())
 			s.mu.Unlock()
-			reqs <- m.b
+			reqs <- m
 		}
 	}()
 	for b := range reqs {
 		time.Sleep(50 * time.Millisecond)
-		if err := ss.SendMsg(&rawMsg{b: append([]byte("re:"), b...)}); err != nil {
+		out := append([]byte("re:"), b...)
+		if err := ss.SendMsg(&out); err != nil {
 			return err
 		}
 	}
@@ -62,7 +64,7 @@ func (s *slowBidi) handle(_ any, ss grpc.ServerStream) error {
 
 func serveRaw(t *testing.T, h grpc.StreamHandler) string {
 	t.Helper()
-	srv := grpc.NewServer(grpc.UnknownServiceHandler(h), grpc.ForceServerCodecV2(rawCodec{}))
+	srv := grpc.NewServer(grpc.UnknownServiceHandler(h), grpc.ForceServerCodecV2(rawcodec.Codec{}))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

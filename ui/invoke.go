@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"github.com/grpctap/grpctap/internal/rawcodec"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,7 +18,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
@@ -134,28 +135,6 @@ func (u *UI) laneFor(method, target string) (*lane, string, error) {
 	u.lanes[key] = l
 	return l, target, nil
 }
-
-// bytesCodec sends and receives message bodies as they are.
-type bytesCodec struct{}
-
-func (bytesCodec) Marshal(v any) (mem.BufferSlice, error) {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return nil, fmt.Errorf("composer codec cannot marshal %T", v)
-	}
-	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
-}
-
-func (bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("composer codec cannot unmarshal into %T", v)
-	}
-	*b = data.Materialize()
-	return nil
-}
-
-func (bytesCodec) Name() string { return "proto" }
 
 // StreamEvent is one line of POST /api/invoke?stream=1 (NDJSON): the
 // response headers, each response message as it arrives, and at the end
@@ -291,7 +270,7 @@ func (u *UI) call(ctx context.Context, req *InvokeRequest, emit func(StreamEvent
 		seq++
 		seen.Messages = append(seen.Messages, store.Message{Seq: seq, Direction: dir, Time: time.Now().UTC(), Size: int64(len(b)), Raw: b})
 	}
-	cs, err := l.cc.NewStream(cctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, req.Method, grpc.ForceCodecV2(bytesCodec{}))
+	cs, err := l.cc.NewStream(cctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, req.Method, grpc.ForceCodecV2(rawcodec.Codec{}))
 	var callErr error
 	if err != nil {
 		callErr = err

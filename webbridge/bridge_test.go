@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/webbridge"
 )
@@ -708,7 +709,7 @@ func TestGRPCFallback(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		req, resp := []byte("native"), []byte(nil)
-		err = cc.Invoke(ctx, "/test.Echo/Native", &req, &resp, grpc.ForceCodecV2(bytesCodec{}))
+		err = cc.Invoke(ctx, "/test.Echo/Native", &req, &resp, grpc.ForceCodecV2(rawcodec.Codec{}))
 		cancel()
 		cc.Close()
 		if on && (err != nil || string(resp) != "native") {

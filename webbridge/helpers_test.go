@@ -19,8 +19,8 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/mem"
 
+	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/webbridge"
 )
@@ -28,28 +28,6 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
-
-// bytesCodec moves *[]byte as the message, so backends need no schema.
-type bytesCodec struct{}
-
-func (bytesCodec) Marshal(v any) (mem.BufferSlice, error) {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return nil, fmt.Errorf("bytesCodec: %T", v)
-	}
-	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
-}
-
-func (bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("bytesCodec: %T", v)
-	}
-	*b = data.Materialize()
-	return nil
-}
-
-func (bytesCodec) Name() string { return "proto" }
 
 // serveGRPC serves srv on a loopback port until the test ends.
 func serveGRPC(t testing.TB, srv *grpc.Server) string {
@@ -67,7 +45,7 @@ func serveGRPC(t testing.TB, srv *grpc.Server) string {
 // rawBackend starts a backend whose every method is handled by h.
 func rawBackend(t testing.TB, h grpc.StreamHandler) string {
 	t.Helper()
-	return serveGRPC(t, grpc.NewServer(grpc.UnknownServiceHandler(h), grpc.ForceServerCodecV2(bytesCodec{})))
+	return serveGRPC(t, grpc.NewServer(grpc.UnknownServiceHandler(h), grpc.ForceServerCodecV2(rawcodec.Codec{})))
 }
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
