@@ -22,13 +22,11 @@ func (s *Store) Prune(ctx context.Context, olderThan time.Time, maxBytes int64) 
 	var total int64
 	if !olderThan.IsZero() {
 		for {
-			res, err := s.wdb.ExecContext(ctx, `DELETE FROM calls WHERE id IN
-				(SELECT id FROM calls WHERE start_ns < ? AND end_ns IS NOT NULL ORDER BY start_ns LIMIT ?)`,
+			n, err := s.deleteCalls(ctx, `SELECT id FROM calls WHERE start_ns < ? AND end_ns IS NOT NULL ORDER BY start_ns LIMIT ?`,
 				olderThan.UnixNano(), pruneChunk)
 			if err != nil {
-				return total, fmt.Errorf("prune: %w", err)
+				return total, err
 			}
-			n, _ := res.RowsAffected()
 			total += n
 			if n < pruneChunk {
 				break
@@ -54,12 +52,10 @@ func (s *Store) Prune(ctx context.Context, olderThan time.Time, maxBytes int64) 
 			}
 			n := closed * (used - maxBytes) / used
 			n = max(1, min(n+1, pruneChunk))
-			res, err := s.wdb.ExecContext(ctx, `DELETE FROM calls WHERE id IN
-				(SELECT id FROM calls WHERE end_ns IS NOT NULL ORDER BY id LIMIT ?)`, n)
+			d, err := s.deleteCalls(ctx, `SELECT id FROM calls WHERE end_ns IS NOT NULL ORDER BY id LIMIT ?`, n)
 			if err != nil {
-				return total, fmt.Errorf("prune: %w", err)
+				return total, err
 			}
-			d, _ := res.RowsAffected()
 			total += d
 			if d == 0 {
 				break
@@ -72,6 +68,39 @@ func (s *Store) Prune(ctx context.Context, olderThan time.Time, maxBytes int64) 
 		}
 	}
 	return total, nil
+}
+
+// deleteCalls deletes the calls the query selects (by id) and their
+// messages, in one transaction, and returns how many calls it deleted.
+// Messages are deleted here, not by the schema's ON DELETE CASCADE: the
+// store's connections keep foreign keys off (see dsn).
+func (s *Store) deleteCalls(ctx context.Context, selectIDs string, args ...any) (int64, error) {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id INTEGER PRIMARY KEY)"); err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM prune_ids"); err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO prune_ids(id) "+selectIDs, args...); err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM messages WHERE call_id IN (SELECT id FROM prune_ids)"); err != nil {
+		return 0, fmt.Errorf("prune: messages: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, "DELETE FROM calls WHERE id IN (SELECT id FROM prune_ids)")
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("prune: commit: %w", err)
+	}
+	return n, nil
 }
 
 // UsedBytes returns the bytes the capture's pages hold (file size minus

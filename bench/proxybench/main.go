@@ -63,6 +63,7 @@ func run(args []string, out io.Writer) error {
 	only := fs.String("cases", "", "comma-separated case names to run (default: all)")
 	onlyTargets := fs.String("targets", "", "comma-separated targets to measure (default: all; grpc-proxy is always measured as the baseline)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,6 +76,13 @@ func run(args []string, out io.Writer) error {
 			return err
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
+	if *memProfile != "" {
+		defer func() {
+			if err := writeHeapProfile(*memProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "memprofile:", err)
+			}
+		}()
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	benchutil.FirstError = func(err error) { fmt.Fprintln(os.Stderr, "error:", err) }
@@ -343,3 +351,17 @@ func (o *countingObserver) Message(m *proxy.Message) {
 	o.bytes.Add(int64(m.Size))
 }
 func (o *countingObserver) EndCall(*proxy.CallEnd) {}
+
+// writeHeapProfile writes the allocations made since the start (the
+// "allocs" profile), for `go tool pprof -sample_index=alloc_space`.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
