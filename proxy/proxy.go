@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -107,6 +108,10 @@ func (p *Proxy) NewServer(extra ...grpc.ServerOption) *grpc.Server {
 		grpc.MaxSendMsgSize(p.maxMsg),
 		grpc.InitialWindowSize(1 << 20),
 		grpc.InitialConnWindowSize(4 << 20),
+		// Reuse a few goroutines (and their grown stacks) for new calls
+		// instead of starting one per call; grpc-go still starts one when
+		// every worker is busy.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}, extra...)
 	return grpc.NewServer(opts...)
 }

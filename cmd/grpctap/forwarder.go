@@ -108,6 +108,9 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 	}
 	fw.lis = lis
 	fw.server = p.NewServer(srvOpts...)
+	// A server that was never served still has its stream workers to stop
+	// (a later start-up step failed); after serveGRPC this is a no-op.
+	fw.closers = append(fw.closers, func(context.Context) error { fw.server.Stop(); return nil })
 	return fw, nil
 }
 

@@ -68,10 +68,12 @@ func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, grace time.Duratio
 	srv := p.NewServer()
 	h, err := webbridge.New(srv, webbridge.Options{AllowedOrigins: f.origins, Websockets: f.websockets})
 	if err != nil {
+		srv.Stop()
 		return "", noop, err
 	}
 	lis, err := net.Listen("tcp", webAddr(f.addr))
 	if err != nil {
+		srv.Stop()
 		return "", noop, fmt.Errorf("gRPC-Web listen: %w", err)
 	}
 	hs := webbridge.NewHTTPServer(h, tlsCfg, log)
