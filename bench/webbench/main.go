@@ -61,7 +61,7 @@ func main() {
 	flag.IntVar(&cfg.c, "c", 32, "concurrent requests")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "measurements per target and transport (the median is reported)")
 	flag.IntVar(&cfg.size, "size", 128, "request message size in bytes")
-	flag.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "bound on the whole run")
+	flag.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "bound on the whole run")
 	flag.StringVar(&cfg.gwp, "grpcwebproxy", "", "grpcwebproxy binary (default: go install github.com/improbable-eng/grpc-web/go/grpcwebproxy@v0.15.0 into a temp GOBIN)")
 	flag.BoolVar(&cfg.noRecord, "no-record-too", false, "also measure grpctap with --no-record, to show what recording costs")
 	flag.Parse()
@@ -110,13 +110,17 @@ func run(ctx context.Context, cfg config) error {
 			}
 		}
 	}()
+	// Each process's stderr is kept, to say why a target never got ready.
+	stderrOf := map[string]*lockedBuffer{}
 	start := func(bin string, args ...string) error {
 		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		errBuf := &lockedBuffer{}
+		cmd.Stdout, cmd.Stderr = io.Discard, errBuf
 		if err := cmd.Start(); err != nil {
 			return err
 		}
 		procs = append(procs, cmd)
+		stderrOf[strings.Join(args, " ")] = errBuf
 		return nil
 	}
 
@@ -128,12 +132,12 @@ func run(ctx context.Context, cfg config) error {
 	}
 	tapH1, tapTLS := freePort(), freePort()
 	if err := start(tapBin, "proxy", "--backend", backend.Addr(), "--listen", "127.0.0.1:0",
-		"--web", tapH1, "--db", filepath.Join(tmp, "bench.db"), "--log-level", "error"); err != nil {
+		"--web", tapH1, "--db", filepath.Join(tmp, "bench.db"), "--log-level", "error", "--ui", ""); err != nil {
 		return err
 	}
 	if err := start(tapBin, "proxy", "--backend", backend.Addr(), "--listen", "127.0.0.1:0",
 		"--web", tapTLS, "--web-tls-cert", certFile, "--web-tls-key", keyFile,
-		"--db", filepath.Join(tmp, "bench-tls.db"), "--log-level", "error"); err != nil {
+		"--db", filepath.Join(tmp, "bench-tls.db"), "--log-level", "error", "--ui", ""); err != nil {
 		return err
 	}
 	targets := []*target{}
@@ -145,11 +149,11 @@ func run(ctx context.Context, cfg config) error {
 		// The same binary without recording: what recording costs.
 		h1, tlsAddr := freePort(), freePort()
 		if err := start(tapBin, "proxy", "--backend", backend.Addr(), "--listen", "127.0.0.1:0", "--no-record",
-			"--web", h1, "--log-level", "error"); err != nil {
+			"--web", h1, "--log-level", "error", "--ui", ""); err != nil {
 			return err
 		}
 		if err := start(tapBin, "proxy", "--backend", backend.Addr(), "--listen", "127.0.0.1:0", "--no-record",
-			"--web", tlsAddr, "--web-tls-cert", certFile, "--web-tls-key", keyFile, "--log-level", "error"); err != nil {
+			"--web", tlsAddr, "--web-tls-cert", certFile, "--web-tls-key", keyFile, "--log-level", "error", "--ui", ""); err != nil {
 			return err
 		}
 		tapNoRec = &target{name: "grpctap-norec", urls: map[string]string{
@@ -195,7 +199,13 @@ func run(ctx context.Context, cfg config) error {
 		for _, tr := range transports {
 			if u, ok := t.urls[tr]; ok {
 				if err := waitReady(ctx, newClient(tr, cfg.c), u, req); err != nil {
-					return fmt.Errorf("%s %s not ready: %w", t.name, tr, err)
+					var why strings.Builder
+					for args, b := range stderrOf {
+						if out := b.String(); out != "" {
+							fmt.Fprintf(&why, "\n  stderr of %s:\n%s", args, out)
+						}
+					}
+					return fmt.Errorf("%s %s not ready: %w%s", t.name, tr, err, why.String())
 				}
 			}
 		}
@@ -424,4 +434,22 @@ func writeCert(dir string) (certFile, keyFile string, err error) {
 		return "", "", err
 	}
 	return certFile, keyFile, nil
+}
+
+// lockedBuffer collects a child process's output while it runs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
