@@ -65,6 +65,7 @@ func (f *mockSourceFlags) load(ctx context.Context, db string, log *slog.Logger)
 type mockFlags struct {
 	db              string
 	listen          string
+	tlsCert, tlsKey string
 	src             mockSourceFlags
 	shutdownTimeout time.Duration
 	logLevel        logLevel
@@ -91,7 +92,8 @@ A method never recorded gets UNIMPLEMENTED; a request no recorded call
 matches (with --match exact or decoded) gets NOT_FOUND naming the nearest
 recorded calls.`,
 		Example: `  grpctap mock --listen 127.0.0.1:9000
-  grpctap mock --db staging.db --listen :9000 --method '/shop.v1.Cart/*' --timing`,
+  grpctap mock --db staging.db --listen :9000 --method '/shop.v1.Cart/*' --timing
+  grpctap mock --listen 127.0.0.1:9443 --tls-cert server.pem --tls-key server-key.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runMock(cmd.Context(), cmd, &f)
@@ -99,7 +101,9 @@ recorded calls.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.db, "db", defaultDB, "capture file to answer from")
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:50051", "address to serve gRPC on (h2c)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:50051", "address to serve gRPC on (h2c, or TLS with --tls-cert)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TLS (ALPN h2) with this PEM certificate, as the real backend may; needs --tls-key")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	f.src.register(fs, "")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long calls in flight may take to finish")
 	f.logLevel.Level = slog.LevelInfo
@@ -109,6 +113,10 @@ recorded calls.`,
 
 func runMock(ctx context.Context, cmd *cobra.Command, f *mockFlags) error {
 	log := newLogger(cmd.ErrOrStderr(), f.logLevel.Level)
+	srvOpts, err := listenerTLS(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return err
+	}
 	m, release, err := f.src.load(ctx, f.db, log)
 	if err != nil {
 		return err
@@ -121,8 +129,8 @@ func runMock(ctx context.Context, cmd *cobra.Command, f *mockFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := m.NewServer()
-	log.Info("grpctap mock listening", "addr", lis.Addr().String(), "db", f.db, "calls", m.Calls(), "methods", len(m.Methods()))
+	srv := m.NewServer(srvOpts...)
+	log.Info("grpctap mock listening", "addr", lis.Addr().String(), "tls", f.tlsCert != "", "db", f.db, "calls", m.Calls(), "methods", len(m.Methods()))
 	return serveGRPC(ctx, srv, lis, f.shutdownTimeout, log)
 }
 

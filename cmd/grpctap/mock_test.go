@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"regexp"
@@ -12,11 +13,13 @@ import (
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/testcert"
 	"github.com/grpctap/grpctap/mock"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
@@ -186,4 +189,49 @@ func deadBackend(t *testing.T) string {
 	addr := lis.Addr().String()
 	lis.Close()
 	return addr
+}
+
+// TestMockServesTLS: with --tls-cert and --tls-key the mock answers TLS
+// clients that trust the certificate, as a TLS backend would, and a
+// plaintext client gets nothing.
+func TestMockServesTLS(t *testing.T) {
+	db, _ := recordThenStop(t)
+	certs := testcert.New(t)
+	m := start(t, "mock", "--db", db, "--listen", "127.0.0.1:0",
+		"--tls-cert", certs.ServerCertFile, "--tls-key", certs.ServerKeyFile)
+	addr := m.waitFor(t, mockListening)
+	if !strings.Contains(m.errOut.String(), "tls=true") {
+		t.Errorf("listening line does not say tls=true:\n%s", m.errOut)
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientConfig(t, false))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := demopb.NewDemoServiceClient(cc).Echo(ctx, &demopb.EchoRequest{
+		Message: "hello", Author: &demopb.Author{Name: "ann", Mood: demopb.Mood_MOOD_CURIOUS},
+		Tags: []string{"a", "b"}, Labels: map[string]string{"k": "v"},
+	})
+	if err != nil || resp.GetMessage() != "hello" {
+		t.Fatalf("Echo over TLS: %v, %v", resp, err)
+	}
+	plainCtx, cancelPlain := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelPlain()
+	_, err = demopb.NewDemoServiceClient(grpcConn(t, addr)).Echo(plainCtx, &demopb.EchoRequest{Message: "hello"})
+	if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+		t.Errorf("plaintext client on the TLS mock: %v, want UNAVAILABLE", err)
+	}
+	if err := m.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMockTLSFlagsGoTogether(t *testing.T) {
+	db, _ := recordThenStop(t)
+	err := run(context.Background(), []string{"mock", "--db", db, "--listen", "127.0.0.1:0", "--tls-cert", "x.pem"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--tls-cert and --tls-key go together") {
+		t.Errorf("mock --tls-cert alone: %v", err)
+	}
 }

@@ -99,13 +99,19 @@ func (f *backendTLSFlags) config(log *slog.Logger) (*tls.Config, error) {
 
 // serverOptions returns the gRPC server options for the listener.
 func (f *proxyFlags) serverOptions() ([]grpc.ServerOption, error) {
-	if (f.tlsCert == "") != (f.tlsKey == "") {
+	return listenerTLS(f.tlsCert, f.tlsKey)
+}
+
+// listenerTLS returns the server options that serve TLS (ALPN h2) with the
+// --tls-cert and --tls-key files, or none when both are empty.
+func listenerTLS(certFile, keyFile string) ([]grpc.ServerOption, error) {
+	if (certFile == "") != (keyFile == "") {
 		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
 	}
-	if f.tlsCert == "" {
+	if certFile == "" {
 		return nil, nil
 	}
-	creds, err := credentials.NewServerTLSFromFile(f.tlsCert, f.tlsKey)
+	creds, err := credentials.NewServerTLSFromFile(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("listener TLS: %w", err)
 	}
