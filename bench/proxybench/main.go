@@ -2,10 +2,13 @@
 // against a bare mwitkow/grpc-proxy, in one run on loopback, and prints
 // throughput, p50 and p99 for each and the ratios grpctap/grpc-proxy.
 //
-//	go run ./bench/proxybench [-duration 2s] [-rounds 5]
+//	go run ./bench/proxybench [-duration 500ms] [-rounds 20]
 //
 // Targets are measured round-robin, round after round, and each figure is
 // the median over the rounds, so a noisy neighbour skews all targets alike.
+// Short measurements and many rounds (the defaults) pair each target with
+// the baseline closely in time: with 2s x 5 the same build's ratio swung
+// by ±15% from run to run on a shared 2-core machine.
 package main
 
 import (
@@ -57,8 +60,8 @@ var extraTargets []func(backend string, log *slog.Logger) (name string, obs prox
 
 func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("proxybench", flag.ContinueOnError)
-	dur := fs.Duration("duration", 2*time.Second, "how long each measurement runs")
-	rounds := fs.Int("rounds", 5, "rounds over all targets; figures are medians over rounds")
+	dur := fs.Duration("duration", 500*time.Millisecond, "how long each measurement runs")
+	rounds := fs.Int("rounds", 20, "rounds over all targets; figures are medians over rounds")
 	maxOps := fs.Int("max-ops", 2_000_000, "upper bound on calls per measurement")
 	only := fs.String("cases", "", "comma-separated case names to run (default: all)")
 	onlyTargets := fs.String("targets", "", "comma-separated targets to measure (default: all; grpc-proxy is always measured as the baseline)")
