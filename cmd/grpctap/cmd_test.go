@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/grpctap/grpctap/demo"
@@ -122,8 +125,9 @@ func demoClient(t *testing.T, addr string) demopb.DemoServiceClient {
 
 func TestDemoServesThroughTheProxy(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "demo.db")
-	s := start(t, "demo", "--listen", "127.0.0.1:0", "--traffic", "50ms", "--db", db, "--ui", "127.0.0.1:0")
+	s := start(t, "demo", "--listen", "127.0.0.1:0", "--traffic", "50ms", "--db", db, "--ui", "127.0.0.1:0", "--web", "127.0.0.1:0")
 	addr := s.waitFor(t, demoProxyLine)
+	webCurl := s.waitFor(t, regexp.MustCompile(`curl -s -H 'content-type: application/grpc-web-text' --data '(\S+ http://127\.0\.0\.1:\d+/\S+)`))
 	uiURL := s.waitFor(t, regexp.MustCompile(`Open the inspector: (http://127\.0\.0\.1:\d+\S*)`))
 	page, err := http.Get(uiURL)
 	if err != nil {
@@ -145,6 +149,25 @@ func TestDemoServesThroughTheProxy(t *testing.T) {
 	if err != nil || resp.GetMessage() != "through grpctap" {
 		t.Fatalf("Echo via demo proxy: %v, %v", resp, err)
 	}
+	// The printed curl command works: its body is an Echo "hi" as
+	// grpc-web-text, and the answer comes back as grpc-web-text.
+	body, url, _ := strings.Cut(webCurl, "' ")
+	hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	hreq.Header.Set("Content-Type", "application/grpc-web-text")
+	hresp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatalf("the demo's curl hint: %v", err)
+	}
+	text, _ := io.ReadAll(hresp.Body)
+	_ = hresp.Body.Close()
+	frames, err := base64.StdEncoding.DecodeString(string(text))
+	if err != nil || hresp.StatusCode != http.StatusOK || len(frames) < 5 || frames[0] != 0 {
+		t.Fatalf("the demo's curl hint: HTTP %d, %q (%v)", hresp.StatusCode, text, err)
+	}
+	var webEcho demopb.EchoResponse
+	if n := binary.BigEndian.Uint32(frames[1:5]); int(n) > len(frames)-5 || proto.Unmarshal(frames[5:5+n], &webEcho) != nil || webEcho.GetMessage() != "hi" {
+		t.Fatalf("the demo's curl hint answered %x", frames)
+	}
 	// The demo records what passes, while it runs: wait (bounded) until the
 	// sample traffic's every kind is in the capture.
 	var calls string
@@ -159,6 +182,9 @@ func TestDemoServesThroughTheProxy(t *testing.T) {
 			if !strings.Contains(calls, `"method":"/grpctap.demo.v1.DemoService`+m+`"`) {
 				missing = m
 			}
+		}
+		if !strings.Contains(calls, `"protocol":"grpc-web-text"`) {
+			missing = "gRPC-Web"
 		}
 		if missing == "" {
 			break

@@ -19,6 +19,10 @@ import (
 	"github.com/grpctap/grpctap/demo/demopb"
 )
 
+// demoWebAddr is where the demo serves its gRPC-Web bridge unless told
+// otherwise: a newcomer sees the bridge work without a flag.
+const demoWebAddr = "127.0.0.1:8080"
+
 type demoFlags struct {
 	proxy   proxyFlags
 	record  recordFlags
@@ -35,8 +39,9 @@ func newDemoCmd() *cobra.Command {
 		Short: "Run the proxy in front of a built-in demo backend, with sample traffic",
 		Long: `demo starts a small gRPC service of grpctap's own (grpctap.demo.v1.DemoService:
 unary Echo, client-streaming Sum, server-streaming Countdown, bidi Chat, with
-server reflection) and the proxy in front of it, then prints the proxy's
-address and commands to try. Unless --traffic=0, it also sends a few calls of
+server reflection) and the proxy in front of it, with the web inspector
+(--ui) and the gRPC-Web bridge (--web, default 127.0.0.1:8080), then prints
+their addresses and commands to try. Unless --traffic=0, it also sends a few calls of
 every kind through the proxy now and then, so there is something to look at.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -46,7 +51,7 @@ every kind through the proxy now and then, so there is something to look at.`,
 	f.proxy.register(cmd.Flags(), false)
 	f.record.register(cmd.Flags())
 	f.decode.register(cmd.Flags(), true)
-	f.web.register(cmd.Flags())
+	f.web.register(cmd.Flags(), demoWebAddr)
 	f.ui.register(cmd.Flags())
 	cmd.Flags().DurationVar(&f.traffic, "traffic", 3*time.Second, "send a round of sample calls through the proxy this often (0 turns it off)")
 	return cmd
@@ -84,7 +89,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 	}
 	addr := fw.lis.Addr().String()
 	printDemoHints(cmd.OutOrStdout(), demoHints{
-		addr: addr, backend: backend.Addr(), tls: f.proxy.tlsCert != "", web: webAddr, ui: uiURL,
+		addr: addr, backend: backend.Addr(), tls: f.proxy.tlsCert != "", webTLS: f.web.tlsCert != "", web: webAddr, ui: uiURL,
 		db: f.record.db, recording: !f.record.noRecord,
 	})
 
@@ -102,7 +107,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 
 type demoHints struct {
 	addr, backend, web, ui, db string
-	tls, recording             bool
+	tls, webTLS, recording     bool
 }
 
 func printDemoHints(w io.Writer, h demoHints) {
@@ -126,6 +131,18 @@ Try it (grpcurl):
   grpcurl %s-d '{"message":"hello","tags":["a","b"]}' %s grpctap.demo.v1.DemoService/Echo
   grpcurl %s-d '{"count":3}' %s grpctap.demo.v1.DemoService/Countdown
 `, plaintext, h.addr, plaintext, h.addr, plaintext, h.addr)
+	if h.web != "" {
+		scheme, insecure := "http", ""
+		if h.webTLS {
+			scheme, insecure = "https", "-k "
+		}
+		// The body is one gRPC-Web frame, base64 (grpc-web-text): an
+		// EchoRequest with message "hi". The answer comes back the same way.
+		fmt.Fprintf(w, `
+Try the gRPC-Web bridge (curl; a browser page on another origin needs --web-origin):
+  curl -s %s-H 'content-type: application/grpc-web-text' --data 'AAAAAAQKAmhp' %s://%s/grpctap.demo.v1.DemoService/Echo
+`, insecure, scheme, h.web)
+	}
 	if h.recording {
 		db := ""
 		if h.db != defaultDB {

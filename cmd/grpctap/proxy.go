@@ -176,7 +176,7 @@ server reflection and kept in the capture, or given with --proto/--protoset.`,
 	f.proxy.register(cmd.Flags(), true)
 	f.record.register(cmd.Flags())
 	f.decode.register(cmd.Flags(), true)
-	f.web.register(cmd.Flags())
+	f.web.register(cmd.Flags(), "")
 	f.ui.register(cmd.Flags())
 	registerMockOnUnavailable(cmd.Flags())
 	return cmd

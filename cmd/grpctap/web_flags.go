@@ -24,8 +24,15 @@ type webFlags struct {
 	tlsKey     string
 }
 
-func (f *webFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.addr, "web", "", "serve gRPC-Web (for browsers) on this address, in front of the same routing and recording; a bare port (8080) binds 127.0.0.1, \":8080\" binds every interface (default: off)")
+// register adds the flags; def is --web's default ("" is off).
+func (f *webFlags) register(fs *pflag.FlagSet, def string) {
+	usage := "serve gRPC-Web (for browsers) on this address, in front of the same routing and recording; a bare port (8080) binds 127.0.0.1, \":8080\" binds every interface"
+	if def == "" {
+		usage += " (default: off)"
+	} else {
+		usage += "; '' turns it off"
+	}
+	fs.StringVar(&f.addr, "web", def, usage)
 	fs.StringArrayVar(&f.origins, "web-origin", nil, "origin (scheme://host[:port]) whose pages may call through --web; repeatable; \"*\" allows any origin (default: same-origin requests only)")
 	fs.BoolVar(&f.websockets, "web-websockets", false, "also accept improbable-eng's grpc-websockets transport on --web (client and bidi streaming from browsers over HTTP/1.1)")
 	fs.StringVar(&f.tlsCert, "web-tls-cert", "", "serve --web over TLS (ALPN h2 and http/1.1) with this PEM certificate; needs --web-tls-key (default: plaintext HTTP/1.1 and h2c)")
@@ -74,7 +81,7 @@ func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, grace time.Duratio
 	lis, err := net.Listen("tcp", webAddr(f.addr))
 	if err != nil {
 		srv.Stop()
-		return "", noop, fmt.Errorf("gRPC-Web listen: %w", err)
+		return "", noop, fmt.Errorf("gRPC-Web listen: %w (pick another address with --web, or --web '' to turn the bridge off)", err)
 	}
 	hs := webbridge.NewHTTPServer(h, tlsCfg, log)
 	addr = lis.Addr().String()

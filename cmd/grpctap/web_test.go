@@ -23,7 +23,7 @@ func parseWebFlags(t *testing.T, args ...string) *webFlags {
 	t.Helper()
 	var f webFlags
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	f.register(fs)
+	f.register(fs, "")
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
