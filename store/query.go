@@ -27,6 +27,20 @@ const callColumns = `id, method, protocol, backend, authority, peer, content_typ
 	request_count, response_count, request_bytes, response_bytes, dropped`
 
 func (f Filter) where() (string, []any) {
+	conds, args := f.conds(false)
+	return joinWhere(conds), args
+}
+
+// conds returns f's conditions and their arguments. With walkIDs the column
+// tests are written "+col", so SQLite walks the ids rather than pick a
+// column index (see PageQuery.where).
+func (f Filter) conds(walkIDs bool) ([]string, []any) {
+	col := func(c string) string {
+		if walkIDs {
+			return "+" + c
+		}
+		return c
+	}
 	var conds []string
 	var args []any
 	if f.Method != "" {
@@ -34,25 +48,30 @@ func (f Filter) where() (string, []any) {
 		if !strings.HasPrefix(m, "/") && !strings.HasPrefix(m, "*") {
 			m = "/" + m
 		}
-		conds = append(conds, "method GLOB ?")
+		conds = append(conds, col("method")+" GLOB ?")
 		args = append(args, m)
 	}
 	if f.Status != nil {
-		conds = append(conds, "status_code = ?")
+		conds = append(conds, col("status_code")+" = ?")
 		args = append(args, *f.Status)
 	}
 	if !f.Since.IsZero() {
-		conds = append(conds, "start_ns >= ?")
+		conds = append(conds, col("start_ns")+" >= ?")
 		args = append(args, f.Since.UnixNano())
 	}
 	if f.AfterID > 0 {
 		conds = append(conds, "id > ?")
 		args = append(args, f.AfterID)
 	}
+	return conds, args
+}
+
+// joinWhere makes a WHERE clause of conds ("" when there are none).
+func joinWhere(conds []string) string {
 	if len(conds) == 0 {
-		return "", nil
+		return ""
 	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return " WHERE " + strings.Join(conds, " AND ")
 }
 
 // ListCalls returns the calls matching f in id (start) order.

@@ -56,28 +56,7 @@ func likeEscape(s string) string {
 // status index, 2 ms this way), and a filter that matches rarely costs one
 // scan of the table.
 func (q PageQuery) where() (string, []any) {
-	var conds []string
-	var args []any
-	if q.Method != "" {
-		m := q.Method
-		if !strings.HasPrefix(m, "/") && !strings.HasPrefix(m, "*") {
-			m = "/" + m
-		}
-		conds = append(conds, "+method GLOB ?")
-		args = append(args, m)
-	}
-	if q.Status != nil {
-		conds = append(conds, "+status_code = ?")
-		args = append(args, *q.Status)
-	}
-	if !q.Since.IsZero() {
-		conds = append(conds, "+start_ns >= ?")
-		args = append(args, q.Since.UnixNano())
-	}
-	if q.After > 0 {
-		conds = append(conds, "id > ?")
-		args = append(args, q.After)
-	}
+	conds, args := Filter{Method: q.Method, Status: q.Status, Since: q.Since, AfterID: q.After}.conds(true)
 	if q.Protocol != "" {
 		conds = append(conds, "protocol = ?")
 		args = append(args, q.Protocol)
@@ -103,10 +82,7 @@ func (q PageQuery) where() (string, []any) {
 		args = append(args, []byte(q.Text))
 		conds = append(conds, "("+strings.Join(ors, " OR ")+")")
 	}
-	if len(conds) == 0 {
-		return "", args
-	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return joinWhere(conds), args
 }
 
 // CallsPage returns one page of the calls q selects, newest first.
