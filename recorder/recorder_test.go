@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/grpctap/grpctap/internal/syncbuf"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
@@ -223,7 +224,7 @@ func TestUnwritableStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ro.Close()
-	var logBuf syncBuffer
+	var logBuf syncbuf.Buffer
 	r, err := New(context.Background(), ro, Options{Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -244,18 +245,6 @@ func TestUnwritableStore(t *testing.T) {
 		t.Fatalf("log: %s", logBuf.String())
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestSubscribe(t *testing.T) {
 	x := newRec(t, Options{})
@@ -738,7 +727,7 @@ func TestFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	var logBuf syncBuffer
+	var logBuf syncbuf.Buffer
 	r, err := New(context.Background(), st, Options{Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -45,6 +45,7 @@ import (
 
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/syncbuf"
 )
 
 type config struct {
@@ -111,10 +112,10 @@ func run(ctx context.Context, cfg config) error {
 		}
 	}()
 	// Each process's stderr is kept, to say why a target never got ready.
-	stderrOf := map[string]*lockedBuffer{}
+	stderrOf := map[string]*syncbuf.Buffer{}
 	start := func(bin string, args ...string) error {
 		cmd := exec.CommandContext(ctx, bin, args...)
-		errBuf := &lockedBuffer{}
+		errBuf := &syncbuf.Buffer{}
 		cmd.Stdout, cmd.Stderr = io.Discard, errBuf
 		if err := cmd.Start(); err != nil {
 			return err
@@ -434,22 +435,4 @@ func writeCert(dir string) (certFile, keyFile string, err error) {
 		return "", "", err
 	}
 	return certFile, keyFile, nil
-}
-
-// lockedBuffer collects a child process's output while it runs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/syncbuf"
 	"github.com/grpctap/grpctap/internal/testcert"
 	"github.com/grpctap/grpctap/mock"
 	"github.com/grpctap/grpctap/proxy"
@@ -131,7 +132,7 @@ func TestProxyMockOnUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logBuf syncBuffer
+	var logBuf syncbuf.Buffer
 	opts := proxy.Options{Backend: deadBackend(t), Observer: rec, Logger: newLogger(&logBuf, slog.LevelInfo)}
 	release, err := mockOnUnavailable(fs, &opts, opts.Logger)
 	if err != nil {
