@@ -447,8 +447,8 @@ func TestMetadataJSON(t *testing.T) {
 	if !reflect.DeepEqual(back, want) {
 		t.Errorf("round trip:\n got %q\nwant %q", back, want)
 	}
-	std, _ := json.Marshal(Metadata{"a": {"1"}, "b": {"2", "3"}})
-	if got := mdJSON(Metadata{"b": {"2", "3"}, "a": {"1"}}); got != string(std) {
+	std, _ := json.Marshal(Metadata{"a": {"1"}, "b": {"2", "3"}, "c": nil, "d": {}})
+	if got := mdJSON(Metadata{"b": {"2", "3"}, "a": {"1"}, "c": nil, "d": {}}); got != string(std) {
 		t.Errorf("mdJSON = %s, want sorted keys like encoding/json: %s", got, std)
 	}
 	if got := mdJSON(nil); got != "{}" {

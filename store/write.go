@@ -485,8 +485,13 @@ func mdJSON(md Metadata) string {
 			b = append(b, ',')
 		}
 		b = appendJSONString(b, k)
+		vs := md[k]
+		if vs == nil {
+			b = append(b, ":null"...) // as encoding/json writes a nil slice
+			continue
+		}
 		b = append(b, ':', '[')
-		for j, v := range md[k] {
+		for j, v := range vs {
 			if j > 0 {
 				b = append(b, ',')
 			}
