@@ -1,13 +1,13 @@
 package mock
 
 import (
-	"github.com/grpctap/grpctap/internal/rawcodec"
-
 	"context"
 
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/encoding/gzip" // answer gzip-compressing clients
 	"google.golang.org/grpc/metadata"
+
+	"github.com/grpctap/grpctap/internal/rawcodec"
 )
 
 // NewServer returns a grpc.Server that answers every method from the

@@ -1,8 +1,6 @@
 package replay
 
 import (
-	"github.com/grpctap/grpctap/internal/rawcodec"
-
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )

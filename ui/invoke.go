@@ -1,8 +1,6 @@
 package ui
 
 import (
-	"github.com/grpctap/grpctap/internal/rawcodec"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-
 	"time"
 
 	"google.golang.org/grpc"
@@ -24,6 +21,7 @@ import (
 
 	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
