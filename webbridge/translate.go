@@ -58,6 +58,12 @@ func newPaddedBase64Decoder(r io.Reader) *paddedBase64Decoder {
 	return &paddedBase64Decoder{r: bufio.NewReaderSize(r, 32<<10)}
 }
 
+// NewTextReader returns a reader of the gRPC-Web frames in r, a
+// grpc-web-text body (request or response): standard base64, possibly in
+// several padded pieces laid end to end, whitespace ignored. A malformed
+// body reads as an error.
+func NewTextReader(r io.Reader) io.Reader { return newPaddedBase64Decoder(r) }
+
 var errBase64 = errors.New("grpc-web-text: malformed base64 body")
 
 func (d *paddedBase64Decoder) Read(p []byte) (int, error) {

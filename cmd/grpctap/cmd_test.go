@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -27,6 +26,7 @@ import (
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
 	"github.com/grpctap/grpctap/internal/syncbuf"
+	"github.com/grpctap/grpctap/webbridge"
 )
 
 func TestMain(m *testing.M) {
@@ -105,29 +105,6 @@ func demoClient(t *testing.T, addr string) demopb.DemoServiceClient {
 	return demopb.NewDemoServiceClient(cc)
 }
 
-// decodeWebText decodes a grpc-web-text body: base64 chunks, each padded on
-// its own, one after another (a server may flush the message and the
-// trailer frame separately).
-func decodeWebText(s string) ([]byte, error) {
-	var out []byte
-	for s != "" {
-		end := strings.IndexByte(s, '=')
-		if end < 0 {
-			end = len(s)
-		}
-		for end < len(s) && s[end] == '=' {
-			end++
-		}
-		b, err := base64.StdEncoding.DecodeString(s[:end])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b...)
-		s = s[end:]
-	}
-	return out, nil
-}
-
 func TestDemoServesThroughTheProxy(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "demo.db")
 	s := start(t, "demo", "--listen", "127.0.0.1:0", "--traffic", "50ms", "--db", db, "--ui", "127.0.0.1:0", "--web", "127.0.0.1:0")
@@ -165,7 +142,7 @@ func TestDemoServesThroughTheProxy(t *testing.T) {
 	}
 	text, _ := io.ReadAll(hresp.Body)
 	_ = hresp.Body.Close()
-	frames, err := decodeWebText(string(text))
+	frames, err := io.ReadAll(webbridge.NewTextReader(bytes.NewReader(text)))
 	if err != nil || hresp.StatusCode != http.StatusOK || len(frames) < 5 || frames[0] != 0 {
 		t.Fatalf("the demo's curl hint: HTTP %d, %q (%v)", hresp.StatusCode, text, err)
 	}
