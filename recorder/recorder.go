@@ -84,6 +84,9 @@ type Recorder struct {
 	stop   chan struct{}
 	done   chan struct{}
 	once   sync.Once
+	// flush asks the writer to write everything queued now; it closes
+	// the channel it receives when that is done.
+	flush chan chan struct{}
 
 	recorded, dropped atomic.Int64
 	subs              subscribers
@@ -119,6 +122,7 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Recorder, error) 
 		redact: map[string]bool{},
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+		flush:  make(chan chan struct{}),
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -173,6 +177,27 @@ func (r *Recorder) Close(ctx context.Context) error {
 		r.dropped.Add(r.q.abandon())
 		<-r.done
 		return fmt.Errorf("close recorder: %w", ctx.Err())
+	}
+}
+
+// Flush waits until every event queued before it was called is written to
+// the store (or dropped, if the write failed), without the gathering delay
+// of FlushEvery. It returns ctx's error if ctx ends first, and nil at once
+// after Close.
+func (r *Recorder) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case r.flush <- done:
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("flush recorder: %w", ctx.Err())
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("flush recorder: %w", ctx.Err())
 	}
 }
 
@@ -310,14 +335,23 @@ func (r *Recorder) run() {
 		case <-r.q.wake:
 			// Let a batch gather, unless a full one is waiting already.
 			gather.Reset(r.opts.FlushEvery)
+			var flushed chan struct{}
 			select {
 			case <-gather.C:
 			case <-r.q.full:
+				gather.Stop()
+			case flushed = <-r.flush:
 				gather.Stop()
 			case <-r.stop:
 				gather.Stop()
 			}
 			w.drain(ctx)
+			if flushed != nil {
+				close(flushed)
+			}
+		case flushed := <-r.flush:
+			w.drain(ctx)
+			close(flushed)
 		case <-prune.C:
 			if r.opts.Retain > 0 || r.opts.MaxDBSize > 0 {
 				w.prune(ctx)

@@ -77,21 +77,10 @@ func (x *rec) close(t *testing.T) {
 // flush waits until everything queued so far is written.
 func (x *rec) flush(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		x.r.q.mu.Lock()
-		n := len(x.r.q.events)
-		x.r.q.mu.Unlock()
-		if n == 0 {
-			// The writer may hold the last batch; a read after a short
-			// pause sees it.
-			time.Sleep(30 * time.Millisecond)
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("queue did not drain")
-		}
-		time.Sleep(5 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := x.r.Flush(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -243,6 +232,31 @@ func TestUnwritableStore(t *testing.T) {
 	}
 	if !strings.Contains(logBuf.String(), "dropping events") {
 		t.Fatalf("log: %s", logBuf.String())
+	}
+}
+
+// TestFlush: Flush writes what is queued at once, not after FlushEvery,
+// and returns at once after Close.
+func TestFlush(t *testing.T) {
+	x := newRec(t, Options{FlushEvery: time.Hour})
+	co := x.r.StartCall(&proxy.CallStart{Method: "/a.B/C", Time: time.Now()})
+	co.Message(&proxy.Message{Seq: 1, Direction: proxy.Request, Time: time.Now(), Data: []byte("hi"), Size: 2})
+	co.EndCall(&proxy.CallEnd{Status: status.New(codes.NotFound, "gone"), Time: time.Now()})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := x.r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := x.st.GetCall(ctx, 1)
+	if err != nil {
+		t.Fatalf("call not written by Flush: %v", err)
+	}
+	if c.State != "closed" || c.Status == nil || c.Status.Code != int(codes.NotFound) || len(c.Messages) != 1 {
+		t.Fatalf("call after Flush: state %s status %+v messages %d", c.State, c.Status, len(c.Messages))
+	}
+	x.close(t)
+	if err := x.r.Flush(ctx); err != nil {
+		t.Fatalf("Flush after Close: %v", err)
 	}
 }
 
