@@ -72,7 +72,8 @@ func (s *FallbackStream) SendHeader(md metadata.MD) error {
 	return s.ss.SendHeader(responseMD(md))
 }
 
-// Send sends one response message.
+// Send sends one response message. Observers may keep b without copying
+// it: it must not be modified afterwards.
 func (s *FallbackStream) Send(b []byte) error {
 	f := &frame{data: mem.BufferSlice{mem.SliceBuffer(b)}}
 	s.c.message(Response, f)

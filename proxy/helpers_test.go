@@ -137,7 +137,7 @@ type eventLog struct {
 	mu     sync.Mutex
 	events []string
 	starts []*proxy.CallStart
-	msgs   []*proxy.Message
+	msgs   []loggedMessage
 	ends   []*proxy.CallEnd
 	hdrs   []*proxy.Header
 	done   chan struct{} // gets a value per ended call
@@ -166,7 +166,17 @@ func (c *callLog) Message(m *proxy.Message) {
 	c.l.mu.Lock()
 	defer c.l.mu.Unlock()
 	c.l.events = append(c.l.events, fmt.Sprintf("%d %s %d", m.Seq, m.Direction, m.Size))
-	c.l.msgs = append(c.l.msgs, m)
+	c.l.msgs = append(c.l.msgs, loggedMessage{Seq: m.Seq, Direction: m.Direction, Time: m.Time, Size: m.Size, Data: m.Bytes()})
+}
+
+// loggedMessage is what an eventLog keeps of a message: a *proxy.Message
+// is only valid during the Message call.
+type loggedMessage struct {
+	Seq       int
+	Direction proxy.Direction
+	Time      time.Time
+	Size      int
+	Data      []byte
 }
 
 func (c *callLog) EndCall(e *proxy.CallEnd) {

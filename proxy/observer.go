@@ -3,6 +3,7 @@ package proxy
 import (
 	"time"
 
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -52,7 +53,8 @@ type Observer interface {
 // call it at the same time) and EndCall is always the last of them: nothing
 // is reported after it. The values passed are the observer's to keep but
 // read-only: the metadata maps are also read by the forwarding path (never
-// written), and message bytes are a copy made for the observers.
+// written). A Message itself is only valid until Message returns: keep
+// its Bytes (a copy) or its Retain'd payload, not the *Message.
 type CallObserver interface {
 	// ResponseHeader reports the backend's response headers, at most once,
 	// when the backend sends them (a trailers-only response has none).
@@ -88,16 +90,111 @@ type Header struct {
 	Time time.Time
 }
 
-// Message is one message of a call.
+// Message is one message of a call. Its bytes are read with Bytes, a copy
+// the observer may keep, or Retain, the proxy's own buffers without a copy,
+// kept from reuse until the observer releases them.
 type Message struct {
 	// Seq numbers the messages of a call from 1 in the order the proxy saw
 	// them, across both directions.
 	Seq       int
 	Direction Direction
 	Time      time.Time
-	// Data is the whole message, uncompressed; Size is its length.
-	Data []byte
+	// Size is the message's length in bytes, uncompressed.
 	Size int
+
+	data   []byte          // set by NewMessage
+	bufs   mem.BufferSlice // set by the proxy: valid until Message returns
+	copied []byte          // Bytes' copy of bufs
+}
+
+// NewMessage returns a message holding data (not copied), for code that
+// reports messages to an observer from a byte slice rather than through
+// the proxy (tests, replays).
+func NewMessage(seq int, dir Direction, t time.Time, data []byte) *Message {
+	return &Message{Seq: seq, Direction: dir, Time: t, Size: len(data), data: data}
+}
+
+// Bytes returns the whole message, uncompressed, as one slice the observer
+// may keep. From the proxy it is a copy, made on the first call and shared
+// with later calls (observers behind a Tee get the same slice), so it must
+// not be modified.
+func (m *Message) Bytes() []byte {
+	switch {
+	case m.data != nil:
+		return m.data
+	case m.copied == nil:
+		m.copied = m.bufs.Materialize()
+	}
+	return m.copied
+}
+
+// Prefix returns a copy of the message's first n bytes (all of them when
+// it is shorter), without copying the rest.
+func (m *Message) Prefix(n int) []byte {
+	if m.data != nil || m.copied != nil || m.bufs == nil {
+		b := m.Bytes()
+		return append([]byte(nil), b[:min(n, len(b))]...)
+	}
+	out := make([]byte, 0, min(n, m.Size))
+	for _, buf := range m.bufs {
+		if len(out) == n {
+			break
+		}
+		d := buf.ReadOnlyData()
+		out = append(out, d[:min(len(d), n-len(out))]...)
+	}
+	return out
+}
+
+// Retain returns the message's bytes without copying them. The proxy does
+// not reuse their memory until the observer calls Release on the result,
+// exactly once; an observer that keeps messages for a while (the recorder
+// keeps them until they are written) saves a copy of each this way.
+func (m *Message) Retain() *Payload {
+	if m.data != nil || m.bufs == nil {
+		return &Payload{flat: m.Bytes()}
+	}
+	m.bufs.Ref()
+	return &Payload{bufs: m.bufs, n: m.Size}
+}
+
+// Payload is a message's bytes retained by an observer (Message.Retain).
+// Its methods must not be called after Release.
+type Payload struct {
+	bufs mem.BufferSlice
+	n    int
+	flat []byte
+}
+
+// Len returns the payload's length in bytes.
+func (p *Payload) Len() int {
+	if p.bufs != nil {
+		return p.n
+	}
+	return len(p.flat)
+}
+
+// Bytes returns the payload as one slice, valid until Release: the
+// buffer itself when the message came in one piece, else a copy made on
+// the first call.
+func (p *Payload) Bytes() []byte {
+	if p.flat == nil {
+		if len(p.bufs) == 1 {
+			p.flat = p.bufs[0].ReadOnlyData()
+		} else {
+			p.flat = p.bufs.Materialize()
+		}
+	}
+	return p.flat
+}
+
+// Release gives the payload's buffers back to the proxy.
+func (p *Payload) Release() {
+	if p.bufs != nil {
+		p.bufs.Free()
+		p.bufs = nil
+	}
+	p.flat = nil
 }
 
 // CallEnd says how a call ended.

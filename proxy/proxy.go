@@ -382,14 +382,16 @@ func (c *call) message(dir Direction, f *frame) {
 		return
 	}
 	now := time.Now()
-	data := f.data.Materialize()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
 		return
 	}
 	c.seq++
-	c.obs.Message(&Message{Seq: c.seq, Direction: dir, Time: now, Data: data, Size: len(data)})
+	// The observer sees the frame's own buffers: they stay valid until the
+	// frame is sent, after this returns, and an observer that keeps them
+	// takes a reference (Message.Retain).
+	c.obs.Message(&Message{Seq: c.seq, Direction: dir, Time: now, Size: f.data.Len(), bufs: f.data})
 }
 
 // end reports the end of the call and returns the error for grpc-go to

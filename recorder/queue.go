@@ -3,6 +3,7 @@ package recorder
 import (
 	"sync"
 
+	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -15,11 +16,39 @@ const (
 	pushEnd                     // always admitted while open: one per call
 )
 
+// item is one queued event. A message event's bytes may still be the
+// proxy's buffers (pl): the writer fills the record's Raw from them just
+// before writing and releases them after; whoever drops an item releases
+// them instead.
+type item struct {
+	ev store.Event
+	pl *proxy.Payload
+}
+
+// size estimates the memory an item holds, for bounding the queue.
+func (it *item) size() int {
+	n := it.ev.Size()
+	if it.pl != nil {
+		n += it.pl.Len()
+	}
+	return n
+}
+
+// release gives back the proxy's buffers held by items.
+func release(items []item) {
+	for i := range items {
+		if items[i].pl != nil {
+			items[i].pl.Release()
+			items[i].pl = nil
+		}
+	}
+}
+
 // queue is a FIFO of store events bounded by bytes. push never blocks: the
 // mutex is held only to append or swap a slice, never across I/O.
 type queue struct {
 	mu      sync.Mutex
-	events  []store.Event
+	items   []item
 	bytes   int64
 	limit   int64
 	closed  bool
@@ -36,8 +65,10 @@ func (q *queue) init(limit int64, batch int) {
 	q.full = make(chan struct{}, 1)
 }
 
-func (q *queue) push(e store.Event, kind pushKind) bool {
-	n := int64(e.Size())
+// push queues it unless the queue is closed or, for its kind, full. The
+// caller keeps ownership of it.pl when push returns false.
+func (q *queue) push(it item, kind pushKind) bool {
+	n := int64(it.size())
 	q.mu.Lock()
 	ok := !q.closed
 	if ok {
@@ -50,9 +81,9 @@ func (q *queue) push(e store.Event, kind pushKind) bool {
 	}
 	full := false
 	if ok {
-		q.events = append(q.events, e)
+		q.items = append(q.items, it)
 		q.bytes += n
-		full = len(q.events) == q.fullAt
+		full = len(q.items) == q.fullAt
 	}
 	q.mu.Unlock()
 	if ok {
@@ -70,26 +101,26 @@ func (q *queue) push(e store.Event, kind pushKind) bool {
 	return ok
 }
 
-// take removes up to max events from the head, and the count of drops
+// take removes up to max items from the head, and the count of drops
 // since the last take.
-func (q *queue) take(max int) ([]store.Event, int64) {
+func (q *queue) take(max int) ([]item, int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	d := q.dropped
 	q.dropped = 0
-	n := min(max, len(q.events))
+	n := min(max, len(q.items))
 	if n == 0 {
 		return nil, d
 	}
-	out := make([]store.Event, n)
-	copy(out, q.events)
-	clear(q.events[:n])
-	q.events = q.events[n:]
-	if len(q.events) == 0 {
-		q.events = nil
+	out := make([]item, n)
+	copy(out, q.items)
+	clear(q.items[:n])
+	q.items = q.items[n:]
+	if len(q.items) == 0 {
+		q.items = nil
 	}
 	for i := range out {
-		q.bytes -= int64(out[i].Size())
+		q.bytes -= int64(out[i].size())
 	}
 	return out, d
 }
@@ -103,9 +134,11 @@ func (q *queue) close() {
 // abandon drops everything still queued (Close ran out of time).
 func (q *queue) abandon() int64 {
 	q.mu.Lock()
-	n := int64(len(q.events))
+	items := q.items
+	n := int64(len(items))
 	q.dropped += n
-	q.events, q.bytes = nil, 0
+	q.items, q.bytes = nil, 0
 	q.mu.Unlock()
+	release(items)
 	return n
 }

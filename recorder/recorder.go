@@ -209,7 +209,7 @@ func (r *Recorder) StartCall(cs *proxy.CallStart) proxy.CallObserver {
 		Peer: cs.Peer, ContentType: cs.ContentType, Compression: cs.Compression, Deadline: cs.Deadline,
 		Time: cs.Time, Header: r.metadata(cs.Header),
 	}}
-	if !r.q.push(ev, pushStart) {
+	if !r.q.push(item{ev: ev}, pushStart) {
 		// Without its row nothing else of the call can be stored.
 		c.lost = true
 		r.drop()
@@ -226,7 +226,16 @@ type call struct {
 }
 
 func (c *call) enqueue(ev store.Event, kind pushKind) {
-	if c.lost || !c.r.q.push(ev, kind) {
+	c.enqueuePayload(ev, nil, kind)
+}
+
+// enqueuePayload queues ev; pl, when set, holds the message's bytes until
+// the writer has written (or dropped) it.
+func (c *call) enqueuePayload(ev store.Event, pl *proxy.Payload, kind pushKind) {
+	if c.lost || !c.r.q.push(item{ev: ev, pl: pl}, kind) {
+		if pl != nil {
+			pl.Release()
+		}
 		c.dropped++
 		c.r.drop()
 	}
@@ -237,23 +246,21 @@ func (c *call) ResponseHeader(h *proxy.Header) {
 }
 
 func (c *call) Message(m *proxy.Message) {
-	raw := m.Data
-	truncated := false
-	if len(raw) > c.r.opts.MaxMessage {
-		// Copy the prefix so the queue does not pin the whole body.
-		raw = append([]byte(nil), raw[:c.r.opts.MaxMessage]...)
-		truncated = true
-	}
-	size := m.Size
-	if size < len(m.Data) {
-		size = len(m.Data)
-	}
 	dir := store.DirRequest
 	if m.Direction == proxy.Response {
 		dir = store.DirResponse
 	}
-	c.enqueue(store.Event{Message: &store.MessageRecord{CallID: c.id, Seq: m.Seq, Direction: dir, Time: m.Time,
-		Size: int64(size), Truncated: truncated, Raw: raw}}, pushMessage)
+	rec := &store.MessageRecord{CallID: c.id, Seq: m.Seq, Direction: dir, Time: m.Time, Size: int64(m.Size)}
+	if m.Size > c.r.opts.MaxMessage {
+		// Copy the prefix so the queue does not pin the whole body.
+		rec.Raw = m.Prefix(c.r.opts.MaxMessage)
+		rec.Truncated = true
+		c.enqueue(store.Event{Message: rec}, pushMessage)
+		return
+	}
+	// Keep the proxy's buffers, not a copy: the writer reads them and
+	// releases them once the batch is written.
+	c.enqueuePayload(store.Event{Message: rec}, m.Retain(), pushMessage)
 }
 
 func (c *call) EndCall(e *proxy.CallEnd) {
@@ -275,7 +282,7 @@ func (c *call) EndCall(e *proxy.CallEnd) {
 	// always queued (one per call, so the queue stays bounded by the number
 	// of calls in flight) so that no call is left open.
 	end.Dropped = c.dropped
-	if !c.r.q.push(store.Event{End: end}, pushEnd) {
+	if !c.r.q.push(item{ev: store.Event{End: end}}, pushEnd) {
 		c.r.drop()
 	}
 }
@@ -392,16 +399,22 @@ func (w *writer) drain(ctx context.Context) {
 	}
 }
 
-func (w *writer) write(ctx context.Context, evs []store.Event) {
-	kept := evs[:0:0]
+func (w *writer) write(ctx context.Context, items []item) {
+	// The proxy's buffers go back once the batch is written or lost.
+	defer release(items)
+	kept := make([]store.Event, 0, len(items))
 	var skipped int64
-	for _, e := range evs {
+	for i := range items {
+		e := items[i].ev
 		if id := eventCall(&e); id != 0 && w.lost[id] {
 			skipped++
 			if e.End != nil {
 				delete(w.lost, id)
 			}
 			continue
+		}
+		if pl := items[i].pl; pl != nil {
+			e.Message.Raw = pl.Bytes()
 		}
 		kept = append(kept, e)
 	}

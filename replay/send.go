@@ -402,7 +402,7 @@ func (o *observed) message(dir proxy.Direction, b []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.seq++
-	o.co.Message(&proxy.Message{Seq: o.seq, Direction: dir, Time: time.Now(), Data: append([]byte(nil), b...), Size: len(b)})
+	o.co.Message(proxy.NewMessage(o.seq, dir, time.Now(), append([]byte(nil), b...)))
 }
 
 func (o *observed) end(out *Outcome) {

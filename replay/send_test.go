@@ -91,7 +91,7 @@ func (e *endCounter) ResponseHeader(*proxy.Header) {}
 func (e *endCounter) Message(m *proxy.Message) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.msgs = append(e.msgs, m.Direction.String()+":"+string(m.Data))
+	e.msgs = append(e.msgs, m.Direction.String()+":"+string(m.Bytes()))
 }
 func (e *endCounter) EndCall(*proxy.CallEnd) {}
 

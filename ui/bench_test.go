@@ -179,9 +179,9 @@ func BenchmarkEventsUnder5kCallsPerSecond(b *testing.B) {
 			now := time.Now()
 			co := rec.StartCall(&proxy.CallStart{Method: "/bench.v1.Svc/Do", Backend: "127.0.0.1:9", Peer: "127.0.0.1:1",
 				Protocol: proxy.ProtocolGRPC, Header: md, Time: now})
-			co.Message(&proxy.Message{Seq: 1, Direction: proxy.Request, Time: now, Data: []byte("\n\x05hello"), Size: 7})
+			co.Message(proxy.NewMessage(1, proxy.Request, now, []byte("\n\x05hello")))
 			co.ResponseHeader(&proxy.Header{MD: metadata.MD{}, Time: now})
-			co.Message(&proxy.Message{Seq: 2, Direction: proxy.Response, Time: now, Data: []byte("\n\x05world"), Size: 7})
+			co.Message(proxy.NewMessage(2, proxy.Response, now, []byte("\n\x05world")))
 			co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Trailer: metadata.MD{}, Time: now})
 		}
 	}

@@ -367,8 +367,10 @@ func (bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (bytesCodec) Name() string { return "proto" }
 
-// countingObserver is the cheapest real observer: it counts what it sees,
-// so the figures include the proxy's observer path (a copy per message).
+// countingObserver is the cheapest observer that keeps what it sees: it
+// takes each message's bytes as the recorder does (Retain, without a copy)
+// and counts them, so the figures include the proxy's observer path. It
+// releases them at once where the recorder would after writing them.
 type countingObserver struct{ calls, msgs, bytes atomic.Int64 }
 
 func (o *countingObserver) StartCall(*proxy.CallStart) proxy.CallObserver {
@@ -377,8 +379,10 @@ func (o *countingObserver) StartCall(*proxy.CallStart) proxy.CallObserver {
 }
 func (o *countingObserver) ResponseHeader(*proxy.Header) {}
 func (o *countingObserver) Message(m *proxy.Message) {
+	pl := m.Retain()
 	o.msgs.Add(1)
-	o.bytes.Add(int64(m.Size))
+	o.bytes.Add(int64(pl.Len()))
+	pl.Release()
 }
 func (o *countingObserver) EndCall(*proxy.CallEnd) {}
 
