@@ -102,8 +102,9 @@ type Message struct {
 	// Size is the message's length in bytes, uncompressed.
 	Size int
 
-	data   []byte          // set by NewMessage
-	bufs   mem.BufferSlice // set by the proxy: valid until Message returns
+	// A message has data (NewMessage) or bufs (the proxy), never both.
+	data   []byte
+	bufs   mem.BufferSlice // valid until Message returns
 	copied []byte          // Bytes' copy of bufs
 }
 
@@ -131,7 +132,7 @@ func (m *Message) Bytes() []byte {
 // Prefix returns a copy of the message's first n bytes (all of them when
 // it is shorter), without copying the rest.
 func (m *Message) Prefix(n int) []byte {
-	if m.data != nil || m.copied != nil || m.bufs == nil {
+	if m.bufs == nil {
 		b := m.Bytes()
 		return append([]byte(nil), b[:min(n, len(b))]...)
 	}
@@ -151,25 +152,24 @@ func (m *Message) Prefix(n int) []byte {
 // exactly once; an observer that keeps messages for a while (the recorder
 // keeps them until they are written) saves a copy of each this way.
 func (m *Message) Retain() *Payload {
-	if m.data != nil || m.bufs == nil {
+	if m.bufs == nil {
 		return &Payload{flat: m.Bytes()}
 	}
 	m.bufs.Ref()
-	return &Payload{bufs: m.bufs, n: m.Size}
+	return &Payload{bufs: m.bufs}
 }
 
 // Payload is a message's bytes retained by an observer (Message.Retain).
 // Its methods must not be called after Release.
 type Payload struct {
 	bufs mem.BufferSlice
-	n    int
 	flat []byte
 }
 
 // Len returns the payload's length in bytes.
 func (p *Payload) Len() int {
 	if p.bufs != nil {
-		return p.n
+		return p.bufs.Len()
 	}
 	return len(p.flat)
 }
