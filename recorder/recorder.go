@@ -79,11 +79,10 @@ type Recorder struct {
 	log    *slog.Logger
 	redact map[string]bool
 
-	nextID atomic.Int64
-	q      queue
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
+	q    queue
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
 	// flush asks the writer to write everything queued now; it closes
 	// the channel it receives when that is done.
 	flush chan chan struct{}
@@ -94,8 +93,10 @@ type Recorder struct {
 
 var _ proxy.Observer = (*Recorder)(nil)
 
-// New starts a recorder writing to st. Calls a previous process left open
-// (it was killed) are closed first, with store.StoppedMessage.
+// New starts a recorder writing to st. Calls left open by processes that
+// recorded into the capture and are gone (killed) are closed first, with
+// store.StoppedMessage; other processes may record into it at the same
+// time.
 func New(ctx context.Context, st *store.Store, opts Options) (*Recorder, error) {
 	if opts.MaxMessage <= 0 {
 		opts.MaxMessage = DefaultMaxMessage
@@ -131,11 +132,6 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Recorder, error) 
 		r.redact[strings.ToLower(strings.TrimSpace(h))] = true
 	}
 	r.q.init(opts.QueueBytes, opts.MaxBatch)
-	maxID, err := st.MaxID(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("start recorder: %w", err)
-	}
-	r.nextID.Store(maxID)
 	if n, err := st.CloseOpenCalls(ctx); err != nil {
 		// A read-only or full capture: keep going, writes will be counted
 		// as drops.
@@ -203,7 +199,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 
 // StartCall implements proxy.Observer.
 func (r *Recorder) StartCall(cs *proxy.CallStart) proxy.CallObserver {
-	c := &call{r: r, id: r.nextID.Add(1)}
+	c := &call{r: r, id: r.st.NewKey()}
 	ev := store.Event{Start: &store.CallStart{
 		ID: c.id, Method: cs.Method, Protocol: cs.Protocol, Backend: cs.Backend, Authority: cs.Authority,
 		Peer: cs.Peer, ContentType: cs.ContentType, Compression: cs.Compression, Deadline: cs.Deadline,
@@ -220,7 +216,7 @@ func (r *Recorder) StartCall(cs *proxy.CallStart) proxy.CallObserver {
 // call is the CallObserver of one call. The proxy serialises its methods.
 type call struct {
 	r       *Recorder
-	id      int64
+	id      int64 // the store's key for the call (its id comes with the write)
 	lost    bool
 	dropped int64
 }

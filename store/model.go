@@ -79,6 +79,9 @@ type Message struct {
 	Size      int64     `json:"size"`      // full size
 	Truncated bool      `json:"truncated"` // Raw holds only a prefix of Size bytes
 	Raw       []byte    `json:"raw"`       // base64 in JSON
+	// BodyError says why Raw is empty although Size is not: the body was
+	// kept in a segment file that is gone or damaged.
+	BodyError string `json:"body_error,omitempty"`
 	// JSON, Schemaless and DecodeError are filled by the decoder on read;
 	// the store leaves them empty (JSON null).
 	JSON        json.RawMessage `json:"json"`

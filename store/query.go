@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -26,14 +28,10 @@ const callColumns = `id, method, protocol, backend, authority, peer, content_typ
 	start_ns, end_ns, status_code, status_message, status_details, request_headers, response_headers, trailers,
 	request_count, response_count, request_bytes, response_bytes, dropped`
 
-func (f Filter) where() (string, []any) {
-	conds, args := f.conds(false)
-	return joinWhere(conds), args
-}
-
 // conds returns f's conditions and their arguments. With walkIDs the column
 // tests are written "+col", so SQLite walks the ids rather than pick a
-// column index (see PageQuery.where).
+// column index (see PageQuery.where). The method and time tests are exact;
+// Store.candidates narrows the ids they are tried on.
 func (f Filter) conds(walkIDs bool) ([]string, []any) {
 	col := func(c string) string {
 		if walkIDs {
@@ -44,19 +42,20 @@ func (f Filter) conds(walkIDs bool) ([]string, []any) {
 	var conds []string
 	var args []any
 	if f.Method != "" {
-		m := f.Method
-		if !strings.HasPrefix(m, "/") && !strings.HasPrefix(m, "*") {
-			m = "/" + m
-		}
-		conds = append(conds, col("method")+" GLOB ?")
-		args = append(args, m)
+		conds = append(conds, "+method GLOB ?")
+		args = append(args, methodGlob(f.Method))
 	}
 	if f.Status != nil {
-		conds = append(conds, col("status_code")+" = ?")
-		args = append(args, *f.Status)
+		if *f.Status != 0 {
+			// A literal lets SQLite use the index of failed calls
+			// (status_code != 0), which it cannot prove for a parameter.
+			conds = append(conds, "status_code = "+strconv.Itoa(*f.Status))
+		} else {
+			conds = append(conds, col("status_code")+" = 0")
+		}
 	}
 	if !f.Since.IsZero() {
-		conds = append(conds, col("start_ns")+" >= ?")
+		conds = append(conds, "+start_ns >= ?")
 		args = append(args, f.Since.UnixNano())
 	}
 	if f.AfterID > 0 {
@@ -66,12 +65,130 @@ func (f Filter) conds(walkIDs bool) ([]string, []any) {
 	return conds, args
 }
 
+// methodGlob is a method filter as matched: a pattern that starts with
+// neither "/" nor "*" is taken to start with "/".
+func methodGlob(m string) string {
+	if !strings.HasPrefix(m, "/") && !strings.HasPrefix(m, "*") {
+		return "/" + m
+	}
+	return m
+}
+
 // joinWhere makes a WHERE clause of conds ("" when there are none).
 func joinWhere(conds []string) string {
 	if len(conds) == 0 {
 		return ""
 	}
 	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+// idRange is a run of call ids, both ends included.
+type idRange struct{ lo, hi int64 }
+
+// candidates returns, newest first, the runs of ids that can hold calls of
+// method (a glob; "" any) started at or after since (zero: any), from the
+// batches table (one row per write transaction: its ids, latest start and
+// methods), adjacent runs joined. all is true when it cannot narrow
+// anything: no such filter, or a capture of schema 1, whose indexes do it.
+func (s *Store) candidates(ctx context.Context, method string, since time.Time) (ranges []idRange, all bool, err error) {
+	if s.version < 2 || (method == "" && since.IsZero()) {
+		return nil, true, nil
+	}
+	var conds []string
+	var args []any
+	if method != "" {
+		// A batch's methods are each between newlines; a method matches
+		// the pattern exactly when its line does.
+		conds = append(conds, "methods GLOB ?")
+		args = append(args, "*\n"+methodGlob(method)+"\n*")
+	}
+	if !since.IsZero() {
+		conds = append(conds, "max_start_ns >= ?")
+		args = append(args, since.UnixNano())
+	}
+	rows, err := s.rdb.QueryContext(ctx, "SELECT first_id, last_id FROM batches"+joinWhere(conds)+" ORDER BY first_id DESC", args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("batches: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r idRange
+		if err := rows.Scan(&r.lo, &r.hi); err != nil {
+			return nil, false, fmt.Errorf("batches: %w", err)
+		}
+		if n := len(ranges); n > 0 && ranges[n-1].lo == r.hi+1 {
+			ranges[n-1].lo = r.lo
+			continue
+		}
+		ranges = append(ranges, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("batches: %w", err)
+	}
+	return ranges, false, nil
+}
+
+// eachCallRow runs "SELECT callColumns FROM calls" with conds over the
+// candidate ranges, in id order (newest first with desc), at most limit
+// rows (0: all), and calls fn for each.
+func (s *Store) eachCallRow(ctx context.Context, conds []string, args []any, ranges []idRange, all, desc bool,
+	limit int, fn func(c *Call) error) error {
+	order := " ORDER BY id"
+	if desc {
+		order += " DESC"
+	}
+	if all {
+		ranges = []idRange{{}}
+	} else if !desc {
+		slices.Reverse(ranges)
+	}
+	left := limit
+	var c Call
+	for _, r := range ranges {
+		q := "SELECT " + callColumns + " FROM calls" + joinWhere(conds)
+		a := args
+		if !all {
+			q = "SELECT " + callColumns + " FROM calls" + joinWhere(append(conds[:len(conds):len(conds)], "id BETWEEN ? AND ?"))
+			a = append(args[:len(args):len(args)], r.lo, r.hi)
+		}
+		q += order
+		if limit > 0 {
+			q += " LIMIT ?"
+			a = append(a[:len(a):len(a)], left)
+		}
+		n, err := s.scanRows(ctx, q, a, &c, fn)
+		if err != nil {
+			return err
+		}
+		if limit > 0 {
+			if left -= n; left <= 0 {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Store) scanRows(ctx context.Context, q string, args []any, c *Call, fn func(c *Call) error) (int, error) {
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("list calls: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		if err := scanCall(rows, c); err != nil {
+			return n, fmt.Errorf("list calls: %w", err)
+		}
+		n++
+		if err := fn(c); err != nil {
+			return n, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("list calls: %w", err)
+	}
+	return n, nil
 }
 
 // ListCalls returns the calls matching f in id (start) order.
@@ -87,28 +204,26 @@ func (s *Store) ListCalls(ctx context.Context, f Filter) ([]Call, error) {
 // EachCall calls fn for each call matching f, in id order, without holding
 // them all in memory. fn must not keep c.
 func (s *Store) EachCall(ctx context.Context, f Filter, fn func(c *Call) error) error {
-	where, args := f.where()
-	q := "SELECT " + callColumns + " FROM calls" + where + " ORDER BY id"
-	if f.Limit > 0 {
-		q = "SELECT * FROM (SELECT " + callColumns + " FROM calls" + where + " ORDER BY id DESC LIMIT ?) ORDER BY id"
-		args = append(args, f.Limit)
-	}
-	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	ranges, all, err := s.candidates(ctx, f.Method, f.Since)
 	if err != nil {
 		return fmt.Errorf("list calls: %w", err)
 	}
-	defer rows.Close()
-	var c Call
-	for rows.Next() {
-		if err := scanCall(rows, &c); err != nil {
-			return fmt.Errorf("list calls: %w", err)
-		}
-		if err := fn(&c); err != nil {
+	conds, args := f.conds(false)
+	if f.Limit <= 0 {
+		return s.eachCallRow(ctx, conds, args, ranges, all, false, 0, fn)
+	}
+	// The newest Limit calls, shown oldest first.
+	var newest []Call
+	if err := s.eachCallRow(ctx, conds, args, ranges, all, true, f.Limit, func(c *Call) error {
+		newest = append(newest, *c)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for i := len(newest) - 1; i >= 0; i-- {
+		if err := fn(&newest[i]); err != nil {
 			return err
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list calls: %w", err)
 	}
 	return nil
 }
@@ -132,15 +247,25 @@ func (s *Store) GetCall(ctx context.Context, id int64) (*CallWithMessages, error
 	return &c, nil
 }
 
-// Messages returns a call's messages in seq order (never nil).
+// Messages returns a call's messages in seq order (never nil). A body
+// that cannot be read back from its segment file (removed, cut short,
+// damaged) is returned empty, with BodyError saying why.
 func (s *Store) Messages(ctx context.Context, callID int64) ([]Message, error) {
+	out := []Message{}
+	legacy := "messages_v1"
+	if s.version < 2 {
+		legacy = "messages"
+	} else {
+		if err := s.batchMessages(ctx, callID, &out); err != nil {
+			return nil, fmt.Errorf("call %d messages: %w", callID, err)
+		}
+	}
 	rows, err := s.rdb.QueryContext(ctx,
-		"SELECT seq, direction, time_ns, size, truncated, raw FROM messages WHERE call_id = ? ORDER BY seq", callID)
+		"SELECT seq, direction, time_ns, size, truncated, raw FROM "+legacy+" WHERE call_id = ? ORDER BY seq", callID)
 	if err != nil {
 		return nil, fmt.Errorf("call %d messages: %w", callID, err)
 	}
 	defer rows.Close()
-	out := []Message{}
 	for rows.Next() {
 		var m Message
 		var dir int
@@ -148,10 +273,7 @@ func (s *Store) Messages(ctx context.Context, callID int64) ([]Message, error) {
 		if err := rows.Scan(&m.Seq, &dir, &t, &m.Size, &m.Truncated, &m.Raw); err != nil {
 			return nil, fmt.Errorf("call %d messages: %w", callID, err)
 		}
-		m.Direction = DirRequest
-		if dir == 2 {
-			m.Direction = DirResponse
-		}
+		m.Direction = direction(dir)
 		m.Time = time.Unix(0, t).UTC()
 		if m.Raw == nil {
 			m.Raw = []byte{}
@@ -161,7 +283,58 @@ func (s *Store) Messages(ctx context.Context, callID int64) ([]Message, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("call %d messages: %w", callID, err)
 	}
+	slices.SortStableFunc(out, func(a, b Message) int { return a.Seq - b.Seq })
 	return out, nil
+}
+
+func direction(dir int) string {
+	if dir == 2 {
+		return DirResponse
+	}
+	return DirRequest
+}
+
+// batchMessages appends the messages stored a batch at a time (inline in
+// the call's row and in its chunks) to out.
+func (s *Store) batchMessages(ctx context.Context, callID int64, out *[]Message) error {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT start_ns, msgs, bodies FROM calls WHERE id = ?1 AND msgs IS NOT NULL
+		UNION ALL SELECT * FROM (SELECT base_ns, msgs, bodies FROM chunks WHERE call_id = ?1 ORDER BY id)`, callID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var base int64
+		var idx string
+		var bodies []byte
+		if err := rows.Scan(&base, &idx, &bodies); err != nil {
+			return err
+		}
+		entries, err := parseIndex(idx)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			m := Message{Seq: int(e.seq), Direction: direction(int(e.dir)), Time: time.Unix(0, base+e.dt).UTC(),
+				Size: e.size, Truncated: e.truncated, Raw: []byte{}}
+			switch {
+			case e.off >= 0:
+				if e.off+e.n > int64(len(bodies)) {
+					return fmt.Errorf("%w: message %d past the end of its bodies", errBadIndex, e.seq)
+				}
+				m.Raw = bodies[e.off : e.off+e.n : e.off+e.n]
+			default:
+				b, err := s.segs.read(e.seg, e.segOff, e.n, e.crc)
+				if err != nil {
+					m.BodyError = err.Error()
+				} else {
+					m.Raw = b
+				}
+			}
+			*out = append(*out, m)
+		}
+	}
+	return rows.Err()
 }
 
 // DroppedEvents returns how many events the recorder could not store over

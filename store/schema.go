@@ -64,6 +64,84 @@ CREATE TABLE descriptors (
 	updated_ns INTEGER NOT NULL
 );
 `,
+
+	// 2: store v2. Ids come from the capture (counters.next_call_id, taken
+	// in the writer's transaction), so any number of processes can write
+	// one file. Messages are stored one row per call per batch (chunks),
+	// or inline in the calls row when the call starts and ends in one
+	// batch; large bodies go to segment files beside the capture. The
+	// start, method and status indexes gave way to one row per batch
+	// (batches: its id range, earliest and latest start, methods) and a partial
+	// index of failed calls. The messages view shows every message as a
+	// row, v1's table (messages_v1) included.
+	`
+ALTER TABLE messages RENAME TO messages_v1;
+DROP INDEX calls_start;
+DROP INDEX calls_method;
+DROP INDEX calls_status;
+CREATE INDEX calls_failed ON calls(status_code) WHERE status_code != 0;
+ALTER TABLE calls ADD COLUMN writer INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE calls ADD COLUMN msgs   TEXT;   -- index of the messages inline in bodies (see msgindex.go)
+ALTER TABLE calls ADD COLUMN bodies BLOB;
+
+CREATE TABLE chunks (
+	id      INTEGER PRIMARY KEY,
+	call_id INTEGER NOT NULL,
+	base_ns INTEGER NOT NULL,   -- the times in msgs count from it
+	msgs    TEXT    NOT NULL,
+	bodies  BLOB    NOT NULL
+);
+CREATE INDEX chunks_call ON chunks(call_id);
+
+CREATE TABLE batches (
+	first_id     INTEGER PRIMARY KEY,   -- ids first_id..last_id were given in one transaction
+	last_id      INTEGER NOT NULL,
+	min_start_ns INTEGER NOT NULL,      -- the earliest and latest start among them
+	max_start_ns INTEGER NOT NULL,
+	methods      TEXT    NOT NULL       -- their methods, each between newlines
+);
+CREATE INDEX batches_start ON batches(max_start_ns);
+
+CREATE TABLE writers (
+	id         INTEGER PRIMARY KEY,
+	name       TEXT    NOT NULL,
+	host       TEXT    NOT NULL,
+	pid        INTEGER NOT NULL,
+	proc_start TEXT    NOT NULL DEFAULT '',  -- tells a reused pid from the writer's own
+	started_ns INTEGER NOT NULL,
+	ended_ns   INTEGER
+);
+
+CREATE TABLE segments (
+	id         INTEGER PRIMARY KEY,
+	name       TEXT    NOT NULL UNIQUE,  -- file name in the capture's segment folder
+	bytes      INTEGER NOT NULL DEFAULT 0,  -- committed length; anything after it is unused
+	first_call INTEGER,
+	last_call  INTEGER,
+	sealed     INTEGER NOT NULL DEFAULT 0,
+	created_ns INTEGER NOT NULL
+);
+
+INSERT INTO counters(name, value) SELECT 'next_call_id', coalesce(max(id), 0) FROM calls;
+
+INSERT INTO batches(first_id, last_id, min_start_ns, max_start_ns, methods)
+	SELECT min(id), max(id), min(start_ns), max(start_ns), '' FROM calls GROUP BY id / 1024;
+UPDATE batches SET methods = char(10) || (SELECT group_concat(m, char(10)) FROM
+	(SELECT DISTINCT method AS m FROM calls WHERE id BETWEEN batches.first_id AND batches.last_id)) || char(10);
+
+CREATE VIEW messages(call_id, seq, direction, time_ns, size, truncated, raw, segment, segment_offset) AS
+	SELECT c.id, m.value->>0, m.value->>1, c.start_ns + (m.value->>2), m.value->>3, m.value->>4,
+		CASE WHEN m.value->>6 >= 0 THEN substr(c.bodies, m.value->>6 + 1, m.value->>5) END,
+		m.value->>7, m.value->>8
+	FROM calls c, json_each(c.msgs) m WHERE c.msgs IS NOT NULL
+	UNION ALL
+	SELECT k.call_id, m.value->>0, m.value->>1, k.base_ns + (m.value->>2), m.value->>3, m.value->>4,
+		CASE WHEN m.value->>6 >= 0 THEN substr(k.bodies, m.value->>6 + 1, m.value->>5) END,
+		m.value->>7, m.value->>8
+	FROM chunks k, json_each(k.msgs) m
+	UNION ALL
+	SELECT call_id, seq, direction, time_ns, size, truncated, raw, NULL, NULL FROM messages_v1;
+`,
 }
 
 func schemaVersion() int { return len(migrations) }
@@ -82,6 +160,22 @@ func migrate(ctx context.Context, db *sql.DB, prelude string) error {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("migrate to %d: %w", v+1, err)
+		}
+		// Another process may have migrated (or created) the file since v
+		// was read: the transaction holds the write lock (the DSN asks for
+		// immediate transactions), so this read is the truth.
+		var now int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&now); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to %d: %w", v+1, err)
+		}
+		if now > v {
+			tx.Rollback()
+			if now > schemaVersion() {
+				return fmt.Errorf("%w (schema version %d)", ErrNewerSchema, now)
+			}
+			v, prelude = now-1, ""
+			continue
 		}
 		if prelude != "" {
 			if _, err := tx.ExecContext(ctx, prelude); err != nil {

@@ -11,7 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -49,6 +49,12 @@ type Options struct {
 	// MaxPages caps the file at this many pages (SQLite max_page_count):
 	// writes beyond it fail as they would on a full disk. Default: no cap.
 	MaxPages int
+	// Name is how this process is known among the capture's writers.
+	// Default: the host name.
+	Name string
+	// SegmentBytes is the size at which a segment file is sealed and the
+	// next one started. Default 256 MiB.
+	SegmentBytes int64
 }
 
 // Store is an open capture file. Its methods are safe for concurrent use:
@@ -57,12 +63,13 @@ type Options struct {
 type Store struct {
 	path     string
 	readOnly bool
-	wdb      *sql.DB // nil when read-only; MaxOpenConns 1
+	version  int     // the file's schema version (1 only for a v1 file opened read-only)
+	wdb      *sql.DB // migrations, descriptors, collections, retention; nil when read-only
+	w        *writer // the batched write path; nil when read-only
 	rdb      *sql.DB
-
-	mu     sync.Mutex // guards stmts
-	stmts  *writeStmts
-	closed bool
+	segs     segmentReader
+	nextKey  atomic.Int64
+	closed   atomic.Bool
 }
 
 // Open opens (and when needed creates and migrates) the capture at path.
@@ -87,7 +94,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 
-	s := &Store{path: path, readOnly: opts.ReadOnly}
+	s := &Store{path: path, readOnly: opts.ReadOnly, version: schemaVersion(), segs: segmentReader{dir: SegmentDir(path)}}
 	if !opts.ReadOnly {
 		params := []string{"_txlock=immediate",
 			"_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)", "_pragma=cache_size(-16384)",
@@ -118,6 +125,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 			s.wdb.Close()
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
+		if s.w, err = openWriter(path, opts); err != nil {
+			s.wdb.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	s.rdb, err = sql.Open("sqlite", dsn(path, "_pragma=query_only(1)"))
 	if err != nil {
@@ -126,7 +137,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	s.rdb.SetMaxOpenConns(opts.ReadConns)
 	s.rdb.SetMaxIdleConns(opts.ReadConns)
-	if err := s.rdb.PingContext(ctx); err != nil {
+	if err := s.rdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&s.version); err != nil {
 		s.closeDBs()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -139,22 +150,18 @@ func (s *Store) Path() string { return s.path }
 // Close closes the store's connections. It does not wait for anything
 // else: callers stop their writers first.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if s.closed.Swap(true) {
 		return nil
 	}
-	s.closed = true
-	if s.stmts != nil {
-		s.stmts.close()
-		s.stmts = nil
-	}
-	s.mu.Unlock()
 	return s.closeDBs()
 }
 
 func (s *Store) closeDBs() error {
 	var errs []error
+	if s.w != nil {
+		errs = append(errs, s.w.close())
+	}
+	s.segs.close()
 	if s.wdb != nil {
 		// A clean close checkpoints the WAL into the main file.
 		errs = append(errs, s.wdb.Close())
@@ -245,12 +252,16 @@ func corrupt(path string, err error) error {
 	return fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
 }
 
+// pageSize is the page size of new captures.
+const pageSize = 4096
+
 // create makes a new capture file: application id, incremental auto-vacuum
 // (so retention can give space back) and the current schema, written in
 // rollback-journal mode so the header is in the main file before WAL is
 // turned on.
 func create(ctx context.Context, path string) error {
-	db, err := sql.Open("sqlite", dsn(path, "_pragma=auto_vacuum(INCREMENTAL)"))
+	db, err := sql.Open("sqlite", dsn(path, "_txlock=immediate", "_pragma=auto_vacuum(INCREMENTAL)",
+		fmt.Sprintf("_pragma=page_size(%d)", pageSize)))
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}

@@ -263,16 +263,31 @@ func TestReadOnlyMissing(t *testing.T) {
 
 func TestCloseOpenCalls(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
+	s, path := openTemp(t)
 	ev := sampleEvents(1)
 	if err := s.WriteBatch(ctx, ev[:4]); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.CloseOpenCalls(ctx)
+	// Another process starting on the capture leaves the calls of a
+	// writer that still runs alone.
+	other, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if n, err := other.CloseOpenCalls(ctx); err != nil || n != 0 {
+		t.Fatalf("CloseOpenCalls with the writer alive = %d, %v", n, err)
+	}
+	if c, _ := other.GetCall(ctx, 1); c.State != "open" {
+		t.Fatalf("a live writer's call was closed: %+v", c.Call)
+	}
+	// Once that writer has stopped, its open calls are closed.
+	s.Close()
+	n, err := other.CloseOpenCalls(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("CloseOpenCalls = %d, %v", n, err)
 	}
-	c, _ := s.GetCall(ctx, 1)
+	c, _ := other.GetCall(ctx, 1)
 	if c.State != "closed" || c.Status.Name != "UNAVAILABLE" || c.Status.Message != StoppedMessage || !c.End.Equal(t0.Add(3*time.Millisecond)) {
 		t.Fatalf("closed call: %+v %+v", c.Call, c.Status)
 	}

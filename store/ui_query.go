@@ -53,12 +53,12 @@ func likeEscape(s string) string {
 // that SQLite does not pick a column index and sort what it finds: walking
 // the ids newest first and stopping at the page's end is fast whenever the
 // filter matches often (status=OK took 380 ms on 100k calls through the
-// status index, 2 ms this way), and a filter that matches rarely costs one
-// scan of the table.
-func (q PageQuery) where() (string, []any) {
+// status index, 2 ms this way); a method or time filter is first narrowed
+// to the id runs whose batches can hold a match (Store.candidates).
+func (s *Store) pageWhere(q PageQuery) ([]string, []any) {
 	conds, args := Filter{Method: q.Method, Status: q.Status, Since: q.Since, AfterID: q.After}.conds(true)
 	if q.Protocol != "" {
-		conds = append(conds, "protocol = ?")
+		conds = append(conds, "+protocol = ?")
 		args = append(args, q.Protocol)
 	}
 	switch q.State {
@@ -78,11 +78,21 @@ func (q PageQuery) where() (string, []any) {
 			ors = append(ors, col+` LIKE ? ESCAPE '\'`)
 			args = append(args, like)
 		}
-		ors = append(ors, "EXISTS (SELECT 1 FROM messages m WHERE m.call_id = calls.id AND instr(m.raw, ?) > 0)")
-		args = append(args, []byte(q.Text))
+		body := []byte(q.Text)
+		if s.version < 2 {
+			ors = append(ors, "EXISTS (SELECT 1 FROM messages m WHERE m.call_id = calls.id AND instr(m.raw, ?) > 0)")
+			args = append(args, body)
+		} else {
+			// Bodies are searched where SQLite holds them, a batch's bodies
+			// of a call at a time; those in segment files are not.
+			ors = append(ors, "instr(bodies, ?) > 0",
+				"EXISTS (SELECT 1 FROM chunks k WHERE k.call_id = calls.id AND instr(k.bodies, ?) > 0)",
+				"EXISTS (SELECT 1 FROM messages_v1 m WHERE m.call_id = calls.id AND instr(m.raw, ?) > 0)")
+			args = append(args, body, body, body)
+		}
 		conds = append(conds, "("+strings.Join(ors, " OR ")+")")
 	}
-	return joinWhere(conds), args
+	return conds, args
 }
 
 // CallsPage returns one page of the calls q selects, newest first.
@@ -92,22 +102,17 @@ func (s *Store) CallsPage(ctx context.Context, q PageQuery) (*Page, error) {
 		limit = DefaultPageSize
 	}
 	limit = min(limit, MaxPageSize)
-	where, args := q.where()
-	// One more than asked tells whether an older page exists.
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+callColumns+" FROM calls"+where+" ORDER BY id DESC LIMIT ?", append(args, limit+1)...)
+	ranges, all, err := s.candidates(ctx, q.Method, q.Since)
 	if err != nil {
 		return nil, fmt.Errorf("calls page: %w", err)
 	}
-	defer rows.Close()
+	conds, args := s.pageWhere(q)
 	p := &Page{Calls: []Call{}}
-	for rows.Next() {
-		var c Call
-		if err := scanCall(rows, &c); err != nil {
-			return nil, fmt.Errorf("calls page: %w", err)
-		}
-		p.Calls = append(p.Calls, c)
-	}
-	if err := rows.Err(); err != nil {
+	// One more than asked tells whether an older page exists.
+	if err := s.eachCallRow(ctx, conds, args, ranges, all, true, limit+1, func(c *Call) error {
+		p.Calls = append(p.Calls, *c)
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("calls page: %w", err)
 	}
 	if len(p.Calls) > limit {

@@ -2,190 +2,187 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"hash/crc32"
+	"os"
 	"strings"
+	"sync"
 	"time"
+
+	"zombiezen.com/go/sqlite"
 )
 
-// ErrReadOnly is returned by writes on a store opened with ReadOnly.
-var ErrReadOnly = errors.New("store is read-only")
+// The write path runs on one connection per process, through
+// zombiezen.com/go/sqlite (modernc's SQLite without database/sql: cached
+// statements, no per-bind locking, which were a third of the writer's CPU
+// through database/sql). Everything a batch writes is one IMMEDIATE
+// transaction, which holds the capture's write lock: call ids are taken
+// from counters.next_call_id inside it, so ids are unique across processes
+// and increase in commit order.
 
-// CallStart is the first event of a call: its row is inserted (state open).
-type CallStart struct {
-	ID          int64 // assigned by the writer process; see MaxID
-	Method      string
-	Protocol    string
-	Backend     string
-	Authority   string
-	Peer        string
-	ContentType string
-	Compression string
-	Deadline    time.Time // zero: none
-	Time        time.Time
-	Header      Metadata
+var errClosed = errors.New("store is closed")
+
+// writer is the state of a store's writing connection. mu guards all of it.
+type writer struct {
+	mu     sync.Mutex
+	conn   *sqlite.Conn
+	path   string
+	name   string // writers.name of this process
+	segMax int64
+
+	// keys maps the key of each call whose start is committed and whose
+	// end is not to its id.
+	keys     map[int64]int64
+	writerID int64 // writers.id; 0 until the first write registers it
+	seg      *segment
+	stmts    map[string]*sqlite.Stmt
+
+	// Scratch reused from batch to batch.
+	folds     []callFold
+	byKey     map[int64]int
+	idx       []byte
+	bodies    []byte
+	segBodies [][]byte
+	methods   []string
 }
 
-// ResponseHeader records a call's response headers.
-type ResponseHeader struct {
-	CallID int64
-	Time   time.Time
-	Header Metadata
-}
-
-// MessageRecord is one message to append to a call.
-type MessageRecord struct {
-	CallID    int64
-	Seq       int
-	Direction string // DirRequest or DirResponse
-	Time      time.Time
-	Size      int64 // full size
-	Truncated bool
-	Raw       []byte
-}
-
-// CallEnd closes a call.
-type CallEnd struct {
-	CallID   int64
-	Time     time.Time
-	Code     int
-	Message  string
-	Details  [][]byte
-	Trailers Metadata
-	// Dropped counts this call's events that never reached the store.
-	Dropped int64
-}
-
-// Event is one write. Exactly one of its pointers is set, except that
-// Dropped may accompany any of them or stand alone.
-type Event struct {
-	Start   *CallStart
-	Header  *ResponseHeader
-	Message *MessageRecord
-	End     *CallEnd
-	// Dropped adds to the capture's count of dropped events.
-	Dropped int64
-}
-
-// Size estimates the memory an event holds, for bounding queues.
-func (e *Event) Size() int {
-	n := 64
-	switch {
-	case e.Start != nil:
-		n += 128 + len(e.Start.Method) + mdSize(e.Start.Header)
-	case e.Header != nil:
-		n += mdSize(e.Header.Header)
-	case e.Message != nil:
-		n += len(e.Message.Raw)
-	case e.End != nil:
-		n += len(e.End.Message) + mdSize(e.End.Trailers)
-		for _, d := range e.End.Details {
-			n += len(d)
-		}
-	}
-	return n
-}
-
-func mdSize(md Metadata) int {
-	n := 0
-	for k, vs := range md {
-		n += len(k) + 16
-		for _, v := range vs {
-			n += len(v) + 16
-		}
-	}
-	return n
-}
-
-// msgChunk is how many messages one INSERT statement writes: one statement
-// per row costs more in database/sql and the VDBE than SQLite's work.
-const msgChunk = 64
-
-const insMsgPrefix = `INSERT INTO messages(call_id, seq, direction, time_ns, size, truncated, raw) VALUES `
-
-// callChunk is how many new calls one INSERT statement writes, for the same
-// reason; callCols is how many values each one binds.
-const (
-	callChunk = 16
-	callCols  = 22
-)
-
-const insCallPrefix = `INSERT INTO calls(id, method, protocol, backend, authority, peer, content_type, compression,
-	start_ns, deadline_ns, request_headers, response_headers, end_ns, status_code, status_message, status_details,
-	trailers, request_count, response_count, request_bytes, response_bytes, dropped) VALUES `
-
-// placeholders returns rows groups of cols question marks: "(?,?),(?,?)".
-func placeholders(rows, cols int) string {
-	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
-	return strings.TrimSuffix(strings.Repeat(row+",", rows), ",")
-}
-
-type writeStmts struct {
-	insCall, insCalls, updCall, insMsg, insMsgs, addDropped *sql.Stmt
-}
-
-func (w *writeStmts) close() {
-	for _, s := range []*sql.Stmt{w.insCall, w.insCalls, w.updCall, w.insMsg, w.insMsgs, w.addDropped} {
-		if s != nil {
-			s.Close()
-		}
-	}
-}
-
-func (s *Store) prepared(ctx context.Context) (*writeStmts, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil, errors.New("store is closed")
-	}
-	if s.stmts != nil {
-		return s.stmts, nil
-	}
-	w := &writeStmts{}
-	for _, p := range []struct {
-		dst **sql.Stmt
-		q   string
-	}{
-		{&w.insCall, insCallPrefix + placeholders(1, callCols)},
-		{&w.insCalls, insCallPrefix + placeholders(callChunk, callCols)},
-		{&w.updCall, `UPDATE calls SET response_headers = coalesce(?, response_headers),
-			request_count = request_count + ?, response_count = response_count + ?,
-			request_bytes = request_bytes + ?, response_bytes = response_bytes + ?,
-			end_ns = coalesce(?, end_ns), status_code = coalesce(?, status_code),
-			status_message = coalesce(?, status_message), status_details = coalesce(?, status_details),
-			trailers = coalesce(?, trailers), dropped = dropped + ?
-			WHERE id = ?`},
-		{&w.insMsg, insMsgPrefix + placeholders(1, 7)},
-		{&w.insMsgs, insMsgPrefix + placeholders(msgChunk, 7)},
-		{&w.addDropped, `UPDATE counters SET value = value + ? WHERE name = 'dropped_events'`},
-	} {
-		st, err := s.wdb.PrepareContext(ctx, p.q)
-		if err != nil {
-			w.close()
-			return nil, err
-		}
-		*p.dst = st
-	}
-	s.stmts = w
-	return w, nil
-}
-
-// callBatch is what one batch holds of one call.
-type callBatch struct {
+// callFold is what one batch holds of one call.
+type callFold struct {
+	key, id                  int64
 	start                    *CallStart
 	header                   *ResponseHeader
 	end                      *CallEnd
 	reqN, respN, reqB, respB int64
+	msgs                     []*MessageRecord
 }
+
+func openWriter(path string, opts Options) (*writer, error) {
+	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetBusyTimeout(5 * time.Second)
+	pragmas := []string{"PRAGMA synchronous = NORMAL", "PRAGMA cache_size = -16384",
+		// Multi-statement transactions keep a statement journal; in memory
+		// it costs no write system calls.
+		"PRAGMA temp_store = MEMORY"}
+	if opts.MaxPages > 0 {
+		pragmas = append(pragmas, fmt.Sprintf("PRAGMA max_page_count = %d", opts.MaxPages))
+	}
+	for _, p := range pragmas {
+		if err := execOnce(conn, p); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	name := opts.Name
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	segMax := opts.SegmentBytes
+	if segMax <= 0 {
+		segMax = maxSegmentBytes
+	}
+	return &writer{conn: conn, path: path, name: name, segMax: segMax,
+		keys: map[int64]int64{}, byKey: map[int64]int{}}, nil
+}
+
+// execOnce runs a statement that is not worth caching.
+func execOnce(conn *sqlite.Conn, query string) error {
+	st, _, err := conn.PrepareTransient(query)
+	if err != nil {
+		return fmt.Errorf("%s: %w", query, err)
+	}
+	defer st.Finalize()
+	for {
+		row, err := st.Step()
+		if err != nil {
+			return fmt.Errorf("%s: %w", query, err)
+		}
+		if !row {
+			return nil
+		}
+	}
+}
+
+// prep returns the prepared statement for query, reset. Statements are
+// kept for the connection's life; every use binds all its parameters, so
+// their bindings need no clearing (zombiezen's own cache clears them on
+// each use, a tenth of a short call's write).
+func (w *writer) prep(query string) (*sqlite.Stmt, error) {
+	if st := w.stmts[query]; st != nil {
+		return st, nil
+	}
+	st, err := w.conn.Prepare(query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if w.stmts == nil {
+		w.stmts = map[string]*sqlite.Stmt{}
+	}
+	w.stmts[query] = st
+	return st, nil
+}
+
+// run steps a cached statement to its end, binding with bind, and returns
+// the first column of its first row when it has one (RETURNING).
+func (w *writer) run(query string, bind func(*sqlite.Stmt)) (int64, error) {
+	st, err := w.prep(query)
+	if err != nil {
+		return 0, err
+	}
+	if bind != nil {
+		bind(st)
+	}
+	var v int64
+	row, err := st.Step()
+	if err == nil && row {
+		v = st.ColumnInt64(0)
+		for row && err == nil {
+			row, err = st.Step()
+		}
+	}
+	rerr := st.Reset()
+	if err != nil {
+		return 0, err
+	}
+	return v, rerr
+}
+
+func (w *writer) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conn == nil {
+		return nil
+	}
+	if w.writerID != 0 {
+		// Say this writer ended, so that its calls left open (if any
+		// event was lost) are closed by the next writer at once.
+		id := w.writerID
+		_, _ = w.run(`UPDATE writers SET ended_ns = ? WHERE id = ?`, func(st *sqlite.Stmt) {
+			st.BindInt64(1, time.Now().UnixNano())
+			st.BindInt64(2, id)
+		})
+	}
+	w.seg.close()
+	w.seg = nil
+	err := w.conn.Close()
+	w.conn = nil
+	return err
+}
+
+// NewKey returns a key for a new call, unique in this Store: events refer
+// to the call by it until WriteBatch has given the call its id.
+func (s *Store) NewKey() int64 { return s.nextKey.Add(1) }
 
 // WriteBatch writes events in one transaction. Either all of them are
 // stored or none (the error says why: full disk, read-only file, …).
 // Events of one call must come in their order (start first, end last);
-// events of different calls may interleave.
+// events of different calls may interleave. Calls are referred to by key
+// (CallStart.ID, the other events' CallID); once the batch is committed,
+// those fields hold the calls' ids in the capture. Events of a call whose
+// start was never written are skipped.
 func (s *Store) WriteBatch(ctx context.Context, events []Event) error {
 	if s.readOnly {
 		return ErrReadOnly
@@ -193,41 +190,43 @@ func (s *Store) WriteBatch(ctx context.Context, events []Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	w, err := s.prepared(ctx)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write batch: %w", err)
 	}
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("write batch: %w", err)
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conn == nil {
+		return fmt.Errorf("write batch: %w", errClosed)
 	}
-	if err := writeEvents(ctx, tx, w, events); err != nil {
-		tx.Rollback()
+	if err := w.writeBatch(events); err != nil {
 		return fmt.Errorf("write batch: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("write batch: commit: %w", err)
 	}
 	return nil
 }
 
-// writeEvents folds each call's events into one statement: an INSERT for
-// a call that starts in the batch (a short call is written whole, once),
-// an UPDATE for one that started earlier; then its messages, many rows per
-// statement.
-func writeEvents(ctx context.Context, tx *sql.Tx, w *writeStmts, events []Event) error {
-	calls := map[int64]*callBatch{}
-	var order []int64
-	get := func(id int64) *callBatch {
-		c := calls[id]
-		if c == nil {
-			c = &callBatch{}
-			calls[id] = c
-			order = append(order, id)
-		}
-		return c
+// fold groups events by call, in the order calls first appear, and
+// returns the sum of their Dropped counts.
+func (w *writer) fold(events []Event) int64 {
+	for i := range w.folds {
+		w.folds[i] = callFold{msgs: w.folds[i].msgs[:0]}
 	}
-	var msgs []*MessageRecord
+	w.folds = w.folds[:0]
+	clear(w.byKey)
+	get := func(key int64) *callFold {
+		i, ok := w.byKey[key]
+		if !ok {
+			i = len(w.folds)
+			w.byKey[key] = i
+			if i < cap(w.folds) {
+				w.folds = w.folds[:i+1]
+			} else {
+				w.folds = append(w.folds, callFold{})
+			}
+			w.folds[i].key = key
+		}
+		return &w.folds[i]
+	}
 	var dropped int64
 	for i := range events {
 		e := &events[i]
@@ -247,283 +246,511 @@ func writeEvents(ctx context.Context, tx *sql.Tx, w *writeStmts, events []Event)
 				c.reqN++
 				c.reqB += m.Size
 			}
-			msgs = append(msgs, m)
+			c.msgs = append(c.msgs, m)
 		case e.End != nil:
 			get(e.End.CallID).end = e.End
 		}
 	}
+	return dropped
+}
 
-	updCall := tx.StmtContext(ctx, w.updCall)
-	var newCalls []any // callCols values per call that starts in this batch
-	for _, id := range order {
-		c := calls[id]
-		var respH any
-		if c.header != nil {
-			respH = mdJSON(c.header.Header)
+const insCall = `INSERT INTO calls(id, method, protocol, backend, authority, peer, content_type, compression,
+	start_ns, deadline_ns, request_headers, response_headers, end_ns, status_code, status_message, status_details,
+	trailers, request_count, response_count, request_bytes, response_bytes, dropped, writer, msgs, bodies)
+	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+
+const updCall = `UPDATE calls SET response_headers = coalesce(?, response_headers),
+	request_count = request_count + ?, response_count = response_count + ?,
+	request_bytes = request_bytes + ?, response_bytes = response_bytes + ?,
+	end_ns = coalesce(?, end_ns), status_code = coalesce(?, status_code),
+	status_message = coalesce(?, status_message), status_details = coalesce(?, status_details),
+	trailers = coalesce(?, trailers), dropped = dropped + ?
+	WHERE id = ?`
+
+// segWrite is what a batch appends to a segment.
+type segWrite struct {
+	sg     *segment
+	base   int64 // where this batch's bodies start
+	n      int64 // bytes this batch appends
+	minID  int64 // calls with bodies in it
+	maxID  int64
+	sealed *segment // the writer's previous segment, sealed by this batch
+}
+
+func (w *writer) writeBatch(events []Event) (err error) {
+	dropped := w.fold(events)
+	if _, err := w.run("BEGIN IMMEDIATE", nil); err != nil {
+		return err
+	}
+	committed := false
+	var sw segWrite
+	registered := false
+	defer func() {
+		if committed {
+			return
 		}
-		var endNS, code, msg, details, trailers any
-		var drops int64
-		if e := c.end; e != nil {
-			endNS, code, msg, details, trailers = e.Time.UnixNano(), e.Code, e.Message, detailsJSON(e.Details), mdJSON(e.Trailers)
-			drops = e.Dropped
+		_, _ = w.run("ROLLBACK", nil)
+		if registered {
+			w.writerID = 0
 		}
-		if c.start == nil {
-			if _, err := updCall.ExecContext(ctx, respH, c.reqN, c.respN, c.reqB, c.respB,
-				endNS, code, msg, details, trailers, drops, id); err != nil {
-				return fmt.Errorf("call %d: %w", id, err)
+		if sw.sg != nil && sw.sg != w.seg {
+			sw.sg.close() // its row, new or adopted, is rolled back with the batch
+		}
+	}()
+	if w.writerID == 0 {
+		if err := w.register(); err != nil {
+			return err
+		}
+		registered = true
+	}
+
+	// Ids for the calls this batch starts, in the order they started.
+	var nNew int64
+	for i := range w.folds {
+		if w.folds[i].start != nil {
+			nNew++
+		}
+	}
+	var firstID, minStart, maxStart int64
+	if nNew > 0 {
+		last, err := w.run(`UPDATE counters SET value = value + ? WHERE name = 'next_call_id' RETURNING value`,
+			func(st *sqlite.Stmt) { st.BindInt64(1, nNew) })
+		if err != nil {
+			return fmt.Errorf("call ids: %w", err)
+		}
+		if last == 0 {
+			return errors.New("call ids: the capture has no next_call_id counter")
+		}
+		firstID = last - nNew + 1
+	}
+	next := firstID
+	w.methods = w.methods[:0]
+	for i := range w.folds {
+		f := &w.folds[i]
+		if f.start != nil {
+			f.id = next
+			next++
+			t := f.start.Time.UnixNano()
+			if f.id == firstID || t < minStart {
+				minStart = t
 			}
+			maxStart = max(maxStart, t)
+			if !containsString(w.methods, f.start.Method) {
+				w.methods = append(w.methods, f.start.Method)
+			}
+		} else {
+			f.id = w.keys[f.key] // 0: its start was never written; skipped
+		}
+	}
+
+	if err := w.prepareSegment(&sw); err != nil {
+		return err
+	}
+	for i := range w.folds {
+		f := &w.folds[i]
+		if f.id == 0 {
 			continue
 		}
-		st := c.start
-		var deadline any
-		if !st.Deadline.IsZero() {
-			deadline = st.Deadline.UnixNano()
+		if err := w.writeCall(f, &sw); err != nil {
+			return fmt.Errorf("call %d: %w", f.id, err)
 		}
-		if respH == nil {
-			respH = "{}"
-		}
-		if trailers == nil {
-			trailers = "{}"
-		}
-		newCalls = append(newCalls, id, st.Method, st.Protocol, st.Backend, st.Authority, st.Peer,
-			st.ContentType, st.Compression, st.Time.UnixNano(), deadline, mdJSON(st.Header), respH,
-			endNS, code, msg, details, trailers, c.reqN, c.respN, c.reqB, c.respB, drops)
 	}
-	if err := execChunked(ctx, tx.StmtContext(ctx, w.insCall), tx.StmtContext(ctx, w.insCalls),
-		newCalls, callCols, callChunk); err != nil {
-		return fmt.Errorf("calls from %d: %w", newCalls[0], err)
-	}
-
-	if len(msgs) > 0 {
-		args := make([]any, 0, 7*len(msgs))
-		for _, m := range msgs {
-			dir := 1
-			if m.Direction == DirResponse {
-				dir = 2
-			}
-			raw := m.Raw
-			if raw == nil {
-				raw = []byte{}
-			}
-			args = append(args, m.CallID, m.Seq, dir, m.Time.UnixNano(), m.Size, m.Truncated, raw)
+	if sw.n > 0 {
+		written, err := sw.sg.writeBodies(sw.base, w.segBodies)
+		clear(w.segBodies) // do not pin the proxy's buffers
+		if err != nil {
+			return err
 		}
-		if err := execChunked(ctx, tx.StmtContext(ctx, w.insMsg), tx.StmtContext(ctx, w.insMsgs), args, 7, msgChunk); err != nil {
-			return fmt.Errorf("messages of call %d from %d: %w", msgs[0].CallID, msgs[0].Seq, err)
+		sw.n = written
+		if _, err := w.run(`UPDATE segments SET bytes = ?, first_call = coalesce(first_call, ?),
+			last_call = max(coalesce(last_call, 0), ?) WHERE id = ?`, func(st *sqlite.Stmt) {
+			st.BindInt64(1, sw.base+sw.n)
+			st.BindInt64(2, sw.minID)
+			st.BindInt64(3, sw.maxID)
+			st.BindInt64(4, sw.sg.id)
+		}); err != nil {
+			return fmt.Errorf("segment %d: %w", sw.sg.id, err)
+		}
+	}
+	if nNew > 0 {
+		methods := "\n" + strings.Join(w.methods, "\n") + "\n"
+		if _, err := w.run(`INSERT INTO batches(first_id, last_id, min_start_ns, max_start_ns, methods) VALUES (?,?,?,?,?)`,
+			func(st *sqlite.Stmt) {
+				st.BindInt64(1, firstID)
+				st.BindInt64(2, firstID+nNew-1)
+				st.BindInt64(3, minStart)
+				st.BindInt64(4, maxStart)
+				st.BindText(5, methods)
+			}); err != nil {
+			return fmt.Errorf("batch row: %w", err)
 		}
 	}
 	if dropped != 0 {
-		if _, err := tx.StmtContext(ctx, w.addDropped).ExecContext(ctx, dropped); err != nil {
+		if _, err := w.run(`UPDATE counters SET value = value + ? WHERE name = 'dropped_events'`,
+			func(st *sqlite.Stmt) { st.BindInt64(1, dropped) }); err != nil {
 			return fmt.Errorf("dropped count: %w", err)
 		}
 	}
+	if _, err := w.run("COMMIT", nil); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	committed = true
+
+	// The batch is in the capture: remember open calls, hand out ids.
+	if sw.sg != nil {
+		if sw.sealed != nil {
+			sw.sealed.close()
+		}
+		w.seg = sw.sg
+		w.seg.committed = sw.base + sw.n
+		w.seg.fresh = false
+	}
+	for i := range w.folds {
+		f := &w.folds[i]
+		switch {
+		case f.id == 0:
+		case f.end != nil:
+			delete(w.keys, f.key)
+		case f.start != nil:
+			w.keys[f.key] = f.id
+		}
+	}
+	for i := range events {
+		e := &events[i]
+		var ref *int64
+		switch {
+		case e.Start != nil:
+			ref = &e.Start.ID
+		case e.Header != nil:
+			ref = &e.Header.CallID
+		case e.Message != nil:
+			ref = &e.Message.CallID
+		case e.End != nil:
+			ref = &e.End.CallID
+		default:
+			continue
+		}
+		if id := w.folds[w.byKey[*ref]].id; id != 0 {
+			*ref = id
+		}
+	}
 	return nil
 }
 
-// execChunked inserts rows of cols values each from args: chunk rows at a
-// time with many (its statement has chunk row groups), the rest one by one
-// with one.
-func execChunked(ctx context.Context, one, many *sql.Stmt, args []any, cols, chunk int) error {
-	for len(args) >= cols*chunk {
-		if _, err := many.ExecContext(ctx, args[:cols*chunk]...); err != nil {
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// writeCall writes one call's part of the batch: its row (a call that
+// starts and ends in the batch is written whole, its messages inline), an
+// update of its row, and a chunk row with its messages.
+func (w *writer) writeCall(f *callFold, sw *segWrite) error {
+	inline := f.start != nil && f.end != nil
+	var msgs, bodies []byte
+	var base int64
+	if len(f.msgs) > 0 {
+		if inline {
+			base = f.start.Time.UnixNano()
+		} else {
+			base = f.msgs[0].Time.UnixNano()
+		}
+		msgs, bodies = w.encodeMessages(f, base, sw)
+	}
+	var respH string
+	if f.header != nil {
+		respH = mdJSON(f.header.Header)
+	}
+	var endNS, code int64
+	var stMsg, details, trailers string
+	var drops int64
+	e := f.end
+	if e != nil {
+		endNS, code, stMsg, details, trailers = e.Time.UnixNano(), int64(e.Code), e.Message, detailsJSON(e.Details), mdJSON(e.Trailers)
+		drops = e.Dropped
+	}
+	if f.start != nil {
+		st, err := w.prep(insCall)
+		if err != nil {
 			return err
 		}
-		args = args[cols*chunk:]
-	}
-	for ; len(args) > 0; args = args[cols:] {
-		if _, err := one.ExecContext(ctx, args[:cols]...); err != nil {
+		s := f.start
+		st.BindInt64(1, f.id)
+		st.BindText(2, s.Method)
+		st.BindText(3, s.Protocol)
+		st.BindText(4, s.Backend)
+		st.BindText(5, s.Authority)
+		st.BindText(6, s.Peer)
+		st.BindText(7, s.ContentType)
+		st.BindText(8, s.Compression)
+		st.BindInt64(9, s.Time.UnixNano())
+		if s.Deadline.IsZero() {
+			st.BindNull(10)
+		} else {
+			st.BindInt64(10, s.Deadline.UnixNano())
+		}
+		st.BindText(11, mdJSON(s.Header))
+		if f.header != nil {
+			st.BindText(12, respH)
+		} else {
+			st.BindText(12, "{}")
+		}
+		if e != nil {
+			st.BindInt64(13, endNS)
+			st.BindInt64(14, code)
+			st.BindText(15, stMsg)
+			st.BindText(16, details)
+			st.BindText(17, trailers)
+		} else {
+			st.BindNull(13)
+			st.BindNull(14)
+			st.BindNull(15)
+			st.BindNull(16)
+			st.BindText(17, "{}")
+		}
+		st.BindInt64(18, f.reqN)
+		st.BindInt64(19, f.respN)
+		st.BindInt64(20, f.reqB)
+		st.BindInt64(21, f.respB)
+		st.BindInt64(22, drops)
+		st.BindInt64(23, w.writerID)
+		if inline && msgs != nil {
+			st.BindText(24, string(msgs))
+			st.BindBytes(25, bodies)
+		} else {
+			st.BindNull(24)
+			st.BindNull(25)
+		}
+		_, err = st.Step()
+		if rerr := st.Reset(); err == nil {
+			err = rerr
+		}
+		if err != nil {
 			return err
+		}
+	} else {
+		st, err := w.prep(updCall)
+		if err != nil {
+			return err
+		}
+		if f.header != nil {
+			st.BindText(1, respH)
+		} else {
+			st.BindNull(1)
+		}
+		st.BindInt64(2, f.reqN)
+		st.BindInt64(3, f.respN)
+		st.BindInt64(4, f.reqB)
+		st.BindInt64(5, f.respB)
+		if e != nil {
+			st.BindInt64(6, endNS)
+			st.BindInt64(7, code)
+			st.BindText(8, stMsg)
+			st.BindText(9, details)
+			st.BindText(10, trailers)
+		} else {
+			for i := 6; i <= 10; i++ {
+				st.BindNull(i)
+			}
+		}
+		st.BindInt64(11, drops)
+		st.BindInt64(12, f.id)
+		_, err = st.Step()
+		if rerr := st.Reset(); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if msgs != nil && !inline {
+		if _, err := w.run(`INSERT INTO chunks(call_id, base_ns, msgs, bodies) VALUES (?,?,?,?)`, func(st *sqlite.Stmt) {
+			st.BindInt64(1, f.id)
+			st.BindInt64(2, base)
+			st.BindText(3, string(msgs))
+			st.BindBytes(4, bodies)
+		}); err != nil {
+			return fmt.Errorf("messages: %w", err)
 		}
 	}
 	return nil
 }
 
-// AddDropped adds n to the capture's count of dropped events.
-func (s *Store) AddDropped(ctx context.Context, n int64) error {
-	if s.readOnly {
-		return ErrReadOnly
+// encodeMessages builds the index (times after base) and inline bodies of
+// f's messages in w's scratch buffers (valid until the next call); bodies
+// of at least SegmentThreshold bytes are queued for sw's segment instead.
+func (w *writer) encodeMessages(f *callFold, base int64, sw *segWrite) (idx, bodies []byte) {
+	w.idx = append(w.idx[:0], '[')
+	w.bodies = w.bodies[:0]
+	for i, m := range f.msgs {
+		e := msgEntry{seq: int64(m.Seq), dir: 1, dt: m.Time.UnixNano() - base, size: m.Size, truncated: m.Truncated,
+			n: int64(len(m.Raw))}
+		if m.Direction == DirResponse {
+			e.dir = 2
+		}
+		if sw.sg != nil && len(m.Raw) >= SegmentThreshold {
+			e.off, e.seg, e.segOff = -1, sw.sg.id, sw.base+sw.n
+			e.crc = crc32.Checksum(m.Raw, castagnoli)
+			w.segBodies = append(w.segBodies, m.Raw)
+			sw.n += int64(len(m.Raw))
+			if sw.minID == 0 {
+				sw.minID = f.id
+			}
+			sw.maxID = max(sw.maxID, f.id)
+		} else {
+			e.off = int64(len(w.bodies))
+			w.bodies = append(w.bodies, m.Raw...)
+		}
+		if i > 0 {
+			w.idx = append(w.idx, ',')
+		}
+		w.idx = appendEntry(w.idx, &e)
 	}
-	_, err := s.wdb.ExecContext(ctx, `UPDATE counters SET value = value + ? WHERE name = 'dropped_events'`, n)
-	if err != nil {
-		return fmt.Errorf("add dropped: %w", err)
+	w.idx = append(w.idx, ']')
+	return w.idx, w.bodies
+}
+
+// prepareSegment readies the segment this batch's large bodies go to,
+// when it has any: the writer's own, or (the first time, or when it is
+// full) an unsealed one whose writer is gone, or a new one.
+func (w *writer) prepareSegment(sw *segWrite) error {
+	clear(w.segBodies)
+	w.segBodies = w.segBodies[:0]
+	var need int64
+	for i := range w.folds {
+		if w.folds[i].id == 0 {
+			continue
+		}
+		for _, m := range w.folds[i].msgs {
+			if len(m.Raw) >= SegmentThreshold {
+				need += int64(len(m.Raw))
+			}
+		}
 	}
+	if need == 0 {
+		return nil
+	}
+	sg := w.seg
+	if sg != nil && sg.committed > 0 && sg.committed+need > w.segMax {
+		if _, err := w.run(`UPDATE segments SET sealed = 1 WHERE id = ?`, func(st *sqlite.Stmt) { st.BindInt64(1, sg.id) }); err != nil {
+			return fmt.Errorf("seal segment %d: %w", sg.id, err)
+		}
+		sw.sealed = sg
+		sg = nil
+	}
+	if sg == nil {
+		var err error
+		if sg, err = w.adoptSegment(); err != nil {
+			return err
+		}
+	}
+	if sg == nil {
+		id, err := w.run(`INSERT INTO segments(id, name, created_ns)
+			SELECT coalesce(max(id), 0) + 1, 'seg-' || (coalesce(max(id), 0) + 1) || '.bin', ? FROM segments RETURNING id`,
+			func(st *sqlite.Stmt) { st.BindInt64(1, time.Now().UnixNano()) })
+		if err != nil {
+			return fmt.Errorf("new segment: %w", err)
+		}
+		f, ok, err := openSegment(SegmentDir(w.path), id, true, true)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("new segment %d: its file is locked by another process", id)
+		}
+		// A file of that name can only be left from a batch that failed.
+		if err := f.Truncate(0); err != nil {
+			f.Close()
+			return fmt.Errorf("new segment %d: %w", id, err)
+		}
+		sg = &segment{id: id, f: f, fresh: true}
+	}
+	sw.sg, sw.base = sg, sg.committed
 	return nil
 }
 
-// MaxID returns the highest call id in the capture (0 when empty). The
-// writer process numbers new calls from there.
-func (s *Store) MaxID(ctx context.Context) (int64, error) {
-	db := s.wdb
-	if db == nil {
-		db = s.rdb
-	}
-	var id sql.NullInt64
-	if err := db.QueryRowContext(ctx, "SELECT max(id) FROM calls").Scan(&id); err != nil {
-		return 0, fmt.Errorf("max id: %w", err)
-	}
-	return id.Int64, nil
-}
-
-// StoppedMessage is the status message of calls closed by CloseOpenCalls.
-const StoppedMessage = "grpctap stopped before the call ended"
-
-// CloseOpenCalls closes calls left open by a proxy that stopped without
-// ending them (a crash, kill -9): they end at their last message (or their
-// start) with status UNAVAILABLE and StoppedMessage. Only the process that
-// writes the capture may call it, before it records anything. It returns
-// how many calls it closed.
-func (s *Store) CloseOpenCalls(ctx context.Context) (int64, error) {
-	if s.readOnly {
-		return 0, ErrReadOnly
-	}
-	res, err := s.wdb.ExecContext(ctx, `UPDATE calls SET
-		end_ns = coalesce((SELECT max(time_ns) FROM messages WHERE call_id = calls.id), start_ns),
-		status_code = 14, status_message = ?, status_details = '[]'
-		WHERE end_ns IS NULL`, StoppedMessage)
-	if err != nil {
-		return 0, fmt.Errorf("close open calls: %w", err)
-	}
-	n, _ := res.RowsAffected()
-	return n, nil
-}
-
-// SaveDescriptors stores a serialized google.protobuf.FileDescriptorSet
-// for a backend, replacing the previous one.
-func (s *Store) SaveDescriptors(ctx context.Context, backend string, fds []byte) error {
-	if s.readOnly {
-		return ErrReadOnly
-	}
-	_, err := s.wdb.ExecContext(ctx, `INSERT INTO descriptors(backend, fds, updated_ns) VALUES (?,?,?)
-		ON CONFLICT(backend) DO UPDATE SET fds = excluded.fds, updated_ns = excluded.updated_ns`,
-		backend, fds, time.Now().UnixNano())
-	if err != nil {
-		return fmt.Errorf("save descriptors for %q: %w", backend, err)
-	}
-	return nil
-}
-
-// Import inserts whole calls, numbering them after the capture's highest id
-// (their ID fields are ignored), in one transaction. It returns the ids
-// given. Not for use while a recorder writes to the same capture.
-func (s *Store) Import(ctx context.Context, calls []CallWithMessages) ([]int64, error) {
-	if s.readOnly {
-		return nil, ErrReadOnly
-	}
-	next, err := s.MaxID(ctx)
+// adoptSegment takes an unsealed segment no live process holds (its
+// writer stopped), cut back to its committed length, or returns nil.
+func (w *writer) adoptSegment() (*segment, error) {
+	st, err := w.prep(`SELECT id, bytes FROM segments WHERE sealed = 0 ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}
-	w, err := s.prepared(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
-	}
-	var events []Event
-	ids := make([]int64, 0, len(calls))
-	for i := range calls {
-		c := &calls[i]
-		next++
-		ids = append(ids, next)
-		events = append(events, Event{Start: &CallStart{
-			ID: next, Method: c.Method, Protocol: c.Protocol, Backend: c.Backend, Authority: c.Authority,
-			Peer: c.Peer, ContentType: c.ContentType, Compression: c.Compression, Time: c.Start, Header: c.RequestHeaders,
-		}})
-		if c.ResponseHeaders != nil {
-			events = append(events, Event{Header: &ResponseHeader{CallID: next, Time: c.Start, Header: c.ResponseHeaders}})
+	type cand struct{ id, bytes int64 }
+	var cands []cand
+	for {
+		row, err := st.Step()
+		if err != nil {
+			st.Reset()
+			return nil, fmt.Errorf("segments: %w", err)
 		}
-		for _, m := range c.Messages {
-			size := m.Size
-			if size == 0 {
-				size = int64(len(m.Raw))
-			}
-			events = append(events, Event{Message: &MessageRecord{CallID: next, Seq: m.Seq, Direction: m.Direction,
-				Time: m.Time, Size: size, Truncated: m.Truncated, Raw: m.Raw}})
+		if !row {
+			break
 		}
-		if c.End != nil {
-			st := c.Status
-			if st == nil {
-				st = &Status{}
-			}
-			events = append(events, Event{End: &CallEnd{CallID: next, Time: *c.End, Code: st.Code, Message: st.Message,
-				Details: st.Details, Trailers: c.Trailers}})
-		}
+		cands = append(cands, cand{st.ColumnInt64(0), st.ColumnInt64(1)})
 	}
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
+	if err := st.Reset(); err != nil {
+		return nil, err
 	}
-	if err := writeEvents(ctx, tx, w, events); err != nil {
-		tx.Rollback()
-		return nil, fmt.Errorf("import: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("import: %w", err)
-	}
-	return ids, nil
-}
-
-// mdJSON encodes metadata as a JSON object with sorted keys, as
-// encoding/json would (readers parse it with encoding/json). It is written
-// by hand because it runs for every call the proxy records: the reflective
-// encoder cost a fifth of the writer's time.
-func mdJSON(md Metadata) string {
-	if len(md) == 0 {
-		return "{}"
-	}
-	keys := make([]string, 0, len(md))
-	n := 2
-	for k, vs := range md {
-		keys = append(keys, k)
-		n += len(k) + 6
-		for _, v := range vs {
-			n += len(v) + 3
-		}
-	}
-	slices.Sort(keys)
-	b := make([]byte, 0, n)
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, k)
-		vs := md[k]
-		if vs == nil {
-			b = append(b, ":null"...) // as encoding/json writes a nil slice
+	for _, c := range cands {
+		f, ok, err := openSegment(SegmentDir(w.path), c.id, false, true)
+		if errors.Is(err, os.ErrNotExist) || (err == nil && !ok) {
 			continue
 		}
-		b = append(b, ':', '[')
-		for j, v := range vs {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, v)
+		if err != nil {
+			return nil, err
 		}
-		b = append(b, ']')
+		// Bytes past the committed length were written by a batch that
+		// never committed; the length is aligned, as writes need.
+		if err := f.Truncate(alignUp(c.bytes)); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("segment %d: %w", c.id, err)
+		}
+		return &segment{id: c.id, f: f, committed: alignUp(c.bytes)}, nil
 	}
-	b = append(b, '}')
-	return string(b)
+	return nil, nil
 }
 
-// appendJSONString appends s as a JSON string. Printable ASCII without
-// quotes or backslashes (nearly every header value) is copied as it is;
-// anything else goes through encoding/json, which also turns invalid UTF-8
-// into U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
+// register adds this process to the capture's writers, in the open
+// transaction.
+func (w *writer) register() error {
+	host, _ := os.Hostname()
+	id, err := w.run(`INSERT INTO writers(name, host, pid, proc_start, started_ns) VALUES (?,?,?,?,?) RETURNING id`,
+		func(st *sqlite.Stmt) {
+			st.BindText(1, w.name)
+			st.BindText(2, host)
+			st.BindInt64(3, int64(os.Getpid()))
+			st.BindText(4, procStart(os.Getpid()))
+			st.BindInt64(5, time.Now().UnixNano())
+		})
+	if err != nil {
+		return fmt.Errorf("register writer: %w", err)
 	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
+	w.writerID = id
+	return nil
 }
 
-func detailsJSON(details [][]byte) string {
-	list := make([]string, len(details))
-	for i, d := range details {
-		list[i] = base64.StdEncoding.EncodeToString(d)
+// procStart returns when process pid started, as the kernel counts it
+// (field 22 of /proc/PID/stat), or "" where that cannot be read. With the
+// pid it tells a writer's process from a later one that reused its pid.
+func procStart(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
 	}
-	b, _ := json.Marshal(list)
-	return string(b)
+	s := string(b)
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
 }

@@ -1,0 +1,194 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"zombiezen.com/go/sqlite"
+)
+
+// AddDropped adds n to the capture's count of dropped events.
+func (s *Store) AddDropped(ctx context.Context, n int64) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	return s.WriteBatch(ctx, []Event{{Dropped: n}})
+}
+
+// MaxID returns the highest call id in the capture (0 when empty).
+func (s *Store) MaxID(ctx context.Context) (int64, error) {
+	var id sql.NullInt64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT max(id) FROM calls").Scan(&id); err != nil {
+		return 0, fmt.Errorf("max id: %w", err)
+	}
+	return id.Int64, nil
+}
+
+// StoppedMessage is the status message of calls closed by CloseOpenCalls.
+const StoppedMessage = "grpctap stopped before the call ended"
+
+// CloseOpenCalls closes the calls left open by writers that are gone (a
+// crash, kill -9, or a clean stop that could not write a call's end): they
+// end at their last message (or their start) with status UNAVAILABLE and
+// StoppedMessage. Calls of processes still recording into the capture are
+// left alone. A writer is gone when it said so on closing, or when it ran
+// on this host and its process (pid and start time) no longer runs. It
+// returns how many calls it closed.
+func (s *Store) CloseOpenCalls(ctx context.Context) (int64, error) {
+	if s.readOnly {
+		return 0, ErrReadOnly
+	}
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conn == nil {
+		return 0, errClosed
+	}
+	host, _ := os.Hostname()
+	type wr struct {
+		id, pid         int64
+		host, procStart string
+		ended           bool
+	}
+	var gone []int64
+	if s.version >= 2 {
+		st, err := w.prep(`SELECT id, host, pid, proc_start, ended_ns IS NOT NULL FROM writers WHERE id != ?`)
+		if err != nil {
+			return 0, fmt.Errorf("close open calls: %w", err)
+		}
+		st.BindInt64(1, w.writerID)
+		var list []wr
+		for {
+			row, err := st.Step()
+			if err != nil {
+				st.Reset()
+				return 0, fmt.Errorf("close open calls: %w", err)
+			}
+			if !row {
+				break
+			}
+			list = append(list, wr{id: st.ColumnInt64(0), host: st.ColumnText(1), pid: st.ColumnInt64(2),
+				procStart: st.ColumnText(3), ended: st.ColumnBool(4)})
+		}
+		st.Reset()
+		for _, x := range list {
+			if x.ended || (x.host == host && !processRuns(int(x.pid), x.procStart)) {
+				gone = append(gone, x.id)
+			}
+		}
+	}
+	// Writer 0: calls written before writers were recorded (schema 1).
+	gone = append(gone, 0)
+	if _, err := w.run("BEGIN IMMEDIATE", nil); err != nil {
+		return 0, fmt.Errorf("close open calls: %w", err)
+	}
+	var total int64
+	for _, id := range gone {
+		_, err := w.run(`UPDATE calls SET
+			end_ns = coalesce((SELECT max(time_ns) FROM messages WHERE call_id = calls.id), start_ns),
+			status_code = 14, status_message = ?, status_details = '[]'
+			WHERE end_ns IS NULL AND writer = ?`, func(st *sqlite.Stmt) {
+			st.BindText(1, StoppedMessage)
+			st.BindInt64(2, id)
+		})
+		total += int64(w.conn.Changes())
+		if err == nil && id != 0 {
+			_, err = w.run(`UPDATE writers SET ended_ns = coalesce(ended_ns, ?) WHERE id = ?`, func(st *sqlite.Stmt) {
+				st.BindInt64(1, time.Now().UnixNano())
+				st.BindInt64(2, id)
+			})
+		}
+		if err != nil {
+			w.run("ROLLBACK", nil)
+			return 0, fmt.Errorf("close open calls: %w", err)
+		}
+	}
+	if _, err := w.run("COMMIT", nil); err != nil {
+		w.run("ROLLBACK", nil)
+		return 0, fmt.Errorf("close open calls: %w", err)
+	}
+	return total, nil
+}
+
+// processRuns reports whether process pid runs and, when start is known,
+// is the one that started then (not a later process with a reused pid).
+func processRuns(pid int, start string) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+		return false
+	}
+	if start == "" {
+		return true
+	}
+	now := procStart(pid)
+	return now == "" || now == start
+}
+
+// SaveDescriptors stores a serialized google.protobuf.FileDescriptorSet
+// for a backend, replacing the previous one.
+func (s *Store) SaveDescriptors(ctx context.Context, backend string, fds []byte) error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	_, err := s.wdb.ExecContext(ctx, `INSERT INTO descriptors(backend, fds, updated_ns) VALUES (?,?,?)
+		ON CONFLICT(backend) DO UPDATE SET fds = excluded.fds, updated_ns = excluded.updated_ns`,
+		backend, fds, time.Now().UnixNano())
+	if err != nil {
+		return fmt.Errorf("save descriptors for %q: %w", backend, err)
+	}
+	return nil
+}
+
+// Import inserts whole calls in one transaction and returns the ids they
+// were given (their ID fields are ignored). Other processes may record
+// into the capture meanwhile.
+func (s *Store) Import(ctx context.Context, calls []CallWithMessages) ([]int64, error) {
+	if s.readOnly {
+		return nil, ErrReadOnly
+	}
+	var events []Event
+	starts := make([]*CallStart, 0, len(calls))
+	for i := range calls {
+		c := &calls[i]
+		key := s.NewKey()
+		start := &CallStart{
+			ID: key, Method: c.Method, Protocol: c.Protocol, Backend: c.Backend, Authority: c.Authority,
+			Peer: c.Peer, ContentType: c.ContentType, Compression: c.Compression, Time: c.Start, Header: c.RequestHeaders,
+		}
+		starts = append(starts, start)
+		events = append(events, Event{Start: start})
+		if c.ResponseHeaders != nil {
+			events = append(events, Event{Header: &ResponseHeader{CallID: key, Time: c.Start, Header: c.ResponseHeaders}})
+		}
+		for _, m := range c.Messages {
+			size := m.Size
+			if size == 0 {
+				size = int64(len(m.Raw))
+			}
+			events = append(events, Event{Message: &MessageRecord{CallID: key, Seq: m.Seq, Direction: m.Direction,
+				Time: m.Time, Size: size, Truncated: m.Truncated, Raw: m.Raw}})
+		}
+		if c.End != nil {
+			st := c.Status
+			if st == nil {
+				st = &Status{}
+			}
+			events = append(events, Event{End: &CallEnd{CallID: key, Time: *c.End, Code: st.Code, Message: st.Message,
+				Details: st.Details, Trailers: c.Trailers}})
+		}
+	}
+	if err := s.WriteBatch(ctx, events); err != nil {
+		return nil, fmt.Errorf("import: %w", err)
+	}
+	ids := make([]int64, len(starts))
+	for i, st := range starts {
+		ids[i] = st.ID
+	}
+	return ids, nil
+}

@@ -1,0 +1,211 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Bodies of at least SegmentThreshold bytes are appended to a segment
+// file in the capture's segment folder (the capture's path plus
+// "-segments") instead of going through SQLite, where every page is
+// written twice (WAL, checkpoint). Each writing process appends to a
+// segment of its own, holding an exclusive flock on it; a batch's bodies go
+// out in one pwritev before the batch's transaction commits, and the
+// segment's committed length (segments.bytes) is updated in that
+// transaction. Bytes past it (a batch that failed, or a process killed
+// between the write and the commit) are never read, and the next writer
+// of the segment writes over them.
+const SegmentThreshold = 16 << 10
+
+// maxSegmentBytes is the size at which a writer seals its segment and
+// starts another (smaller when retention needs finer steps: see Prune).
+const maxSegmentBytes = 256 << 20
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// SegmentDir returns the folder that holds the segment files of the
+// capture at path.
+func SegmentDir(path string) string { return path + "-segments" }
+
+func segmentName(id int64) string { return "seg-" + strconv.FormatInt(id, 10) + ".bin" }
+
+// segment is the file a writer appends bodies to. It is written with
+// O_DIRECT where the file system allows: writes through the page cache
+// cost this process up to ten times the CPU once memory is full of cache
+// (every new page is reclaimed from elsewhere), and the bodies are rarely
+// read again soon. A batch's bodies are copied into an aligned staging
+// buffer and written from there, the last block padded, so the committed
+// length is always a multiple of segAlign.
+type segment struct {
+	id        int64
+	f         *os.File
+	committed int64 // length the capture refers to
+	fresh     bool  // its row was inserted by the open transaction
+	stage     []byte
+}
+
+// segAlign is the alignment of O_DIRECT writes (the file system's block
+// size or a multiple of it); segStage the staging buffer's size.
+const (
+	segAlign = 4096
+	segStage = 4 << 20
+)
+
+// openSegment opens (creating when create) the segment file and takes its
+// flock. It reports false, with no error, when another process holds it.
+// direct asks for O_DIRECT (silently dropped where unsupported).
+func openSegment(dir string, id int64, create, direct bool) (*os.File, bool, error) {
+	flags := os.O_RDWR
+	if create {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, false, fmt.Errorf("segment folder: %w", err)
+		}
+		flags |= os.O_CREATE
+	}
+	name := filepath.Join(dir, segmentName(id))
+	var f *os.File
+	var err error
+	if direct {
+		f, err = os.OpenFile(name, flags|unix.O_DIRECT, 0o644)
+		if errors.Is(err, unix.EINVAL) { // e.g. tmpfs
+			direct = false
+		}
+	}
+	if !direct {
+		f, err = os.OpenFile(name, flags, 0o644)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("segment %d: %w", id, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("segment %d: lock: %w", id, err)
+	}
+	return f, true, nil
+}
+
+// alignUp rounds n up to a multiple of segAlign.
+func alignUp(n int64) int64 { return (n + segAlign - 1) &^ (segAlign - 1) }
+
+// writeBodies writes bodies one after the other from off (a multiple of
+// segAlign), in writes of up to segStage bytes, and returns the length
+// written, padding included.
+func (sg *segment) writeBodies(off int64, bodies [][]byte) (int64, error) {
+	if sg.stage == nil {
+		raw := make([]byte, segStage+segAlign)
+		skip := (segAlign - int(uintptr(unsafe.Pointer(&raw[0]))%segAlign)) % segAlign
+		sg.stage = raw[skip : skip+segStage : skip+segStage]
+	}
+	start := off
+	fill := 0
+	flush := func(n int) error {
+		for done := 0; done < n; {
+			w, err := unix.Pwrite(int(sg.f.Fd()), sg.stage[done:n], off+int64(done))
+			if err != nil {
+				return fmt.Errorf("segment %d: write: %w", sg.id, err)
+			}
+			if w == 0 {
+				return fmt.Errorf("segment %d: write: %w", sg.id, io.ErrShortWrite)
+			}
+			done += w
+		}
+		off += int64(n)
+		return nil
+	}
+	for _, b := range bodies {
+		for len(b) > 0 {
+			n := copy(sg.stage[fill:], b)
+			fill += n
+			b = b[n:]
+			if fill == len(sg.stage) {
+				if err := flush(fill); err != nil {
+					return 0, err
+				}
+				fill = 0
+			}
+		}
+	}
+	if fill > 0 {
+		padded := int(alignUp(int64(fill)))
+		clear(sg.stage[fill:padded])
+		if err := flush(padded); err != nil {
+			return 0, err
+		}
+	}
+	return off - start, nil
+}
+
+func (sg *segment) close() {
+	if sg != nil && sg.f != nil {
+		sg.f.Close() // releases the flock
+		sg.f = nil
+	}
+}
+
+// segmentReader reads bodies from a capture's segments for the read side;
+// it keeps files open, as segments are append-only.
+type segmentReader struct {
+	dir   string
+	mu    sync.Mutex
+	files map[int64]*os.File
+}
+
+func (r *segmentReader) read(seg, off, n int64, crc uint32) ([]byte, error) {
+	r.mu.Lock()
+	f := r.files[seg]
+	if f == nil {
+		var err error
+		f, err = os.Open(filepath.Join(r.dir, segmentName(seg)))
+		if err != nil {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("body in segment %d: %w", seg, err)
+		}
+		if r.files == nil {
+			r.files = map[int64]*os.File{}
+		}
+		r.files[seg] = f
+	}
+	r.mu.Unlock()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, off); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("body in segment %d at %d: the file is shorter than the capture says", seg, off)
+		}
+		return nil, fmt.Errorf("body in segment %d: %w", seg, err)
+	}
+	if crc32.Checksum(b, castagnoli) != crc {
+		return nil, fmt.Errorf("body in segment %d at %d: checksum mismatch (damaged file)", seg, off)
+	}
+	return b, nil
+}
+
+// forget closes a segment's file (it was deleted by retention).
+func (r *segmentReader) forget(seg int64) {
+	r.mu.Lock()
+	if f := r.files[seg]; f != nil {
+		f.Close()
+		delete(r.files, seg)
+	}
+	r.mu.Unlock()
+}
+
+func (r *segmentReader) close() {
+	r.mu.Lock()
+	for id, f := range r.files {
+		f.Close()
+		delete(r.files, id)
+	}
+	r.mu.Unlock()
+}
