@@ -66,6 +66,10 @@ func (s *Store) Prune(ctx context.Context, olderThan time.Time, maxBytes int64) 
 			if d == 0 {
 				break
 			}
+			// Segments count in the size: give back those now unused.
+			if err := s.dropSegments(ctx); err != nil {
+				return total, err
+			}
 		}
 	}
 	if total > 0 {
@@ -83,6 +87,11 @@ func (s *Store) Prune(ctx context.Context, olderThan time.Time, maxBytes int64) 
 // (no call in the id range of the bodies they hold) and that no writer
 // holds, and the batch rows whose calls are all gone.
 func (s *Store) dropSegments(ctx context.Context) error {
+	if s.w != nil {
+		if err := s.w.retireSegment(); err != nil {
+			return fmt.Errorf("prune: %w", err)
+		}
+	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("prune: segments: %w", err)

@@ -12,8 +12,10 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	msqlite "modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // ApplicationID marks an SQLite file as a grpctap capture ("gtap").
@@ -80,6 +82,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		opts.ReadConns = 4
 	}
 	exists, err := checkHeader(path)
+	// Another process may be creating the file right now: a header read
+	// in the middle of its first write is incomplete. A real foreign or
+	// damaged file says the same thing again a moment later.
+	for try := 1; errors.Is(err, ErrNotCapture) && try <= 4; try++ {
+		time.Sleep(time.Duration(try) * 25 * time.Millisecond)
+		exists, err = checkHeader(path)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +106,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s := &Store{path: path, readOnly: opts.ReadOnly, version: schemaVersion(), segs: segmentReader{dir: SegmentDir(path)}}
 	if !opts.ReadOnly {
 		params := []string{"_txlock=immediate",
-			"_pragma=journal_mode(WAL)", "_pragma=synchronous(NORMAL)", "_pragma=cache_size(-16384)",
+			"_pragma=synchronous(NORMAL)", "_pragma=cache_size(-16384)",
 			// Multi-row INSERTs keep a statement journal; in memory it costs
 			// no write system calls.
 			"_pragma=temp_store(MEMORY)"}
@@ -112,10 +121,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.wdb.SetMaxIdleConns(1)
 		s.wdb.SetConnMaxLifetime(0)
 		s.wdb.SetConnMaxIdleTime(0)
-		var mode string
-		if err := s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		mode, err := setWAL(ctx, s.wdb)
+		if err != nil {
 			s.wdb.Close()
-			return nil, fmt.Errorf("open %s: %w", path, err)
+			return nil, fmt.Errorf("open %s: set WAL mode: %w", path, err)
 		}
 		if !strings.EqualFold(mode, "wal") {
 			s.wdb.Close()
@@ -127,7 +136,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		}
 		if s.w, err = openWriter(path, opts); err != nil {
 			s.wdb.Close()
-			return nil, fmt.Errorf("open %s: %w", path, err)
+			return nil, fmt.Errorf("open %s: writer: %w", path, err)
 		}
 	}
 	s.rdb, err = sql.Open("sqlite", dsn(path, "_pragma=query_only(1)"))
@@ -139,9 +148,31 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s.rdb.SetMaxIdleConns(opts.ReadConns)
 	if err := s.rdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&s.version); err != nil {
 		s.closeDBs()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, fmt.Errorf("open %s: read schema version: %w", path, err)
 	}
 	return s, nil
+}
+
+// setWAL turns on WAL mode (persistent: a no-op once a file has it) and
+// returns the journal mode in force. Switching needs the file to itself,
+// and SQLite answers "busy" at once, without waiting, while another process
+// reads it (as when several processes start on a new capture together), so
+// this waits and tries again, for up to 10 s.
+func setWAL(ctx context.Context, db *sql.DB) (string, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for try := 1; ; try++ {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+		var se *msqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return mode, err
+		}
+		select {
+		case <-time.After(time.Duration(min(try, 20)) * 5 * time.Millisecond):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
 }
 
 // Path returns the file the store was opened on.

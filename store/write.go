@@ -754,3 +754,27 @@ func procStart(pid int) string {
 	}
 	return fields[19]
 }
+
+// retireSegment seals and lets go of the writer's segment when no call
+// refers to it any more (retention deleted them all), so that retention
+// can delete it; the next large body starts another.
+func (w *writer) retireSegment() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seg == nil || w.conn == nil {
+		return nil
+	}
+	id := w.seg.id
+	unused, err := w.run(`SELECT first_call IS NOT NULL AND NOT EXISTS
+		(SELECT 1 FROM calls WHERE id BETWEEN segments.first_call AND segments.last_call) FROM segments WHERE id = ?`,
+		func(st *sqlite.Stmt) { st.BindInt64(1, id) })
+	if err != nil || unused == 0 {
+		return err
+	}
+	if _, err := w.run(`UPDATE segments SET sealed = 1 WHERE id = ?`, func(st *sqlite.Stmt) { st.BindInt64(1, id) }); err != nil {
+		return fmt.Errorf("seal segment %d: %w", id, err)
+	}
+	w.seg.close()
+	w.seg = nil
+	return nil
+}

@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Compact writes the capture to out as one self-contained file: every
+// body kept in a segment file is put back inline, so out needs no
+// segment folder (for sharing, attaching to a bug). The capture itself is
+// only read and may be recorded into meanwhile: out holds what was
+// committed when Compact started. out must not exist.
+func (s *Store) Compact(ctx context.Context, out string) (err error) {
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("compact: %s exists (give a new file)", out)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("compact: %w", err)
+	}
+	// VACUUM INTO reads one snapshot and writes a fresh, defragmented copy.
+	src, err := sql.Open("sqlite", dsn(s.path, "mode=ro"))
+	if err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
+	_, err = src.ExecContext(ctx, "VACUUM INTO ?", out)
+	src.Close()
+	if err != nil {
+		os.Remove(out)
+		return fmt.Errorf("compact %s into %s: %w", s.path, out, err)
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(out)
+			os.RemoveAll(SegmentDir(out))
+		}
+	}()
+	dst, err := Open(ctx, out, Options{})
+	if err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
+	defer func() { err = errors.Join(err, dst.Close()) }()
+	if dst.version < 2 {
+		return nil // a v1 capture is migrated by Open; it had no segments
+	}
+	for _, table := range []string{"calls", "chunks"} {
+		if err := s.inlineSegments(ctx, dst, table); err != nil {
+			return fmt.Errorf("compact: %w", err)
+		}
+	}
+	if _, err := dst.wdb.ExecContext(ctx, "DELETE FROM segments"); err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
+	return nil
+}
+
+// inlineSegments rewrites the rows of table in dst whose index points into
+// segments (read from s's segment files) with those bodies inline.
+func (s *Store) inlineSegments(ctx context.Context, dst *Store, table string) error {
+	const step = 256
+	var after int64
+	for {
+		rows, err := dst.wdb.QueryContext(ctx, "SELECT id, msgs, bodies FROM "+table+
+			" WHERE id > ? AND msgs LIKE '%,-1,%' ORDER BY id LIMIT ?", after, step)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			id     int64
+			msgs   string
+			bodies []byte
+		}
+		var list []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.id, &r.msgs, &r.bodies); err != nil {
+				rows.Close()
+				return err
+			}
+			list = append(list, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			return nil
+		}
+		tx, err := dst.wdb.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		for _, r := range list {
+			entries, err := parseIndex(r.msgs)
+			if err != nil {
+				tx.Rollback()
+				return fmt.Errorf("%s row %d: %w", table, r.id, err)
+			}
+			var idx strings.Builder
+			idx.WriteByte('[')
+			bodies := r.bodies
+			for i := range entries {
+				e := &entries[i]
+				if e.off < 0 {
+					b, err := s.segs.read(e.seg, e.segOff, e.n, e.crc)
+					if err != nil {
+						tx.Rollback()
+						return fmt.Errorf("%s row %d: %w", table, r.id, err)
+					}
+					e.off, e.seg, e.segOff, e.crc = int64(len(bodies)), 0, 0, 0
+					bodies = append(bodies, b...)
+				}
+				if i > 0 {
+					idx.WriteByte(',')
+				}
+				idx.Write(appendEntry(nil, e))
+			}
+			idx.WriteByte(']')
+			if _, err := tx.ExecContext(ctx, "UPDATE "+table+" SET msgs = ?, bodies = ? WHERE id = ?", idx.String(), bodies, r.id); err != nil {
+				tx.Rollback()
+				return err
+			}
+			after = r.id
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+}
