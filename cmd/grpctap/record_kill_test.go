@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -188,6 +189,14 @@ func killScenario(t *testing.T, cmd *exec.Cmd, fromStderr bool, db string) {
 			t.Fatal(err)
 		}
 	}
+	// Bodies large enough for the segment folder.
+	big := func(i int) []byte { return bytes.Repeat([]byte{byte(i), 0xb1}, 20<<10) }
+	for i := 0; i < 3; i++ {
+		req, resp := big(i), []byte(nil)
+		if err := cc.Invoke(ctx, "/kill.K/Big", &req, &resp); err != nil {
+			t.Fatal(err)
+		}
+	}
 	streams := make([]grpc.ClientStream, 4)
 	for i := range streams {
 		cs, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/kill.K/Stream")
@@ -231,6 +240,9 @@ func killScenario(t *testing.T, cmd *exec.Cmd, fromStderr bool, db string) {
 			for j := 0; ; j++ {
 				var resp []byte
 				req := []byte(fmt.Sprintf("burst %d %d", i, j))
+				if i == 0 {
+					req = big(j) // segment writes cut off by the kill too
+				}
 				if err := cc.Invoke(ctx, "/kill.K/Burst", &req, &resp); err != nil {
 					return
 				}
@@ -282,11 +294,39 @@ func killScenario(t *testing.T, cmd *exec.Cmd, fromStderr bool, db string) {
 			t.Errorf("stream %d: %d/%d messages, want 5/5", c.ID, c.RequestCount, c.ResponseCount)
 		}
 	}
+	bigCalls, err := st.ListCalls(context.Background(), store.Filter{Method: "/kill.K/Big"})
+	if err != nil || len(bigCalls) != 3 {
+		t.Fatalf("%d large-body calls recorded (%v), want 3", len(bigCalls), err)
+	}
+	for i, c := range bigCalls {
+		full, err := st.GetCall(context.Background(), c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range full.Messages {
+			if !bytes.Equal(m.Raw, big(i)) || m.BodyError != "" {
+				t.Errorf("call %d message %d: %d bytes back, %q", c.ID, m.Seq, len(m.Raw), m.BodyError)
+			}
+		}
+	}
+	// Burst calls with large bodies read back whole or not at all.
+	burst, _ := st.ListCalls(context.Background(), store.Filter{Method: "/kill.K/Burst"})
+	for _, c := range burst {
+		full, err := st.GetCall(context.Background(), c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range full.Messages {
+			if m.BodyError != "" || int64(len(m.Raw)) != m.Size {
+				t.Errorf("burst call %d message %d: %d of %d bytes, %q", c.ID, m.Seq, len(m.Raw), m.Size, m.BodyError)
+			}
+		}
+	}
 	all, _ := st.ListCalls(context.Background(), store.Filter{})
 	for _, c := range all {
 		if c.State != "closed" {
 			t.Errorf("call %d still open", c.ID)
 		}
 	}
-	t.Logf("%d calls in the capture after the kill (%d burst calls)", len(all), len(all)-24)
+	t.Logf("%d calls in the capture after the kill (%d burst calls)", len(all), len(all)-27)
 }
