@@ -180,7 +180,7 @@ func (s *Store) Import(ctx context.Context, calls []CallWithMessages) ([]int64, 
 				st = &Status{}
 			}
 			events = append(events, Event{End: &CallEnd{CallID: key, Time: *c.End, Code: st.Code, Message: st.Message,
-				Details: st.Details, Trailers: c.Trailers}})
+				Details: st.Details, Trailers: c.Trailers, Dropped: c.DroppedEvents}})
 		}
 	}
 	if err := s.WriteBatch(ctx, events); err != nil {

@@ -20,15 +20,17 @@ func newImportCmd() *cobra.Command {
 	var db string
 	cmd := &cobra.Command{
 		Use:   "import FILE [--db PATH]",
-		Short: "Import a grpc-dump JSON stream into a capture",
-		Long: `import reads the JSON stream written by grpc-dump (github.com/bradleyjkemp/grpc-tools)
-and adds its calls to a capture, numbered after the calls already there.
-Both of grpc-dump's layouts are read: one object per call (service, method,
-messages, error, metadata) and one object per event (type rpc, message,
-status, joined by id). Use '-' to read standard input.
+		Short: "Import calls from grpctap's export or a grpc-dump stream into a capture",
+		Long: `import adds calls to a capture (created if missing), numbered after those
+already there. It reads grpctap's own NDJSON ('grpctap export': every field
+of each call and its messages kept) and the JSON stream written by grpc-dump
+(github.com/bradleyjkemp/grpc-tools), both of its layouts: one object per
+call (service, method, messages, error, metadata) and one object per event
+(type rpc, message, status, joined by id). Use '-' to read standard input.
 
-Do not import into a capture a proxy is recording to.`,
-		Example: `  grpc-dump --port 12345 > dump.json
+Proxies may be recording into the capture meanwhile.`,
+		Example: `  grpctap export --db old.db --since 1h | grpctap import - --db shared.db
+  grpc-dump --port 12345 > dump.json
   grpctap import dump.json && grpctap calls`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -41,7 +43,7 @@ Do not import into a capture a proxy is recording to.`,
 				defer f.Close()
 				r = f
 			}
-			calls, err := parseGRPCDump(r)
+			calls, err := parseImport(r)
 			if err != nil {
 				return fmt.Errorf("import %s: %w", args[0], err)
 			}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/grpctap/grpctap/store"
+)
+
+// parseImport reads what 'grpctap import' accepts: grpctap's own NDJSON
+// (from 'export' or 'show --json': one call with its messages a line), told
+// apart by its first object, or else a grpc-dump stream.
+func parseImport(r io.Reader) ([]store.CallWithMessages, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	dec := json.NewDecoder(br)
+	var first json.RawMessage
+	if err := dec.Decode(&first); errors.Is(err, io.EOF) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("object 1: %w", err)
+	}
+	var probe struct {
+		State          *string         `json:"state"`
+		RequestHeaders json.RawMessage `json:"request_headers"`
+		Messages       json.RawMessage `json:"messages"`
+	}
+	_ = json.Unmarshal(first, &probe)
+	rest := io.MultiReader(bytes.NewReader(first), dec.Buffered(), br)
+	if probe.State == nil || probe.RequestHeaders == nil {
+		return parseGRPCDump(rest)
+	}
+	if probe.Messages == nil {
+		return nil, errors.New("object 1 is a call without its messages ('grpctap calls --json'); import what 'grpctap export' writes")
+	}
+	return parseExport(rest)
+}
+
+// parseExport reads grpctap's NDJSON of whole calls.
+func parseExport(r io.Reader) ([]store.CallWithMessages, error) {
+	dec := json.NewDecoder(r)
+	var calls []store.CallWithMessages
+	for n := 1; ; n++ {
+		var c store.CallWithMessages
+		if err := dec.Decode(&c); errors.Is(err, io.EOF) {
+			return calls, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("object %d: %w", n, err)
+		}
+		if err := checkExported(&c); err != nil {
+			return nil, fmt.Errorf("object %d (call %d): %w", n, c.ID, err)
+		}
+		calls = append(calls, c)
+	}
+}
+
+// earliest and latest bound the times an exported call may have.
+var (
+	earliest = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+	latest   = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func checkExported(c *store.CallWithMessages) error {
+	if svc, m := store.SplitMethod(c.Method); !strings.HasPrefix(c.Method, "/") || svc == "" || m == "" {
+		return fmt.Errorf("method %q is not /package.Service/Method", c.Method)
+	}
+	inRange := func(what string, t time.Time) error {
+		if t.Before(earliest) || t.After(latest) {
+			return fmt.Errorf("%s %s is not a plausible time", what, t.Format(time.RFC3339Nano))
+		}
+		return nil
+	}
+	if err := inRange("start", c.Start); err != nil {
+		return err
+	}
+	if c.End != nil {
+		if err := inRange("end", *c.End); err != nil {
+			return err
+		}
+		if c.Status == nil {
+			return errors.New("a closed call without a status")
+		}
+	}
+	if c.Status != nil && (c.Status.Code < 0 || c.Status.Code > 16) {
+		return fmt.Errorf("status code %d is not a gRPC code (0-16)", c.Status.Code)
+	}
+	for _, m := range c.Messages {
+		if m.Direction != store.DirRequest && m.Direction != store.DirResponse {
+			return fmt.Errorf("message %d: direction %q", m.Seq, m.Direction)
+		}
+		if err := inRange(fmt.Sprintf("message %d time", m.Seq), m.Time); err != nil {
+			return err
+		}
+		if m.Size < int64(len(m.Raw)) {
+			return fmt.Errorf("message %d: size %d smaller than its %d bytes", m.Seq, m.Size, len(m.Raw))
+		}
+	}
+	return nil
+}
