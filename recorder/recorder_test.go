@@ -754,7 +754,9 @@ func TestFullDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := bytes.Repeat([]byte{7}, 2000)
+	// Bodies kept in SQLite (below store.SegmentThreshold), which
+	// MaxPages fills like a full disk.
+	body := bytes.Repeat([]byte{7}, store.SegmentThreshold-100)
 	start := time.Now()
 	for i := 0; i < 200; i++ {
 		co := r.StartCall(&proxy.CallStart{Method: "/a/b", Time: time.Now()})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 )
 
 // Compact writes the capture to out as one self-contained file: every
@@ -56,26 +55,22 @@ func (s *Store) Compact(ctx context.Context, out string) (err error) {
 	return nil
 }
 
-// inlineSegments rewrites the rows of table in dst whose index points into
-// segments (read from s's segment files) with those bodies inline.
+// inlineSegments puts the bodies of table's rows in dst that are kept in
+// segments (read from s's segment files) back into their rows.
 func (s *Store) inlineSegments(ctx context.Context, dst *Store, table string) error {
 	const step = 256
 	var after int64
 	for {
-		rows, err := dst.wdb.QueryContext(ctx, "SELECT id, msgs, bodies FROM "+table+
-			" WHERE id > ? AND msgs LIKE '%,-1,%' ORDER BY id LIMIT ?", after, step)
+		rows, err := dst.wdb.QueryContext(ctx, "SELECT id, seg, seg_off, seg_len, seg_crc FROM "+table+
+			" WHERE id > ? AND seg IS NOT NULL ORDER BY id LIMIT ?", after, step)
 		if err != nil {
 			return err
 		}
-		type row struct {
-			id     int64
-			msgs   string
-			bodies []byte
-		}
+		type row struct{ id, seg, off, n, crc int64 }
 		var list []row
 		for rows.Next() {
 			var r row
-			if err := rows.Scan(&r.id, &r.msgs, &r.bodies); err != nil {
+			if err := rows.Scan(&r.id, &r.seg, &r.off, &r.n, &r.crc); err != nil {
 				rows.Close()
 				return err
 			}
@@ -93,32 +88,13 @@ func (s *Store) inlineSegments(ctx context.Context, dst *Store, table string) er
 			return err
 		}
 		for _, r := range list {
-			entries, err := parseIndex(r.msgs)
+			b, err := s.segs.read(r.seg, r.off, r.n, uint32(r.crc))
 			if err != nil {
 				tx.Rollback()
 				return fmt.Errorf("%s row %d: %w", table, r.id, err)
 			}
-			var idx strings.Builder
-			idx.WriteByte('[')
-			bodies := r.bodies
-			for i := range entries {
-				e := &entries[i]
-				if e.off < 0 {
-					b, err := s.segs.read(e.seg, e.segOff, e.n, e.crc)
-					if err != nil {
-						tx.Rollback()
-						return fmt.Errorf("%s row %d: %w", table, r.id, err)
-					}
-					e.off, e.seg, e.segOff, e.crc = int64(len(bodies)), 0, 0, 0
-					bodies = append(bodies, b...)
-				}
-				if i > 0 {
-					idx.WriteByte(',')
-				}
-				idx.Write(appendEntry(nil, e))
-			}
-			idx.WriteByte(']')
-			if _, err := tx.ExecContext(ctx, "UPDATE "+table+" SET msgs = ?, bodies = ? WHERE id = ?", idx.String(), bodies, r.id); err != nil {
+			if _, err := tx.ExecContext(ctx, "UPDATE "+table+
+				" SET bodies = ?, seg = NULL, seg_off = NULL, seg_len = NULL, seg_crc = NULL WHERE id = ?", b, r.id); err != nil {
 				tx.Rollback()
 				return err
 			}

@@ -8,20 +8,19 @@ import (
 
 // Messages are stored a batch at a time: one row (a call's own row when the
 // call starts and ends in one batch, else a row of chunks) holds an index
-// (msgs, JSON text) and the bodies it points into (bodies, one BLOB). The
-// index is a JSON array with one array per message:
+// (msgs, JSON text) and the bodies it points into, one after the other:
+// inline (bodies, one BLOB), or, from SegmentThreshold bytes, in a segment
+// file (seg, seg_off, seg_len, seg_crc). The index is a JSON array with one
+// array per message:
 //
 //	[seq, direction, dt_ns, size, truncated, len, off]
-//	[seq, direction, dt_ns, size, truncated, len, -1, segment, segment_off, crc32c]
 //
 // direction is 1 (request) or 2 (response); dt_ns is the message's time
 // after the row's base time (the call's start_ns for a call's own row, the
 // chunk's base_ns for a chunk: short numbers, cheap to write and store);
-// size is the message's full size;
-// len the bytes kept. off >= 0: the body is bodies[off:off+len]. off = -1:
-// the body is in segment file segment (segments.id) at segment_off, with a
-// CRC-32C (Castagnoli) of its bytes. JSON, not a binary format, so that
-// the messages view can show the rows with SQLite's json_each.
+// size is the message's full size; len the bytes kept, at off in the row's
+// bodies. JSON, not a binary format, so that the messages view can show the
+// rows with SQLite's json_each.
 
 // msgEntry is one message of an index.
 type msgEntry struct {
@@ -31,10 +30,7 @@ type msgEntry struct {
 	size      int64
 	truncated bool
 	n         int64 // bytes kept
-	off       int64 // in bodies; -1: in a segment
-	seg       int64
-	segOff    int64
-	crc       uint32
+	off       int64 // in the row's bodies
 }
 
 // appendEntry appends e's JSON array to b (without a separating comma).
@@ -55,14 +51,6 @@ func appendEntry(b []byte, e *msgEntry) []byte {
 	b = strconv.AppendInt(b, e.n, 10)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, e.off, 10)
-	if e.off < 0 {
-		b = append(b, ',')
-		b = strconv.AppendInt(b, e.seg, 10)
-		b = append(b, ',')
-		b = strconv.AppendInt(b, e.segOff, 10)
-		b = append(b, ',')
-		b = strconv.AppendUint(b, uint64(e.crc), 10)
-	}
 	return append(b, ']')
 }
 
@@ -80,7 +68,7 @@ func parseIndex(s string) ([]msgEntry, error) {
 		return out, p.end()
 	}
 	for {
-		var vals [10]int64
+		var vals [7]int64
 		n := 0
 		if !p.eat('[') {
 			return nil, fmt.Errorf("%w: %.40q", errBadIndex, s)
@@ -100,11 +88,7 @@ func parseIndex(s string) ([]msgEntry, error) {
 			}
 		}
 		e := msgEntry{seq: vals[0], dir: vals[1], dt: vals[2], size: vals[3], truncated: vals[4] != 0, n: vals[5], off: vals[6]}
-		switch {
-		case n == 7 && e.off >= 0:
-		case n == 10 && e.off == -1:
-			e.seg, e.segOff, e.crc = vals[7], vals[8], uint32(vals[9])
-		default:
+		if n != len(vals) || e.off < 0 || e.n < 0 {
 			return nil, fmt.Errorf("%w: %.40q", errBadIndex, s)
 		}
 		out = append(out, e)

@@ -294,11 +294,13 @@ func direction(dir int) string {
 	return DirRequest
 }
 
-// batchMessages appends the messages stored a batch at a time (inline in
-// the call's row and in its chunks) to out.
+// batchMessages appends the messages stored a batch at a time (with the
+// call's row and in its chunks) to out.
 func (s *Store) batchMessages(ctx context.Context, callID int64, out *[]Message) error {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT start_ns, msgs, bodies FROM calls WHERE id = ?1 AND msgs IS NOT NULL
-		UNION ALL SELECT * FROM (SELECT base_ns, msgs, bodies FROM chunks WHERE call_id = ?1 ORDER BY id)`, callID)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT start_ns, msgs, bodies, seg, seg_off, seg_len, seg_crc
+		FROM calls WHERE id = ?1 AND msgs IS NOT NULL
+		UNION ALL SELECT * FROM (SELECT base_ns, msgs, bodies, seg, seg_off, seg_len, seg_crc
+		FROM chunks WHERE call_id = ?1 ORDER BY id)`, callID)
 	if err != nil {
 		return err
 	}
@@ -307,29 +309,29 @@ func (s *Store) batchMessages(ctx context.Context, callID int64, out *[]Message)
 		var base int64
 		var idx string
 		var bodies []byte
-		if err := rows.Scan(&base, &idx, &bodies); err != nil {
+		var seg, segOff, segLen, segCRC sql.NullInt64
+		if err := rows.Scan(&base, &idx, &bodies, &seg, &segOff, &segLen, &segCRC); err != nil {
 			return err
 		}
 		entries, err := parseIndex(idx)
 		if err != nil {
 			return err
 		}
+		var bodyErr string
+		if seg.Valid {
+			bodies, err = s.segs.read(seg.Int64, segOff.Int64, segLen.Int64, uint32(segCRC.Int64))
+			if err != nil {
+				bodyErr = err.Error()
+			}
+		}
 		for _, e := range entries {
 			m := Message{Seq: int(e.seq), Direction: direction(int(e.dir)), Time: time.Unix(0, base+e.dt).UTC(),
-				Size: e.size, Truncated: e.truncated, Raw: []byte{}}
-			switch {
-			case e.off >= 0:
+				Size: e.size, Truncated: e.truncated, Raw: []byte{}, BodyError: bodyErr}
+			if bodyErr == "" {
 				if e.off+e.n > int64(len(bodies)) {
 					return fmt.Errorf("%w: message %d past the end of its bodies", errBadIndex, e.seq)
 				}
 				m.Raw = bodies[e.off : e.off+e.n : e.off+e.n]
-			default:
-				b, err := s.segs.read(e.seg, e.segOff, e.n, e.crc)
-				if err != nil {
-					m.BodyError = err.Error()
-				} else {
-					m.Raw = b
-				}
 			}
 			*out = append(*out, m)
 		}

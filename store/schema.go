@@ -68,8 +68,9 @@ CREATE TABLE descriptors (
 	// 2: store v2. Ids come from the capture (counters.next_call_id, taken
 	// in the writer's transaction), so any number of processes can write
 	// one file. Messages are stored one row per call per batch (chunks),
-	// or inline in the calls row when the call starts and ends in one
-	// batch; large bodies go to segment files beside the capture. The
+	// or in the calls row when the call starts and ends in one batch; a
+	// row's bodies go to a segment file beside the capture from
+	// SegmentThreshold bytes. The
 	// start, method and status indexes gave way to one row per batch
 	// (batches: its id range, earliest and latest start, methods) and a partial
 	// index of failed calls. The messages view shows every message as a
@@ -81,15 +82,23 @@ DROP INDEX calls_method;
 DROP INDEX calls_status;
 CREATE INDEX calls_failed ON calls(status_code) WHERE status_code != 0;
 ALTER TABLE calls ADD COLUMN writer INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE calls ADD COLUMN msgs   TEXT;   -- index of the messages inline in bodies (see msgindex.go)
-ALTER TABLE calls ADD COLUMN bodies BLOB;
+ALTER TABLE calls ADD COLUMN msgs    TEXT;     -- index of the messages stored with the row (msgindex.go)
+ALTER TABLE calls ADD COLUMN bodies  BLOB;     -- their bodies, or NULL when in a segment:
+ALTER TABLE calls ADD COLUMN seg     INTEGER;  -- segments.id
+ALTER TABLE calls ADD COLUMN seg_off INTEGER;
+ALTER TABLE calls ADD COLUMN seg_len INTEGER;
+ALTER TABLE calls ADD COLUMN seg_crc INTEGER;  -- CRC-32C (Castagnoli) of the bytes
 
 CREATE TABLE chunks (
 	id      INTEGER PRIMARY KEY,
 	call_id INTEGER NOT NULL,
 	base_ns INTEGER NOT NULL,   -- the times in msgs count from it
 	msgs    TEXT    NOT NULL,
-	bodies  BLOB    NOT NULL
+	bodies  BLOB,               -- as in calls: inline, or in a segment
+	seg     INTEGER,
+	seg_off INTEGER,
+	seg_len INTEGER,
+	seg_crc INTEGER
 );
 CREATE INDEX chunks_call ON chunks(call_id);
 
@@ -131,13 +140,11 @@ UPDATE batches SET methods = char(10) || (SELECT group_concat(m, char(10)) FROM
 
 CREATE VIEW messages(call_id, seq, direction, time_ns, size, truncated, raw, segment, segment_offset) AS
 	SELECT c.id, m.value->>0, m.value->>1, c.start_ns + (m.value->>2), m.value->>3, m.value->>4,
-		CASE WHEN m.value->>6 >= 0 THEN substr(c.bodies, m.value->>6 + 1, m.value->>5) END,
-		m.value->>7, m.value->>8
+		substr(c.bodies, m.value->>6 + 1, m.value->>5), c.seg, c.seg_off + (m.value->>6)
 	FROM calls c, json_each(c.msgs) m WHERE c.msgs IS NOT NULL
 	UNION ALL
 	SELECT k.call_id, m.value->>0, m.value->>1, k.base_ns + (m.value->>2), m.value->>3, m.value->>4,
-		CASE WHEN m.value->>6 >= 0 THEN substr(k.bodies, m.value->>6 + 1, m.value->>5) END,
-		m.value->>7, m.value->>8
+		substr(k.bodies, m.value->>6 + 1, m.value->>5), k.seg, k.seg_off + (m.value->>6)
 	FROM chunks k, json_each(k.msgs) m
 	UNION ALL
 	SELECT call_id, seq, direction, time_ns, size, truncated, raw, NULL, NULL FROM messages_v1;

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -12,19 +14,21 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+	msqlite "modernc.org/sqlite"
 )
 
-// Bodies of at least SegmentThreshold bytes are appended to a segment
-// file in the capture's segment folder (the capture's path plus
-// "-segments") instead of going through SQLite, where every page is
-// written twice (WAL, checkpoint). Each writing process appends to a
+// A row's bodies (one call's messages of one batch) of SegmentThreshold
+// bytes or more are appended to a segment file in the capture's segment
+// folder (the capture's path plus "-segments") instead of going through
+// SQLite, where every page is written twice (WAL, checkpoint) and each
+// byte cost the writer about 4 ns against 0.3 ns here. Each writing process appends to a
 // segment of its own, holding an exclusive flock on it; a batch's bodies go
 // out in one pwritev before the batch's transaction commits, and the
 // segment's committed length (segments.bytes) is updated in that
 // transaction. Bytes past it (a batch that failed, or a process killed
 // between the write and the commit) are never read, and the next writer
 // of the segment writes over them.
-const SegmentThreshold = 16 << 10
+const SegmentThreshold = 1 << 10
 
 // maxSegmentBytes is the size at which a writer seals its segment and
 // starts another (smaller when retention needs finer steps: see Prune).
@@ -99,10 +103,10 @@ func openSegment(dir string, id int64, create, direct bool) (*os.File, bool, err
 // alignUp rounds n up to a multiple of segAlign.
 func alignUp(n int64) int64 { return (n + segAlign - 1) &^ (segAlign - 1) }
 
-// writeBodies writes bodies one after the other from off (a multiple of
-// segAlign), in writes of up to segStage bytes, and returns the length
-// written, padding included.
-func (sg *segment) writeBodies(off int64, bodies [][]byte) (int64, error) {
+// writeBodies writes bodies from off (a multiple of segAlign), in writes
+// of up to segStage bytes, and returns the length written, padding
+// included.
+func (sg *segment) writeBodies(off int64, bodies []byte) (int64, error) {
 	if sg.stage == nil {
 		raw := make([]byte, segStage+segAlign)
 		skip := (segAlign - int(uintptr(unsafe.Pointer(&raw[0]))%segAlign)) % segAlign
@@ -124,17 +128,15 @@ func (sg *segment) writeBodies(off int64, bodies [][]byte) (int64, error) {
 		off += int64(n)
 		return nil
 	}
-	for _, b := range bodies {
-		for len(b) > 0 {
-			n := copy(sg.stage[fill:], b)
-			fill += n
-			b = b[n:]
-			if fill == len(sg.stage) {
-				if err := flush(fill); err != nil {
-					return 0, err
-				}
-				fill = 0
+	for b := bodies; len(b) > 0; {
+		n := copy(sg.stage[fill:], b)
+		fill += n
+		b = b[n:]
+		if fill == len(sg.stage) {
+			if err := flush(fill); err != nil {
+				return 0, err
 			}
+			fill = 0
 		}
 	}
 	if fill > 0 {
@@ -208,4 +210,41 @@ func (r *segmentReader) close() {
 		delete(r.files, id)
 	}
 	r.mu.Unlock()
+}
+
+// segmentContains names the SQL function that tells whether a row's
+// bodies in a segment hold a byte string: the inspector's free-text search
+// reaches bodies in segment files through it.
+// segment_contains(dir, seg, seg_off, seg_len, needle) is 1 or 0; a body it
+// cannot read does not match.
+const segmentContains = "grpctap_segment_contains"
+
+func init() {
+	msqlite.MustRegisterDeterministicScalarFunction(segmentContains, 5,
+		func(_ *msqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+			dir, _ := args[0].(string)
+			seg, _ := args[1].(int64)
+			off, _ := args[2].(int64)
+			n, _ := args[3].(int64)
+			needle, _ := args[4].([]byte)
+			if s, ok := args[4].(string); ok {
+				needle = []byte(s)
+			}
+			if dir == "" || n <= 0 || n > 1<<30 {
+				return int64(0), nil
+			}
+			f, err := os.Open(filepath.Join(dir, segmentName(seg)))
+			if err != nil {
+				return int64(0), nil
+			}
+			defer f.Close()
+			b := make([]byte, n)
+			if _, err := f.ReadAt(b, off); err != nil {
+				return int64(0), nil
+			}
+			if bytes.Contains(b, needle) {
+				return int64(1), nil
+			}
+			return int64(0), nil
+		})
 }

@@ -312,18 +312,23 @@ func TestDescriptors(t *testing.T) {
 
 func TestPrune(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
+	// Bodies go to segment files of about three calls each (a segment is
+	// given back once none of its calls is left).
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "cap.db"), Options{SegmentBytes: 32 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	body := bytes.Repeat([]byte{7}, 10000)
-	var ev []Event
 	for i := int64(1); i <= 100; i++ {
-		ev = append(ev, Event{Start: &CallStart{ID: i, Method: "/a/b", Time: t0.Add(time.Duration(i) * time.Minute)}},
-			Event{Message: &MessageRecord{CallID: i, Seq: 1, Time: t0, Size: int64(len(body)), Raw: body}})
+		ev := []Event{{Start: &CallStart{ID: i, Method: "/a/b", Time: t0.Add(time.Duration(i) * time.Minute)}},
+			{Message: &MessageRecord{CallID: i, Seq: 1, Time: t0, Size: int64(len(body)), Raw: body}}}
 		if i != 3 { // call 3 stays open
 			ev = append(ev, Event{End: &CallEnd{CallID: i, Time: t0.Add(time.Duration(i) * time.Minute)}})
 		}
-	}
-	if err := s.WriteBatch(ctx, ev); err != nil {
-		t.Fatal(err)
+		if err := s.WriteBatch(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
 	}
 	n, err := s.Prune(ctx, t0.Add(10*time.Minute+time.Second), 0)
 	if err != nil || n != 9 {

@@ -83,12 +83,15 @@ func (s *Store) pageWhere(q PageQuery) ([]string, []any) {
 			ors = append(ors, "EXISTS (SELECT 1 FROM messages m WHERE m.call_id = calls.id AND instr(m.raw, ?) > 0)")
 			args = append(args, body)
 		} else {
-			// Bodies are searched where SQLite holds them, a batch's bodies
-			// of a call at a time; those in segment files are not.
+			// Bodies are searched a batch's bodies of a call at a time,
+			// where SQLite holds them and in segment files.
+			dir := s.segs.dir
 			ors = append(ors, "instr(bodies, ?) > 0",
-				"EXISTS (SELECT 1 FROM chunks k WHERE k.call_id = calls.id AND instr(k.bodies, ?) > 0)",
+				"(seg IS NOT NULL AND "+segmentContains+"(?, seg, seg_off, seg_len, ?))",
+				"EXISTS (SELECT 1 FROM chunks k WHERE k.call_id = calls.id AND (instr(k.bodies, ?) > 0 OR (k.seg IS NOT NULL AND "+
+					segmentContains+"(?, k.seg, k.seg_off, k.seg_len, ?))))",
 				"EXISTS (SELECT 1 FROM messages_v1 m WHERE m.call_id = calls.id AND instr(m.raw, ?) > 0)")
-			args = append(args, body, body, body)
+			args = append(args, body, dir, body, body, dir, body, body)
 		}
 		conds = append(conds, "("+strings.Join(ors, " OR ")+")")
 	}

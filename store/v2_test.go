@@ -291,8 +291,8 @@ func segmentFiles(t *testing.T, path string) []string {
 	return names
 }
 
-// TestSegments: large bodies go to the segment folder and read back
-// whole; a batch that died between writing bodies and committing leaves a
+// TestSegments: bodies of a row reaching SegmentThreshold go to the
+// segment folder and read back whole; a batch that died between writing bodies and committing leaves a
 // tail that is never read and is written over by the next writer; a
 // damaged body is reported, not returned.
 func TestSegments(t *testing.T) {
@@ -365,11 +365,15 @@ func TestSegments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := c.Messages[1]; len(m.Raw) != 0 || !strings.Contains(m.BodyError, "checksum") {
-		t.Fatalf("damaged body: %d bytes, %q", len(m.Raw), m.BodyError)
+	// The call's bodies of that batch are one range in the segment: all
+	// three are refused; the other call's, elsewhere in the file, are not.
+	for _, m := range c.Messages {
+		if len(m.Raw) != 0 || !strings.Contains(m.BodyError, "checksum") {
+			t.Fatalf("damaged body %d: %d bytes, %q", m.Seq, len(m.Raw), m.BodyError)
+		}
 	}
-	if m := c.Messages[0]; len(m.Raw) != 100 {
-		t.Fatal("an inline body was lost with a damaged segment")
+	if c, err := r.GetCall(ctx, 2); err != nil || len(c.Messages[0].Raw) != 30000 || c.Messages[0].BodyError != "" {
+		t.Fatalf("a body away from the damage was lost: %v", err)
 	}
 }
 
@@ -563,7 +567,7 @@ func TestMessagesViewSQLite3(t *testing.T) {
 			if m.Direction == DirResponse {
 				dir = 2
 			}
-			if len(m.Raw) >= SegmentThreshold {
+			if id == 2 { // its row's bodies reach SegmentThreshold
 				hexRaw, seg = "", 1
 			}
 			trunc := 0
@@ -575,5 +579,36 @@ func TestMessagesViewSQLite3(t *testing.T) {
 	}
 	if d := cmp.Diff(want.String(), string(out)); d != "" {
 		t.Fatalf("sqlite3 rows (-want +got):\n%s", d)
+	}
+}
+
+// TestSegmentWriteFails: when the segment folder cannot be written (here
+// a file stands where it should be), batches with large bodies fail whole
+// and others go on; once it can, large bodies are written again.
+func TestSegmentWriteFails(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t)
+	if err := os.WriteFile(SegmentDir(path), []byte("in the way"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteBatch(ctx, bigEvents(s.NewKey(), 1, t0, 50000)); err == nil {
+		t.Fatal("a batch with a large body was written without its segment folder")
+	}
+	if err := s.WriteBatch(ctx, sampleEvents(s.NewKey())); err != nil {
+		t.Fatalf("a batch without large bodies failed: %v", err)
+	}
+	if err := os.Remove(SegmentDir(path)); err != nil {
+		t.Fatal(err)
+	}
+	ev := bigEvents(s.NewKey(), 3, t0, 50000)
+	if err := s.WriteBatch(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.GetCall(ctx, ev[0].Start.ID)
+	if err != nil || len(c.Messages[0].Raw) != 50000 || c.Messages[0].BodyError != "" {
+		t.Fatalf("large body after the folder came back: %v", err)
+	}
+	if got := allCalls(t, s); len(got) != 2 {
+		t.Fatalf("%d calls, want 2 (the failed batch leaves nothing)", len(got))
 	}
 }

@@ -39,12 +39,12 @@ type writer struct {
 	stmts    map[string]*sqlite.Stmt
 
 	// Scratch reused from batch to batch.
-	folds     []callFold
-	byKey     map[int64]int
-	idx       []byte
-	bodies    []byte
-	segBodies [][]byte
-	methods   []string
+	folds   []callFold
+	byKey   map[int64]int
+	idx     []byte
+	bodies  []byte
+	arena   []byte // the bodies this batch appends to its segment
+	methods []string
 }
 
 // callFold is what one batch holds of one call.
@@ -256,8 +256,9 @@ func (w *writer) fold(events []Event) int64 {
 
 const insCall = `INSERT INTO calls(id, method, protocol, backend, authority, peer, content_type, compression,
 	start_ns, deadline_ns, request_headers, response_headers, end_ns, status_code, status_message, status_details,
-	trailers, request_count, response_count, request_bytes, response_bytes, dropped, writer, msgs, bodies)
-	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	trailers, request_count, response_count, request_bytes, response_bytes, dropped, writer,
+	msgs, bodies, seg, seg_off, seg_len, seg_crc)
+	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
 const updCall = `UPDATE calls SET response_headers = coalesce(?, response_headers),
 	request_count = request_count + ?, response_count = response_count + ?,
@@ -267,11 +268,11 @@ const updCall = `UPDATE calls SET response_headers = coalesce(?, response_header
 	trailers = coalesce(?, trailers), dropped = dropped + ?
 	WHERE id = ?`
 
-// segWrite is what a batch appends to a segment.
+// segWrite is what a batch appends to a segment: the writer's arena.
 type segWrite struct {
 	sg     *segment
 	base   int64 // where this batch's bodies start
-	n      int64 // bytes this batch appends
+	n      int64 // bytes written, padding included
 	minID  int64 // calls with bodies in it
 	maxID  int64
 	sealed *segment // the writer's previous segment, sealed by this batch
@@ -355,9 +356,8 @@ func (w *writer) writeBatch(events []Event) (err error) {
 			return fmt.Errorf("call %d: %w", f.id, err)
 		}
 	}
-	if sw.n > 0 {
-		written, err := sw.sg.writeBodies(sw.base, w.segBodies)
-		clear(w.segBodies) // do not pin the proxy's buffers
+	if len(w.arena) > 0 {
+		written, err := sw.sg.writeBodies(sw.base, w.arena)
 		if err != nil {
 			return err
 		}
@@ -459,7 +459,19 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 		} else {
 			base = f.msgs[0].Time.UnixNano()
 		}
-		msgs, bodies = w.encodeMessages(f, base, sw)
+		msgs, bodies = w.encodeMessages(f, base)
+	}
+	// Where the bodies go: inline, or appended to the batch's arena for
+	// the segment, with a checksum.
+	var seg segRef
+	if len(bodies) >= SegmentThreshold && sw.sg != nil {
+		seg = segRef{id: sw.sg.id, off: sw.base + int64(len(w.arena)), n: int64(len(bodies)), crc: crc32.Checksum(bodies, castagnoli)}
+		w.arena = append(w.arena, bodies...)
+		bodies = nil
+		if sw.minID == 0 {
+			sw.minID = f.id
+		}
+		sw.maxID = max(sw.maxID, f.id)
 	}
 	var respH string
 	if f.header != nil {
@@ -520,10 +532,11 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 		st.BindInt64(23, w.writerID)
 		if inline && msgs != nil {
 			st.BindText(24, string(msgs))
-			st.BindBytes(25, bodies)
+			seg.bind(st, 25, bodies)
 		} else {
-			st.BindNull(24)
-			st.BindNull(25)
+			for i := 24; i <= 29; i++ {
+				st.BindNull(i)
+			}
 		}
 		_, err = st.Step()
 		if rerr := st.Reset(); err == nil {
@@ -568,11 +581,12 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 		}
 	}
 	if msgs != nil && !inline {
-		if _, err := w.run(`INSERT INTO chunks(call_id, base_ns, msgs, bodies) VALUES (?,?,?,?)`, func(st *sqlite.Stmt) {
+		if _, err := w.run(`INSERT INTO chunks(call_id, base_ns, msgs, bodies, seg, seg_off, seg_len, seg_crc)
+			VALUES (?,?,?,?,?,?,?,?)`, func(st *sqlite.Stmt) {
 			st.BindInt64(1, f.id)
 			st.BindInt64(2, base)
 			st.BindText(3, string(msgs))
-			st.BindBytes(4, bodies)
+			seg.bind(st, 4, bodies)
 		}); err != nil {
 			return fmt.Errorf("messages: %w", err)
 		}
@@ -580,31 +594,18 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 	return nil
 }
 
-// encodeMessages builds the index (times after base) and inline bodies of
-// f's messages in w's scratch buffers (valid until the next call); bodies
-// of at least SegmentThreshold bytes are queued for sw's segment instead.
-func (w *writer) encodeMessages(f *callFold, base int64, sw *segWrite) (idx, bodies []byte) {
+// encodeMessages builds the index (times after base) and the bodies of
+// f's messages in w's scratch buffers (valid until the next call).
+func (w *writer) encodeMessages(f *callFold, base int64) (idx, bodies []byte) {
 	w.idx = append(w.idx[:0], '[')
 	w.bodies = w.bodies[:0]
 	for i, m := range f.msgs {
 		e := msgEntry{seq: int64(m.Seq), dir: 1, dt: m.Time.UnixNano() - base, size: m.Size, truncated: m.Truncated,
-			n: int64(len(m.Raw))}
+			n: int64(len(m.Raw)), off: int64(len(w.bodies))}
 		if m.Direction == DirResponse {
 			e.dir = 2
 		}
-		if sw.sg != nil && len(m.Raw) >= SegmentThreshold {
-			e.off, e.seg, e.segOff = -1, sw.sg.id, sw.base+sw.n
-			e.crc = crc32.Checksum(m.Raw, castagnoli)
-			w.segBodies = append(w.segBodies, m.Raw)
-			sw.n += int64(len(m.Raw))
-			if sw.minID == 0 {
-				sw.minID = f.id
-			}
-			sw.maxID = max(sw.maxID, f.id)
-		} else {
-			e.off = int64(len(w.bodies))
-			w.bodies = append(w.bodies, m.Raw...)
-		}
+		w.bodies = append(w.bodies, m.Raw...)
 		if i > 0 {
 			w.idx = append(w.idx, ',')
 		}
@@ -614,21 +615,47 @@ func (w *writer) encodeMessages(f *callFold, base int64, sw *segWrite) (idx, bod
 	return w.idx, w.bodies
 }
 
-// prepareSegment readies the segment this batch's large bodies go to,
-// when it has any: the writer's own, or (the first time, or when it is
-// full) an unsealed one whose writer is gone, or a new one.
+// segRef is where a row's bodies are in a segment; the zero segRef means
+// they are inline.
+type segRef struct {
+	id, off, n int64
+	crc        uint32
+}
+
+// bind binds the row's bodies and segment columns, from parameter i on:
+// bodies, seg, seg_off, seg_len, seg_crc.
+func (r segRef) bind(st *sqlite.Stmt, i int, bodies []byte) {
+	if r.id == 0 {
+		st.BindBytes(i, bodies)
+		for j := i + 1; j <= i+4; j++ {
+			st.BindNull(j)
+		}
+		return
+	}
+	st.BindNull(i)
+	st.BindInt64(i+1, r.id)
+	st.BindInt64(i+2, r.off)
+	st.BindInt64(i+3, r.n)
+	st.BindInt64(i+4, int64(r.crc))
+}
+
+// prepareSegment readies the segment this batch's rows of bodies of
+// SegmentThreshold bytes or more go to, when it has any: the writer's own,
+// or (the first time, or when it is full) an unsealed one whose writer is
+// gone, or a new one.
 func (w *writer) prepareSegment(sw *segWrite) error {
-	clear(w.segBodies)
-	w.segBodies = w.segBodies[:0]
+	w.arena = w.arena[:0]
 	var need int64
 	for i := range w.folds {
 		if w.folds[i].id == 0 {
 			continue
 		}
+		var n int64
 		for _, m := range w.folds[i].msgs {
-			if len(m.Raw) >= SegmentThreshold {
-				need += int64(len(m.Raw))
-			}
+			n += int64(len(m.Raw))
+		}
+		if n >= SegmentThreshold {
+			need += n
 		}
 	}
 	if need == 0 {
