@@ -612,3 +612,46 @@ func TestSegmentWriteFails(t *testing.T) {
 		t.Fatalf("%d calls, want 2 (the failed batch leaves nothing)", len(got))
 	}
 }
+
+// TestTextSearchInSegments: the inspector's free-text search finds
+// bodies wherever they are kept: inline, in a segment, in a chunk in a
+// segment.
+func TestTextSearchInSegments(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	pad := bytes.Repeat([]byte{'.'}, 2000)
+	write := func(ev []Event) {
+		t.Helper()
+		if err := s.WriteBatch(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 1: small, inline. 2: one row in a segment. 3: a stream whose second
+	// batch is a chunk in a segment.
+	k1, k2, k3 := s.NewKey(), s.NewKey(), s.NewKey()
+	write([]Event{
+		{Start: &CallStart{ID: k1, Method: "/s.S/A", Time: t0}},
+		{Message: &MessageRecord{CallID: k1, Seq: 1, Direction: DirRequest, Time: t0, Size: 12, Raw: []byte("needle-small")}},
+		{End: &CallEnd{CallID: k1, Time: t0}},
+		{Start: &CallStart{ID: k2, Method: "/s.S/B", Time: t0}},
+		{Message: &MessageRecord{CallID: k2, Seq: 1, Direction: DirRequest, Time: t0, Size: 2014, Raw: append(append([]byte{}, pad...), "needle-segment"...)}},
+		{End: &CallEnd{CallID: k2, Time: t0}},
+		{Start: &CallStart{ID: k3, Method: "/s.S/C", Time: t0}},
+	})
+	write([]Event{
+		{Message: &MessageRecord{CallID: k3, Seq: 1, Direction: DirResponse, Time: t0, Size: 2000, Raw: pad}},
+		{Message: &MessageRecord{CallID: k3, Seq: 2, Direction: DirResponse, Time: t0, Size: 12, Raw: []byte("needle-chunk")}},
+	})
+	for text, want := range map[string]int64{"needle-small": 1, "needle-segment": 2, "needle-chunk": 3} {
+		p, err := s.CallsPage(ctx, PageQuery{Text: text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Calls) != 1 || p.Calls[0].ID != want {
+			t.Errorf("search %q: %+v, want call %d", text, p.Calls, want)
+		}
+	}
+	if p, err := s.CallsPage(ctx, PageQuery{Text: "needle"}); err != nil || len(p.Calls) != 3 {
+		t.Errorf("search needle: %d calls, %v", len(p.Calls), err)
+	}
+}
