@@ -31,8 +31,19 @@ import (
 const SegmentThreshold = 1 << 10
 
 // maxSegmentBytes is the size at which a writer seals its segment and
-// starts another (smaller when retention needs finer steps: see Prune).
+// starts another, unless Options.SegmentBytes says otherwise.
 const maxSegmentBytes = 256 << 20
+
+// SegmentBytesFor returns the segment size that suits a capture kept
+// under maxBytes (0: no limit): retention frees a segment only once all
+// its calls are gone, so segments are at most an eighth of the limit (and
+// at least 1 MiB).
+func SegmentBytesFor(maxBytes int64) int64 {
+	if maxBytes <= 0 {
+		return maxSegmentBytes
+	}
+	return min(maxSegmentBytes, max(1<<20, maxBytes/8))
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 

@@ -56,7 +56,7 @@ func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observe
 		log.Info("not recording (--no-record)")
 		return nil, func(context.Context) error { return nil }, nil
 	}
-	st, err := store.Open(ctx, f.db, store.Options{})
+	st, err := store.Open(ctx, f.db, store.Options{SegmentBytes: store.SegmentBytesFor(int64(f.maxDBSize))})
 	if err != nil {
 		if errors.Is(err, store.ErrNotCapture) || errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrNewerSchema) {
 			return nil, nil, fmt.Errorf("%w (choose another file with --db, or --no-record)", err)
