@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -107,20 +108,21 @@ func mdSize(md Metadata) int {
 // by hand because it runs for every call the proxy records: the reflective
 // encoder cost a fifth of the writer's time.
 func mdJSON(md Metadata) string {
+	b, _ := appendMD(nil, nil, md)
+	return string(b)
+}
+
+// appendMD appends md's JSON (as mdJSON writes it) to b, sorting its keys
+// in keys (scratch; returned for reuse).
+func appendMD(b []byte, keys []string, md Metadata) ([]byte, []string) {
 	if len(md) == 0 {
-		return "{}"
+		return append(b, "{}"...), keys
 	}
-	keys := make([]string, 0, len(md))
-	n := 2
-	for k, vs := range md {
+	keys = keys[:0]
+	for k := range md {
 		keys = append(keys, k)
-		n += len(k) + 6
-		for _, v := range vs {
-			n += len(v) + 3
-		}
 	}
 	slices.Sort(keys)
-	b := make([]byte, 0, n)
 	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {
@@ -141,8 +143,7 @@ func mdJSON(md Metadata) string {
 		}
 		b = append(b, ']')
 	}
-	b = append(b, '}')
-	return string(b)
+	return append(b, '}'), keys
 }
 
 // appendJSONString appends s as a JSON string. Printable ASCII without
@@ -162,10 +163,20 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 func detailsJSON(details [][]byte) string {
-	list := make([]string, len(details))
-	for i, d := range details {
-		list[i] = base64.StdEncoding.EncodeToString(d)
+	if len(details) == 0 {
+		return "[]"
 	}
-	b, _ := json.Marshal(list)
-	return string(b)
+	// Base64 needs no escaping in JSON.
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, d := range details {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(base64.StdEncoding.EncodeToString(d))
+		b.WriteByte('"')
+	}
+	b.WriteByte(']')
+	return b.String()
 }

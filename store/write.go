@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"zombiezen.com/go/sqlite"
 )
@@ -45,6 +46,8 @@ type writer struct {
 	bodies  []byte
 	arena   []byte // the bodies this batch appends to its segment
 	methods []string
+	md      []byte
+	mdKeys  []string
 }
 
 // callFold is what one batch holds of one call.
@@ -473,16 +476,12 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 		}
 		sw.maxID = max(sw.maxID, f.id)
 	}
-	var respH string
-	if f.header != nil {
-		respH = mdJSON(f.header.Header)
-	}
 	var endNS, code int64
-	var stMsg, details, trailers string
+	var stMsg, details string
 	var drops int64
 	e := f.end
 	if e != nil {
-		endNS, code, stMsg, details, trailers = e.Time.UnixNano(), int64(e.Code), e.Message, detailsJSON(e.Details), mdJSON(e.Trailers)
+		endNS, code, stMsg, details = e.Time.UnixNano(), int64(e.Code), e.Message, detailsJSON(e.Details)
 		drops = e.Dropped
 	}
 	if f.start != nil {
@@ -505,9 +504,9 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 		} else {
 			st.BindInt64(10, s.Deadline.UnixNano())
 		}
-		st.BindText(11, mdJSON(s.Header))
+		w.bindMD(st, 11, s.Header)
 		if f.header != nil {
-			st.BindText(12, respH)
+			w.bindMD(st, 12, f.header.Header)
 		} else {
 			st.BindText(12, "{}")
 		}
@@ -516,7 +515,7 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 			st.BindInt64(14, code)
 			st.BindText(15, stMsg)
 			st.BindText(16, details)
-			st.BindText(17, trailers)
+			w.bindMD(st, 17, e.Trailers)
 		} else {
 			st.BindNull(13)
 			st.BindNull(14)
@@ -531,7 +530,7 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 		st.BindInt64(22, drops)
 		st.BindInt64(23, w.writerID)
 		if inline && msgs != nil {
-			st.BindText(24, string(msgs))
+			st.BindText(24, unsafeString(msgs))
 			seg.bind(st, 25, bodies)
 		} else {
 			for i := 24; i <= 29; i++ {
@@ -551,7 +550,7 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 			return err
 		}
 		if f.header != nil {
-			st.BindText(1, respH)
+			w.bindMD(st, 1, f.header.Header)
 		} else {
 			st.BindNull(1)
 		}
@@ -564,7 +563,7 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 			st.BindInt64(7, code)
 			st.BindText(8, stMsg)
 			st.BindText(9, details)
-			st.BindText(10, trailers)
+			w.bindMD(st, 10, e.Trailers)
 		} else {
 			for i := 6; i <= 10; i++ {
 				st.BindNull(i)
@@ -585,7 +584,7 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 			VALUES (?,?,?,?,?,?,?,?)`, func(st *sqlite.Stmt) {
 			st.BindInt64(1, f.id)
 			st.BindInt64(2, base)
-			st.BindText(3, string(msgs))
+			st.BindText(3, unsafeString(msgs))
 			seg.bind(st, 4, bodies)
 		}); err != nil {
 			return fmt.Errorf("messages: %w", err)
@@ -613,6 +612,22 @@ func (w *writer) encodeMessages(f *callFold, base int64) (idx, bodies []byte) {
 	}
 	w.idx = append(w.idx, ']')
 	return w.idx, w.bodies
+}
+
+// bindMD binds md's JSON as text, built in w's scratch buffer.
+func (w *writer) bindMD(st *sqlite.Stmt, i int, md Metadata) {
+	w.md, w.mdKeys = appendMD(w.md[:0], w.mdKeys, md)
+	st.BindText(i, unsafeString(w.md))
+}
+
+// unsafeString views b as a string without a copy, for binding: SQLite
+// copies bound text at once (zombiezen binds with a copy it owns), so b may
+// be reused after.
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // segRef is where a row's bodies are in a segment; the zero segRef means
