@@ -446,3 +446,42 @@ func writeTemp(t *testing.T, content string) string {
 	}
 	return p
 }
+
+// TestCompactCommand: 'compact' writes a file that holds the bodies of the
+// segment folder itself and shows the same calls; it refuses to overwrite.
+func TestCompactCommand(t *testing.T) {
+	src := sampleCapture(t)
+	st, err := store.Open(context.Background(), src, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("segment body "), 1000)
+	if err := st.WriteBatch(context.Background(), []store.Event{
+		{Start: &store.CallStart{ID: 9, Method: "/shop.v1.Cart/Upload", Time: capT0}},
+		{Message: &store.MessageRecord{CallID: 9, Seq: 1, Direction: store.DirRequest, Time: capT0, Size: int64(len(big)), Raw: big}},
+		{End: &store.CallEnd{CallID: 9, Time: capT0}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := os.Stat(store.SegmentDir(src)); err != nil {
+		t.Fatalf("no segment folder beside the capture: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "share.db")
+	_, errOut, err := runCmd(t, "compact", src, "--into", out)
+	if err != nil || !strings.Contains(errOut, "wrote "+out) {
+		t.Fatalf("compact: %v %s", err, errOut)
+	}
+	if _, err := os.Stat(store.SegmentDir(out)); !os.IsNotExist(err) {
+		t.Fatalf("the compacted capture has a segment folder: %v", err)
+	}
+	if d := cmp.Diff(mustRun(t, "export", "--db", src), mustRun(t, "export", "--db", out)); d != "" {
+		t.Fatalf("compacted capture differs (-capture +compacted):\n%s", d)
+	}
+	if _, _, err := runCmd(t, "compact", "--db", src, "--into", out); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("compact over an existing file: %v", err)
+	}
+	if _, _, err := runCmd(t, "compact", src); err == nil || !strings.Contains(err.Error(), "--into") {
+		t.Fatalf("compact without --into: %v", err)
+	}
+}
