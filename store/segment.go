@@ -64,7 +64,6 @@ type segment struct {
 	id        int64
 	f         *os.File
 	committed int64 // length the capture refers to
-	fresh     bool  // its row was inserted by the open transaction
 	stage     []byte
 }
 

@@ -406,7 +406,6 @@ func (w *writer) writeBatch(events []Event) (err error) {
 		}
 		w.seg = sw.sg
 		w.seg.committed = sw.base + sw.n
-		w.seg.fresh = false
 	}
 	for i := range w.folds {
 		f := &w.folds[i]
@@ -709,7 +708,7 @@ func (w *writer) prepareSegment(sw *segWrite) error {
 			f.Close()
 			return fmt.Errorf("new segment %d: %w", id, err)
 		}
-		sg = &segment{id: id, f: f, fresh: true}
+		sg = &segment{id: id, f: f}
 	}
 	sw.sg, sw.base = sg, sg.committed
 	return nil
