@@ -64,6 +64,7 @@ type segment struct {
 	id        int64
 	f         *os.File
 	committed int64 // length the capture refers to
+	direct    bool  // f was opened with O_DIRECT
 	stage     []byte
 }
 
@@ -77,7 +78,7 @@ const (
 // openSegment opens (creating when create) the segment file and takes its
 // flock. It reports false, with no error, when another process holds it.
 // direct asks for O_DIRECT (silently dropped where unsupported).
-func openSegment(dir string, id int64, create, direct bool) (*os.File, bool, error) {
+func openSegment(dir string, id int64, create, direct bool) (f *os.File, ok bool, err error) {
 	flags := os.O_RDWR
 	if create {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -86,8 +87,6 @@ func openSegment(dir string, id int64, create, direct bool) (*os.File, bool, err
 		flags |= os.O_CREATE
 	}
 	name := filepath.Join(dir, segmentName(id))
-	var f *os.File
-	var err error
 	if direct {
 		f, err = os.OpenFile(name, flags|unix.O_DIRECT, 0o644)
 		if errors.Is(err, unix.EINVAL) { // e.g. tmpfs
@@ -110,6 +109,12 @@ func openSegment(dir string, id int64, create, direct bool) (*os.File, bool, err
 	return f, true, nil
 }
 
+// newSegment wraps an open segment file.
+func newSegment(id int64, f *os.File, committed int64) *segment {
+	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	return &segment{id: id, f: f, committed: committed, direct: err == nil && flags&unix.O_DIRECT != 0}
+}
+
 // alignUp rounds n up to a multiple of segAlign.
 func alignUp(n int64) int64 { return (n + segAlign - 1) &^ (segAlign - 1) }
 
@@ -127,6 +132,13 @@ func (sg *segment) writeBodies(off int64, bodies []byte) (int64, error) {
 	flush := func(n int) error {
 		for done := 0; done < n; {
 			w, err := unix.Pwrite(int(sg.f.Fd()), sg.stage[done:n], off+int64(done))
+			if errors.Is(err, unix.EINVAL) && sg.direct {
+				// The file system took O_DIRECT at open but not for writes.
+				if err := sg.reopenBuffered(); err != nil {
+					return err
+				}
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("segment %d: write: %w", sg.id, err)
 			}
@@ -157,6 +169,27 @@ func (sg *segment) writeBodies(off int64, bodies []byte) (int64, error) {
 		}
 	}
 	return off - start, nil
+}
+
+// reopenBuffered opens the segment again without O_DIRECT and moves the
+// flock to the new file. The caller holds the capture's write lock, so no
+// other writer can take the segment in between.
+func (sg *segment) reopenBuffered() error {
+	name := sg.f.Name()
+	sg.f.Close()
+	sg.direct = false
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		sg.f = nil
+		return fmt.Errorf("segment %d: %w", sg.id, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		sg.f = nil
+		return fmt.Errorf("segment %d: lock: %w", sg.id, err)
+	}
+	sg.f = f
+	return nil
 }
 
 func (sg *segment) close() {

@@ -655,3 +655,39 @@ func TestTextSearchInSegments(t *testing.T) {
 		t.Errorf("search needle: %d calls, %v", len(p.Calls), err)
 	}
 }
+
+// TestSegmentsOnTmpfs: segments work on tmpfs (/dev/shm), which took no
+// O_DIRECT before Linux 6.6 (there they go through the page cache).
+func TestSegmentsOnTmpfs(t *testing.T) {
+	dir, err := os.MkdirTemp("/dev/shm", "grpctap-test-")
+	if err != nil {
+		t.Skip("no /dev/shm here:", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(dir, "cap.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := 0; i < 3; i++ {
+		if err := s.WriteBatch(ctx, bigEvents(s.NewKey(), byte(i), t0, 3000, 70000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.w.seg == nil {
+		t.Fatal("no segment was written")
+	}
+	t.Logf("O_DIRECT on tmpfs here: %v", s.w.seg.direct)
+	for id := int64(1); id <= 3; id++ {
+		c, err := s.GetCall(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range []int{3000, 70000} {
+			if want := bytes.Repeat([]byte{byte(id - 1), byte(i)}, n/2); !bytes.Equal(c.Messages[i].Raw, want) {
+				t.Fatalf("call %d message %d differs", id, i+1)
+			}
+		}
+	}
+}

@@ -399,6 +399,14 @@ func (w *writer) writeBatch(events []Event) (err error) {
 	}
 	committed = true
 
+	// Scratch grown by a batch of large bodies is not kept.
+	if cap(w.arena) > segStage {
+		w.arena = nil
+	}
+	if cap(w.bodies) > segStage {
+		w.bodies = nil
+	}
+
 	// The batch is in the capture: remember open calls, hand out ids.
 	if sw.sg != nil {
 		if sw.sealed != nil {
@@ -454,6 +462,7 @@ func containsString(list []string, s string) bool {
 func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 	inline := f.start != nil && f.end != nil
 	var msgs, bodies []byte
+	var seg segRef // the zero segRef: bodies inline
 	var base int64
 	if len(f.msgs) > 0 {
 		if inline {
@@ -461,19 +470,21 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 		} else {
 			base = f.msgs[0].Time.UnixNano()
 		}
-		msgs, bodies = w.encodeMessages(f, base)
-	}
-	// Where the bodies go: inline, or appended to the batch's arena for
-	// the segment, with a checksum.
-	var seg segRef
-	if len(bodies) >= SegmentThreshold && sw.sg != nil {
-		seg = segRef{id: sw.sg.id, off: sw.base + int64(len(w.arena)), n: int64(len(bodies)), crc: crc32.Checksum(bodies, castagnoli)}
-		w.arena = append(w.arena, bodies...)
-		bodies = nil
-		if sw.minID == 0 {
-			sw.minID = f.id
+		// The bodies go inline, or straight into the batch's arena for the
+		// segment, with a checksum.
+		if rowBodies(f) >= SegmentThreshold && sw.sg != nil {
+			start := len(w.arena)
+			msgs, w.arena = w.encodeMessages(f, base, w.arena)
+			b := w.arena[start:]
+			seg = segRef{id: sw.sg.id, off: sw.base + int64(start), n: int64(len(b)), crc: crc32.Checksum(b, castagnoli)}
+			if sw.minID == 0 {
+				sw.minID = f.id
+			}
+			sw.maxID = max(sw.maxID, f.id)
+		} else {
+			msgs, w.bodies = w.encodeMessages(f, base, w.bodies[:0])
+			bodies = w.bodies
 		}
-		sw.maxID = max(sw.maxID, f.id)
 	}
 	var endNS, code int64
 	var stMsg, details string
@@ -592,25 +603,35 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 	return nil
 }
 
-// encodeMessages builds the index (times after base) and the bodies of
-// f's messages in w's scratch buffers (valid until the next call).
-func (w *writer) encodeMessages(f *callFold, base int64) (idx, bodies []byte) {
+// encodeMessages builds the index of f's messages (times after base) in
+// w's scratch buffer (valid until the next call) and appends their bodies
+// to dst (offsets count from dst's length on entry).
+func (w *writer) encodeMessages(f *callFold, base int64, dst []byte) (idx, bodies []byte) {
 	w.idx = append(w.idx[:0], '[')
-	w.bodies = w.bodies[:0]
+	start := len(dst)
 	for i, m := range f.msgs {
 		e := msgEntry{seq: int64(m.Seq), dir: 1, dt: m.Time.UnixNano() - base, size: m.Size, truncated: m.Truncated,
-			n: int64(len(m.Raw)), off: int64(len(w.bodies))}
+			n: int64(len(m.Raw)), off: int64(len(dst) - start)}
 		if m.Direction == DirResponse {
 			e.dir = 2
 		}
-		w.bodies = append(w.bodies, m.Raw...)
+		dst = append(dst, m.Raw...)
 		if i > 0 {
 			w.idx = append(w.idx, ',')
 		}
 		w.idx = appendEntry(w.idx, &e)
 	}
 	w.idx = append(w.idx, ']')
-	return w.idx, w.bodies
+	return w.idx, dst
+}
+
+// rowBodies is the size of the bodies of f's messages in this batch.
+func rowBodies(f *callFold) int64 {
+	var n int64
+	for _, m := range f.msgs {
+		n += int64(len(m.Raw))
+	}
+	return n
 }
 
 // bindMD binds md's JSON as text, built in w's scratch buffer.
@@ -664,11 +685,7 @@ func (w *writer) prepareSegment(sw *segWrite) error {
 		if w.folds[i].id == 0 {
 			continue
 		}
-		var n int64
-		for _, m := range w.folds[i].msgs {
-			n += int64(len(m.Raw))
-		}
-		if n >= SegmentThreshold {
+		if n := rowBodies(&w.folds[i]); n >= SegmentThreshold {
 			need += n
 		}
 	}
@@ -708,7 +725,7 @@ func (w *writer) prepareSegment(sw *segWrite) error {
 			f.Close()
 			return fmt.Errorf("new segment %d: %w", id, err)
 		}
-		sg = &segment{id: id, f: f}
+		sg = newSegment(id, f, 0)
 	}
 	sw.sg, sw.base = sg, sg.committed
 	return nil
@@ -751,7 +768,7 @@ func (w *writer) adoptSegment() (*segment, error) {
 			f.Close()
 			return nil, fmt.Errorf("segment %d: %w", c.id, err)
 		}
-		return &segment{id: c.id, f: f, committed: alignUp(c.bytes)}, nil
+		return newSegment(c.id, f, alignUp(c.bytes)), nil
 	}
 	return nil, nil
 }
