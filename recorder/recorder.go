@@ -77,7 +77,7 @@ type Recorder struct {
 	st     *store.Store
 	opts   Options
 	log    *slog.Logger
-	redact map[string]bool
+	policy Policy
 
 	q    queue
 	stop chan struct{}
@@ -98,9 +98,8 @@ var _ proxy.Observer = (*Recorder)(nil)
 // store.StoppedMessage; other processes may record into it at the same
 // time.
 func New(ctx context.Context, st *store.Store, opts Options) (*Recorder, error) {
-	if opts.MaxMessage <= 0 {
-		opts.MaxMessage = DefaultMaxMessage
-	}
+	policy := NewPolicy(opts.Redact, opts.MaxMessage)
+	opts.MaxMessage = policy.MaxMessage()
 	if opts.QueueBytes <= 0 {
 		opts.QueueBytes = DefaultQueueBytes
 	}
@@ -113,23 +112,17 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Recorder, error) 
 	if opts.FlushEvery <= 0 {
 		opts.FlushEvery = DefaultFlushEvery
 	}
-	if opts.Redact == nil {
-		opts.Redact = DefaultRedact
-	}
 	r := &Recorder{
 		st:     st,
 		opts:   opts,
 		log:    opts.Logger,
-		redact: map[string]bool{},
+		policy: policy,
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		flush:  make(chan chan struct{}),
 	}
 	if r.log == nil {
 		r.log = slog.Default()
-	}
-	for _, h := range opts.Redact {
-		r.redact[strings.ToLower(strings.TrimSpace(h))] = true
 	}
 	r.q.init(opts.QueueBytes, opts.MaxBatch)
 	if n, err := st.CloseOpenCalls(ctx); err != nil {
@@ -302,7 +295,7 @@ func (r *Recorder) metadata(md metadata.MD) store.Metadata {
 	for k, vs := range md {
 		k = strings.ToLower(k)
 		switch {
-		case r.redact[k]:
+		case r.policy.Redacts(k):
 			red := make([]string, len(vs))
 			for i := range red {
 				red[i] = Redacted

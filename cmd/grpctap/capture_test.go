@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
 
+	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -363,12 +365,12 @@ func TestRecordFlags(t *testing.T) {
 		return &f
 	}
 	f := parse()
-	if f.db != "./grpctap.db" || f.maxMessage != 4<<20 || len(f.redact) != 5 || f.noRecord {
+	if f.db != "./grpctap.db" || f.keep.maxMessage != 4<<20 || len(f.keep.redact) != 5 || f.noRecord {
 		t.Errorf("defaults %+v", f)
 	}
 	db := filepath.Join(t.TempDir(), "cap.db")
 	f = parse("--db", db, "--record-max-message", "1KiB", "--redact-header", "x-secret", "--retain", "1h", "--max-db-size", "10MiB")
-	if f.maxMessage != 1024 || cmp.Diff([]string{"x-secret"}, f.redact) != "" || f.retain != time.Hour || f.maxDBSize != 10<<20 {
+	if f.keep.maxMessage != 1024 || cmp.Diff([]string{"x-secret"}, f.keep.redact) != "" || f.retain != time.Hour || f.maxDBSize != 10<<20 {
 		t.Errorf("parsed %+v", f)
 	}
 	obs, closeFn, err := f.open(ctx, quietLog())
@@ -483,5 +485,60 @@ func TestCompactCommand(t *testing.T) {
 	}
 	if _, _, err := runCmd(t, "compact", src); err == nil || !strings.Contains(err.Error(), "--into") {
 		t.Fatalf("compact without --into: %v", err)
+	}
+}
+
+// TestImportKeepsCallsAsTheProxyDoes: imported calls go through the same
+// redaction and body limit as recorded ones, and impossible times and
+// status codes are refused with the object they are in.
+func TestImportKeepsCallsAsTheProxyDoes(t *testing.T) {
+	big := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'b'}, 3000))
+	dump := `{"service":"a.B","method":"Get","metadata":{"Authorization":["Bearer sekrit-token-1"],"Cookie":["session=sekrit-cookie-2"],"x-ok":["visible"]},` +
+		`"messages":[{"message_origin":"client","raw_message":"` + big + `","timestamp":"2026-11-20T09:30:00Z"}]}` + "\n"
+	db := filepath.Join(t.TempDir(), "imp.db")
+	mustRun(t, "import", writeTemp(t, dump), "--db", db, "--record-max-message", "1KiB")
+	out := mustRun(t, "show", "1", "--db", db, "--json")
+	var c store.CallWithMessages
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.RequestHeaders["authorization"]; len(got) != 1 || got[0] != recorder.Redacted {
+		t.Errorf("authorization stored as %q", got)
+	}
+	if got := c.RequestHeaders["x-ok"]; len(got) != 1 || got[0] != "visible" {
+		t.Errorf("x-ok stored as %q", got)
+	}
+	if m := c.Messages[0]; len(m.Raw) != 1024 || !m.Truncated || m.Size != 3000 {
+		t.Errorf("message kept %d bytes, truncated %v, size %d; want 1024 of 3000", len(m.Raw), m.Truncated, m.Size)
+	}
+	// The secrets are nowhere in the capture's files.
+	files, _ := filepath.Glob(db + "*")
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		if bytes.Contains(b, []byte("sekrit")) {
+			t.Errorf("%s holds a secret from the dump", f)
+		}
+	}
+	// --no-redact keeps them, as for the proxy.
+	db2 := filepath.Join(t.TempDir(), "imp2.db")
+	mustRun(t, "import", writeTemp(t, dump), "--db", db2, "--no-redact")
+	if out := mustRun(t, "show", "1", "--db", db2, "--json"); !strings.Contains(out, "sekrit-token-1") {
+		t.Error("--no-redact lost the header value")
+	}
+
+	for name, bad := range map[string]string{
+		"time":        `{"service":"a.B","method":"Get","messages":[{"message_origin":"client","raw_message":"AQ==","timestamp":"0001-01-01T00:00:01Z"}]}`,
+		"code":        `{"service":"a.B","method":"Get","error":{"code":999999,"message":"x"}}`,
+		"negative":    `{"service":"a.B","method":"Get","error":{"code":-5,"message":"x"}}`,
+		"export time": `{"id":1,"method":"/a.B/C","state":"open","start":"1754-08-30T22:43:41Z","request_headers":{},"messages":[]}`,
+	} {
+		in := `{"service":"a.B","method":"Ok"}` + "\n" + bad + "\n"
+		if strings.HasPrefix(bad, `{"id"`) {
+			in = bad + "\n"
+		}
+		_, _, err := runCmd(t, "import", writeTemp(t, in), "--db", filepath.Join(t.TempDir(), "bad.db"))
+		if err == nil || !strings.Contains(err.Error(), "object") {
+			t.Errorf("%s: import of an impossible call: %v", name, err)
+		}
 	}
 }

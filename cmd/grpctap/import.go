@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -13,11 +14,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
 )
 
 func newImportCmd() *cobra.Command {
 	var db string
+	var keep keepFlags
 	cmd := &cobra.Command{
 		Use:   "import FILE [--db PATH]",
 		Short: "Import calls from grpctap's export or a grpc-dump stream into a capture",
@@ -28,6 +31,10 @@ of each call and its messages kept) and the JSON stream written by grpc-dump
 call (service, method, messages, error, metadata) and one object per event
 (type rpc, message, status, joined by id). Use '-' to read standard input.
 
+Calls are kept as the proxy keeps them: headers redacted and bodies cut as
+--redact-header, --no-redact and --record-max-message say (the proxy's
+defaults). The input is read as a stream and written in batches; an error
+in it stops the import there, and says how many calls were imported before.
 Proxies may be recording into the capture meanwhile.`,
 		Example: `  grpctap export --db old.db --since 1h | grpctap import - --db shared.db
   grpc-dump --port 12345 > dump.json
@@ -43,20 +50,25 @@ Proxies may be recording into the capture meanwhile.`,
 				defer f.Close()
 				r = f
 			}
-			calls, err := parseImport(r)
-			if err != nil {
-				return fmt.Errorf("import %s: %w", args[0], err)
-			}
 			ctx := cmd.Context()
+			log := newLogger(cmd.ErrOrStderr(), slog.LevelInfo)
 			st, err := store.Open(ctx, db, store.Options{})
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			var first, last int64
-			for len(calls) > 0 {
-				n := min(len(calls), 500)
-				ids, err := st.Import(ctx, calls[:n])
+			policy := recorder.NewPolicy(keep.redactList(log, db), int(keep.maxMessage))
+			var (
+				batch       []store.CallWithMessages
+				batchBytes  int
+				n           int
+				first, last int64
+			)
+			flush := func() error {
+				if len(batch) == 0 {
+					return nil
+				}
+				ids, err := st.Import(ctx, batch)
 				if err != nil {
 					return err
 				}
@@ -64,17 +76,41 @@ Proxies may be recording into the capture meanwhile.`,
 					first = ids[0]
 				}
 				last = ids[len(ids)-1]
-				calls = calls[n:]
+				n += len(ids)
+				clear(batch)
+				batch, batchBytes = batch[:0], 0
+				return nil
 			}
-			if first == 0 {
+			err = readImport(r, func(c *store.CallWithMessages) error {
+				policy.Call(c)
+				batch = append(batch, *c)
+				for _, m := range c.Messages {
+					batchBytes += len(m.Raw)
+				}
+				if len(batch) >= 500 || batchBytes >= 16<<20 {
+					return flush()
+				}
+				return nil
+			})
+			if err == nil {
+				err = flush()
+			}
+			if err != nil {
+				if n > 0 {
+					return fmt.Errorf("import %s: %w (%d calls before it were imported, ids %d–%d)", args[0], err, n, first, last)
+				}
+				return fmt.Errorf("import %s: %w", args[0], err)
+			}
+			if n == 0 {
 				fmt.Fprintf(cmd.OutOrStdout(), "no calls in %s\n", args[0])
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "imported %d calls (ids %d–%d) into %s\n", last-first+1, first, last, db)
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %d calls (ids %d–%d) into %s\n", n, first, last, db)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to add the calls to (created if missing)")
+	keep.register(cmd.Flags())
 	return cmd
 }
 
@@ -107,11 +143,30 @@ type dumpStatus struct {
 	Message string          `json:"message"`
 }
 
-// parseGRPCDump reads a grpc-dump stream into calls.
-func parseGRPCDump(r io.Reader) ([]store.CallWithMessages, error) {
+// readGRPCDump reads a grpc-dump stream and calls fn with each call once
+// it is whole: at once in the whole-call layout; in the event layout at its
+// status line, in the order the calls started (a finished call waits for
+// those that started before it; calls without a status line end with the
+// stream).
+func readGRPCDump(r io.Reader, fn func(*store.CallWithMessages) error) error {
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<16))
-	var calls []store.CallWithMessages
-	byID := map[int64]int{} // event layout: dump id → index in calls
+	open := map[int64]*store.CallWithMessages{} // event layout, by dump id
+	var order []int64                           // their ids, first seen first
+	done := map[int64]bool{}
+	// emit passes on the finished calls at the head of order.
+	emit := func() error {
+		for len(order) > 0 && done[order[0]] {
+			id := order[0]
+			order = order[1:]
+			c := open[id]
+			delete(open, id)
+			delete(done, id)
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	now := time.Now().UTC()
 	for n := 1; ; n++ {
 		var l dumpLine
@@ -119,31 +174,38 @@ func parseGRPCDump(r io.Reader) ([]store.CallWithMessages, error) {
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			return nil, fmt.Errorf("object %d: %w", n, err)
+			return fmt.Errorf("object %d: %w", n, err)
 		}
 		switch l.Type {
 		case "":
 			c, err := dumpCall(&l, now)
-			if err != nil {
-				return nil, fmt.Errorf("object %d: %w", n, err)
+			if err == nil {
+				err = checkCall(&c)
 			}
-			calls = append(calls, c)
+			if err == nil {
+				err = fn(&c)
+			}
+			if err != nil {
+				return fmt.Errorf("object %d: %w", n, err)
+			}
 		case "rpc":
 			if l.ID == nil {
-				return nil, fmt.Errorf("object %d: rpc without id", n)
+				return fmt.Errorf("object %d: rpc without id", n)
+			}
+			if _, dup := open[*l.ID]; dup {
+				return fmt.Errorf("object %d: rpc id %d again", n, *l.ID)
 			}
 			c := newDumpCall(l.Service, l.Method, l.Metadata, stamp(l.Timestamp, now))
-			byID[*l.ID] = len(calls)
-			calls = append(calls, c)
+			open[*l.ID] = &c
+			order = append(order, *l.ID)
 		case "message", "status":
 			if l.ID == nil {
-				return nil, fmt.Errorf("object %d: %s without id", n, l.Type)
+				return fmt.Errorf("object %d: %s without id", n, l.Type)
 			}
-			i, ok := byID[*l.ID]
-			if !ok {
-				return nil, fmt.Errorf("object %d: %s for unknown rpc id %d", n, l.Type, *l.ID)
+			c, ok := open[*l.ID]
+			if !ok || done[*l.ID] {
+				return fmt.Errorf("object %d: %s for unknown or finished rpc id %d", n, l.Type, *l.ID)
 			}
-			c := &calls[i]
 			t := stamp(l.Timestamp, c.Start)
 			if l.Type == "message" {
 				addDumpMessage(c, l.Origin, l.Raw, t)
@@ -153,25 +215,40 @@ func parseGRPCDump(r io.Reader) ([]store.CallWithMessages, error) {
 			if len(l.Message) > 0 {
 				_ = json.Unmarshal(l.Message, &msg)
 			}
-			if err := endDumpCall(c, l.Code, msg, t); err != nil {
-				return nil, fmt.Errorf("object %d: %w", n, err)
+			err := endDumpCall(c, l.Code, msg, t)
+			if err == nil {
+				err = checkCall(c)
+			}
+			if err != nil {
+				return fmt.Errorf("object %d: %w", n, err)
+			}
+			done[*l.ID] = true
+			if err := emit(); err != nil {
+				return err
 			}
 		default:
-			return nil, fmt.Errorf("object %d: unknown type %q", n, l.Type)
+			return fmt.Errorf("object %d: unknown type %q", n, l.Type)
 		}
 	}
-	for i := range calls {
-		c := &calls[i]
-		if c.End == nil { // event layout without a status line: call still open when the dump stopped
-			end := c.Start
-			if len(c.Messages) > 0 {
-				end = c.Messages[len(c.Messages)-1].Time
-			}
-			c.End = &end
-			c.Status = &store.Status{Code: 2, Message: "grpc-dump recorded no status for this call"}
+	for _, id := range order {
+		if done[id] {
+			continue
 		}
+		// Event layout without a status line: the call was still open
+		// when the dump stopped.
+		c := open[id]
+		end := c.Start
+		if len(c.Messages) > 0 {
+			end = c.Messages[len(c.Messages)-1].Time
+		}
+		c.End = &end
+		c.Status = &store.Status{Code: 2, Message: "grpc-dump recorded no status for this call"}
+		if err := checkCall(c); err != nil {
+			return fmt.Errorf("rpc %d: %w", id, err)
+		}
+		done[id] = true
 	}
-	return calls, nil
+	return emit()
 }
 
 func stamp(t *time.Time, def time.Time) time.Time {

@@ -13,17 +13,18 @@ import (
 	"github.com/grpctap/grpctap/store"
 )
 
-// parseImport reads what 'grpctap import' accepts: grpctap's own NDJSON
-// (from 'export' or 'show --json': one call with its messages a line), told
-// apart by its first object, or else a grpc-dump stream.
-func parseImport(r io.Reader) ([]store.CallWithMessages, error) {
+// readImport reads what 'grpctap import' accepts and calls fn with each
+// call: grpctap's own NDJSON (from 'export' or 'show --json': one call with
+// its messages a line), told apart by its first object, or else a grpc-dump
+// stream. fn may keep the call.
+func readImport(r io.Reader, fn func(*store.CallWithMessages) error) error {
 	br := bufio.NewReaderSize(r, 1<<16)
 	dec := json.NewDecoder(br)
 	var first json.RawMessage
 	if err := dec.Decode(&first); errors.Is(err, io.EOF) {
-		return nil, nil
+		return nil
 	} else if err != nil {
-		return nil, fmt.Errorf("object 1: %w", err)
+		return fmt.Errorf("object 1: %w", err)
 	}
 	var probe struct {
 		State          *string         `json:"state"`
@@ -33,29 +34,30 @@ func parseImport(r io.Reader) ([]store.CallWithMessages, error) {
 	_ = json.Unmarshal(first, &probe)
 	rest := io.MultiReader(bytes.NewReader(first), dec.Buffered(), br)
 	if probe.State == nil || probe.RequestHeaders == nil {
-		return parseGRPCDump(rest)
+		return readGRPCDump(rest, fn)
 	}
 	if probe.Messages == nil {
-		return nil, errors.New("object 1 is a call without its messages ('grpctap calls --json'); import what 'grpctap export' writes")
+		return errors.New("object 1 is a call without its messages ('grpctap calls --json'); import what 'grpctap export' writes")
 	}
-	return parseExport(rest)
+	return readExport(rest, fn)
 }
 
-// parseExport reads grpctap's NDJSON of whole calls.
-func parseExport(r io.Reader) ([]store.CallWithMessages, error) {
+// readExport reads grpctap's NDJSON of whole calls.
+func readExport(r io.Reader, fn func(*store.CallWithMessages) error) error {
 	dec := json.NewDecoder(r)
-	var calls []store.CallWithMessages
 	for n := 1; ; n++ {
 		var c store.CallWithMessages
 		if err := dec.Decode(&c); errors.Is(err, io.EOF) {
-			return calls, nil
+			return nil
 		} else if err != nil {
-			return nil, fmt.Errorf("object %d: %w", n, err)
+			return fmt.Errorf("object %d: %w", n, err)
 		}
-		if err := checkExported(&c); err != nil {
-			return nil, fmt.Errorf("object %d (call %d): %w", n, c.ID, err)
+		if err := checkCall(&c); err != nil {
+			return fmt.Errorf("object %d (call %d): %w", n, c.ID, err)
 		}
-		calls = append(calls, c)
+		if err := fn(&c); err != nil {
+			return err
+		}
 	}
 }
 
@@ -65,7 +67,10 @@ var (
 	latest   = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-func checkExported(c *store.CallWithMessages) error {
+// checkCall refuses what no real call can be: a method that is not
+// /pkg.Service/Method, a time outside 1990–2200, a status code outside the
+// spec's 0–16, a message larger than its size says.
+func checkCall(c *store.CallWithMessages) error {
 	if svc, m := store.SplitMethod(c.Method); !strings.HasPrefix(c.Method, "/") || svc == "" || m == "" {
 		return fmt.Errorf("method %q is not /package.Service/Method", c.Method)
 	}

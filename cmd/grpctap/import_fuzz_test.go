@@ -4,11 +4,14 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/grpctap/grpctap/store"
 )
 
-// FuzzImportGRPCDump checks that no input makes the grpc-dump reader panic
-// or produce a call without a method, an end or a status.
-func FuzzImportGRPCDump(f *testing.F) {
+// FuzzImport checks that no input makes the import reader (grpctap's
+// export or grpc-dump) panic or produce a call that is not plausible: a
+// closed call without a status, a message without bytes or out of order.
+func FuzzImport(f *testing.F) {
 	for _, name := range []string{"dump.json", "events.json"} {
 		b, err := os.ReadFile("../../testdata/grpcdump/" + name)
 		if err != nil {
@@ -18,20 +21,23 @@ func FuzzImportGRPCDump(f *testing.F) {
 	}
 	f.Add(`{"type":"status","id":1}`)
 	f.Add(`{"service":"s","method":"m","error":{"code":"bogus"}}`)
+	f.Add(`{"id":7,"method":"/a.B/C","state":"closed","start":"2026-11-20T09:30:00Z","end":"2026-11-20T09:30:01Z",` +
+		`"status":{"code":5},"request_headers":{"authorization":["x"]},"messages":[{"seq":1,"direction":"request",` +
+		`"time":"2026-11-20T09:30:00Z","size":3,"raw":"AQID"}]}`)
 	f.Fuzz(func(t *testing.T, in string) {
-		calls, err := parseGRPCDump(strings.NewReader(in))
-		if err != nil {
-			return
-		}
-		for _, c := range calls {
-			if !strings.HasPrefix(c.Method, "/") || c.End == nil || c.Status == nil {
-				t.Fatalf("incomplete call %+v", c.Call)
+		_ = readImport(strings.NewReader(in), func(c *store.CallWithMessages) error {
+			if err := checkCall(c); err != nil {
+				t.Fatalf("an implausible call was passed on: %v", err)
 			}
-			for i, m := range c.Messages {
-				if m.Seq != i+1 || m.Raw == nil {
-					t.Fatalf("message %d: %+v", i, m)
+			if c.End != nil && c.Status == nil {
+				t.Fatalf("closed call without a status %+v", c.Call)
+			}
+			for _, m := range c.Messages {
+				if m.Raw == nil && m.Size > 0 {
+					t.Fatalf("message %d without bytes: %+v", m.Seq, m)
 				}
 			}
-		}
+			return nil
+		})
 	})
 }

@@ -18,15 +18,39 @@ import (
 // otherwise.
 const defaultDB = "./grpctap.db"
 
-// recordFlags are the recording flags of 'proxy' and 'demo'.
-type recordFlags struct {
-	db         string
-	noRecord   bool
+// keepFlags say what a capture keeps of each call: which headers are
+// redacted and how much of each body. 'proxy', 'demo' and 'import' share
+// them, so calls are kept the same way however they arrive.
+type keepFlags struct {
 	maxMessage byteSize
 	redact     []string
 	noRedact   bool
-	retain     time.Duration
-	maxDBSize  byteSize
+}
+
+func (f *keepFlags) register(fs *pflag.FlagSet) {
+	f.maxMessage = recorder.DefaultMaxMessage
+	fs.Var(&f.maxMessage, "record-max-message", "store at most this many bytes of each message body; longer ones are stored cut, marked truncated with their full size (accepts KiB/MiB)")
+	fs.StringArrayVar(&f.redact, "redact-header", recorder.DefaultRedact, "header whose values are stored as [redacted] (repeatable; giving it replaces the default list)")
+	fs.BoolVar(&f.noRedact, "no-redact", false, "store every header value as received, secrets included")
+}
+
+// redactList is the list of headers to redact (empty, not nil, with
+// --no-redact), warning when secrets will be stored.
+func (f *keepFlags) redactList(log *slog.Logger, db string) []string {
+	if f.noRedact {
+		log.Warn("--no-redact: secrets in headers (authorization, cookies, API keys) are stored in the capture", "db", db)
+		return []string{}
+	}
+	return f.redact
+}
+
+// recordFlags are the recording flags of 'proxy' and 'demo'.
+type recordFlags struct {
+	db        string
+	noRecord  bool
+	keep      keepFlags
+	retain    time.Duration
+	maxDBSize byteSize
 
 	// Set by open, for the parts of grpctap that read the live capture
 	// (the UI): nil when not recording.
@@ -37,10 +61,7 @@ type recordFlags struct {
 func (f *recordFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.db, "db", defaultDB, "capture file (SQLite) every call is recorded in")
 	fs.BoolVar(&f.noRecord, "no-record", false, "forward without recording anything")
-	f.maxMessage = recorder.DefaultMaxMessage
-	fs.Var(&f.maxMessage, "record-max-message", "store at most this many bytes of each message body; longer ones are stored cut, marked truncated with their full size (accepts KiB/MiB)")
-	fs.StringArrayVar(&f.redact, "redact-header", recorder.DefaultRedact, "header whose values are stored as [redacted] (repeatable; giving it replaces the default list)")
-	fs.BoolVar(&f.noRedact, "no-redact", false, "store every header value as received, secrets included")
+	f.keep.register(fs)
 	fs.DurationVar(&f.retain, "retain", 0, "prune calls older than this in the background (e.g. 24h; default: keep all)")
 	fs.Var(&f.maxDBSize, "max-db-size", "prune the oldest calls while the capture holds more than this (accepts MiB/GiB; default: no limit)")
 }
@@ -68,14 +89,9 @@ func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observe
 		log.Error("capture cannot be written: calls are forwarded but not recorded, and counted as dropped", "db", f.db, "err", err)
 		st = ro
 	}
-	redact := f.redact
-	if f.noRedact {
-		redact = []string{}
-		log.Warn("--no-redact: secrets in headers (authorization, cookies, API keys) are stored in the capture", "db", f.db)
-	}
 	rec, err := recorder.New(ctx, st, recorder.Options{
-		MaxMessage: int(f.maxMessage),
-		Redact:     redact,
+		MaxMessage: int(f.keep.maxMessage),
+		Redact:     f.keep.redactList(log, f.db),
 		Retain:     f.retain,
 		MaxDBSize:  int64(f.maxDBSize),
 		Logger:     log,

@@ -72,7 +72,7 @@ func TestRecordHelperProcess(t *testing.T) {
 		t.Skip("helper process for TestRecordKill9")
 	}
 	ctx := context.Background()
-	f := recordFlags{db: os.Getenv("GRPCTAP_DB"), maxMessage: recorder.DefaultMaxMessage}
+	f := recordFlags{db: os.Getenv("GRPCTAP_DB"), keep: keepFlags{maxMessage: recorder.DefaultMaxMessage}}
 	obs, _, err := f.open(ctx, quietLog())
 	if err != nil {
 		fmt.Println("ERROR", err)
