@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -104,17 +105,28 @@ func ResolveRPC(ctx context.Context, dec *decode.Decoder, c *store.Call) {
 }
 
 // DecodeCall fills in each message's JSON, schemaless tree and decode
-// error, and the call's RPC kind when a schema gives it.
+// error, and the call's RPC kind when a schema gives it. The views are
+// bounded by decode.DefaultLimits (Raw stays whole); DecodeCallWithin
+// chooses other bounds.
 func DecodeCall(ctx context.Context, dec *decode.Decoder, c *store.CallWithMessages) {
+	DecodeCallWithin(ctx, dec, c, decode.DefaultLimits)
+}
+
+// DecodeCallWithin is DecodeCall with the views of each message bounded
+// by lim (decode.NoLimits for everything). It returns, by message, what
+// the views leave out, which is also said in the message's decode_error
+// (a note beside a decoded JSON, as for a message recorded cut).
+func DecodeCallWithin(ctx context.Context, dec *decode.Decoder, c *store.CallWithMessages, lim decode.Limits) [][]decode.Elision {
 	ResolveRPC(ctx, dec, &c.Call)
 	sub := proxy.ContentSubtype(c.ContentType)
+	elided := make([][]decode.Elision, len(c.Messages))
 	for i := range c.Messages {
 		m := &c.Messages[i]
 		dir := decode.Request
 		if m.Direction == store.DirResponse {
 			dir = decode.Response
 		}
-		res := dec.Decode(ctx, decode.Input{Method: c.Method, Backend: c.Backend, Direction: dir, ContentSubtype: sub, Raw: m.Raw})
+		res := dec.Decode(ctx, decode.Input{Method: c.Method, Backend: c.Backend, Direction: dir, ContentSubtype: sub, Raw: m.Raw, Limits: lim})
 		m.JSON, m.Schemaless, m.DecodeError = nil, nil, res.Error
 		if len(res.JSON) > 0 {
 			m.JSON = res.JSON
@@ -124,14 +136,20 @@ func DecodeCall(ctx context.Context, dec *decode.Decoder, c *store.CallWithMessa
 				m.Schemaless = b
 			}
 		}
+		var notes []string
 		if m.Truncated {
-			note := fmt.Sprintf("message was recorded cut to %d of %d bytes (--record-max-message)", len(m.Raw), m.Size)
-			if m.DecodeError != "" {
-				note += "; " + m.DecodeError
-			}
-			m.DecodeError = note
+			notes = append(notes, fmt.Sprintf("message was recorded cut to %d of %d bytes (--record-max-message)", len(m.Raw), m.Size))
 		}
+		if len(res.Elided) > 0 {
+			elided[i] = res.Elided
+			notes = append(notes, decode.ElisionNote(res.Elided))
+		}
+		if m.DecodeError != "" {
+			notes = append(notes, m.DecodeError)
+		}
+		m.DecodeError = strings.Join(notes, "; ")
 	}
+	return elided
 }
 
 func rpcKind(clientStreams, serverStreams bool) string {

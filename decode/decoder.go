@@ -124,6 +124,9 @@ type Input struct {
 	Direction      Direction
 	ContentSubtype string // "" or "proto" for protobuf, "json" for application/grpc+json
 	Raw            []byte // the message, without the 5-byte gRPC frame header
+	// Limits bound the views (JSON, schemaless tree, unknown fields); what
+	// they leave out is in Result.Elided. Default: NoLimits, everything.
+	Limits Limits
 }
 
 // Result is a decoded message, ready to be embedded in the call JSON.
@@ -144,6 +147,8 @@ type Result struct {
 	Unknown []UnknownField `json:"unknown_fields,omitempty"`
 	// Text is the payload of a json-subtype message that is not valid JSON.
 	Text string `json:"text,omitempty"`
+	// Elided lists what Input.Limits left out of the views.
+	Elided []Elision `json:"elided,omitempty"`
 }
 
 // UnknownField is a field present on the wire but not in the schema.
@@ -165,21 +170,27 @@ func isProtoSubtype(s string) bool {
 // Decode decodes one message. It never fails: what could not be done is in
 // Result.Error, with the schemaless tree in its place.
 func (d *Decoder) Decode(ctx context.Context, in Input) Result {
+	bud := &budget{lim: in.Limits}
 	if isJSONSubtype(in.ContentSubtype) {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, in.Raw); err != nil {
-			return Result{Text: string(in.Raw), Error: fmt.Sprintf("message sent as application/grpc+%s is not valid JSON: %v", in.ContentSubtype, err)}
+			text := in.Raw
+			if in.Limits.Bytes > 0 && len(text) > in.Limits.Bytes {
+				text = text[:in.Limits.Bytes]
+				bud.elide("text", len(text), len(in.Raw), "bytes")
+			}
+			return Result{Text: string(text), Error: fmt.Sprintf("message sent as application/grpc+%s is not valid JSON: %v", in.ContentSubtype, err), Elided: bud.list()}
 		}
-		return Result{JSON: buf.Bytes()}
+		return Result{JSON: bud.pruneJSON(buf.Bytes()), Elided: bud.list()}
 	}
 	if !isProtoSubtype(in.ContentSubtype) {
-		return schemalessResult(in.Raw, fmt.Sprintf("content subtype %q is neither protobuf nor JSON; shown as a schemaless guess", in.ContentSubtype))
+		return schemalessResult(in.Raw, fmt.Sprintf("content subtype %q is neither protobuf nor JSON; shown as a schemaless guess", in.ContentSubtype), bud)
 	}
 	md, src, err := d.messageFor(ctx, in.Method, in.Backend, in.Direction)
 	if err != nil {
-		return schemalessResult(in.Raw, err.Error())
+		return schemalessResult(in.Raw, err.Error(), bud)
 	}
-	res := d.decodeAs(ctx, md, in.Backend, in.Raw)
+	res := d.decodeAs(ctx, md, in.Backend, in.Raw, bud)
 	res.Source = src
 	return res
 }
@@ -187,44 +198,49 @@ func (d *Decoder) Decode(ctx context.Context, in Input) Result {
 // DecodeMessage decodes raw as md, resolving Any through the Decoder's
 // sources (and backend's reflection, if backend is not empty).
 func (d *Decoder) DecodeMessage(ctx context.Context, md protoreflect.MessageDescriptor, backend string, raw []byte) Result {
-	return d.decodeAs(ctx, md, backend, raw)
+	return d.decodeAs(ctx, md, backend, raw, &budget{})
 }
 
-func (d *Decoder) decodeAs(ctx context.Context, md protoreflect.MessageDescriptor, backend string, raw []byte) Result {
+func (d *Decoder) decodeAs(ctx context.Context, md protoreflect.MessageDescriptor, backend string, raw []byte, bud *budget) Result {
 	var c wireChecker
 	if _, err := c.check(md, raw, 0, 0, 0, ""); err != nil {
-		r := schemalessResult(raw, err.Error())
+		r := schemalessResult(raw, err.Error(), bud)
 		r.MessageType = string(md.FullName())
 		return r
 	}
 	resolver := &typeResolver{ctx: ctx, sources: d.sourcesFor(backend)}
 	msg := dynamicpb.NewMessage(md)
 	if err := (proto.UnmarshalOptions{Resolver: resolver, AllowPartial: true}).Unmarshal(raw, msg); err != nil {
-		r := schemalessResult(raw, fmt.Sprintf("decode as %s: %s", md.FullName(), protoErr(err)))
+		r := schemalessResult(raw, fmt.Sprintf("decode as %s: %s", md.FullName(), protoErr(err)), bud)
 		r.MessageType = string(md.FullName())
 		return r
 	}
+	if bud.lim != NoLimits {
+		bud.prune(msg, "")
+	}
 	js, err := protojson.MarshalOptions{Resolver: resolver, EmitUnpopulated: d.emitDefaults, AllowPartial: true}.Marshal(msg)
 	if err != nil {
-		r := schemalessResult(raw, fmt.Sprintf("print %s as JSON: %s", md.FullName(), protoErr(err)))
+		r := schemalessResult(raw, fmt.Sprintf("print %s as JSON: %s", md.FullName(), protoErr(err)), &budget{lim: bud.lim})
 		r.MessageType = string(md.FullName())
 		return r
 	}
 	var buf bytes.Buffer
 	// protojson varies its whitespace on purpose; compact it so output is stable.
 	if err := json.Compact(&buf, js); err != nil {
-		r := schemalessResult(raw, fmt.Sprintf("print %s as JSON: %s", md.FullName(), protoErr(err)))
+		r := schemalessResult(raw, fmt.Sprintf("print %s as JSON: %s", md.FullName(), protoErr(err)), &budget{lim: bud.lim})
 		r.MessageType = string(md.FullName())
 		return r
 	}
-	r := Result{JSON: buf.Bytes(), MessageType: string(md.FullName())}
+	// google.protobuf.Any values were expanded by protojson, after prune.
+	r := Result{JSON: bud.pruneJSON(buf.Bytes()), MessageType: string(md.FullName())}
 	for _, u := range c.unknown {
-		fields, _, err := parseFields(u.raw, u.offset, 0, 0, false)
-		if err != nil || len(fields) != 1 {
-			continue // cannot happen: check already walked these bytes
+		n, _, err := parseFields(u.raw, u.offset, 0, 0, false, bud, u.path)
+		if err != nil || len(n.Fields) != 1 {
+			continue // cannot happen: check already walked these bytes (or the bounds hid it)
 		}
-		r.Unknown = append(r.Unknown, UnknownField{Path: u.path, Field: fields[0]})
+		r.Unknown = append(r.Unknown, UnknownField{Path: u.path, Field: n.Fields[0]})
 	}
+	r.Elided = bud.list()
 	return r
 }
 
@@ -235,12 +251,16 @@ func protoErr(err error) string {
 	return strings.ReplaceAll(err.Error(), "\u00a0", " ")
 }
 
-func schemalessResult(raw []byte, why string) Result {
-	n, err := Schemaless(raw)
+func schemalessResult(raw []byte, why string, bud *budget) Result {
+	var lim *budget
+	if bud.lim != NoLimits {
+		lim = bud
+	}
+	n, _, err := parseFields(raw, 0, 0, 0, false, lim, "")
 	if err != nil {
 		why += "; schemaless: " + err.Error()
 	}
-	return Result{Schemaless: n, Error: why}
+	return Result{Schemaless: n, Error: why, Elided: bud.list()}
 }
 
 // Encode turns JSON (protojson syntax; lowerCamelCase or proto names) into

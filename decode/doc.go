@@ -64,6 +64,15 @@
 //	           minimally encoded varints, as a packed repeated integer is written
 //	group:     "group": {...}
 //
+// SchemalessWithin(raw, limits) gives the same tree bounded (the inspector,
+// show and export use decode.DefaultLimits): "string" and "bytes" hold the
+// first Limits.Bytes bytes with "cut": true ("length" stays the full
+// length), "packed_varints" the first Limits.Items with "packed_count" the
+// total, and a level shows at most Limits.Items fields with "more_fields"
+// counting the rest. Decoder.Decode bounds the JSON view the same way
+// (Input.Limits: lists, maps, strings and bytes shortened) and lists each
+// cut in Result.Elided.
+//
 // Text wins over message when both fit, unless the text starts with \t, \n
 // or \r (tags of field 1): message tags and short lengths are control
 // characters, so real messages are rarely all printable. Nested

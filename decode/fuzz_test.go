@@ -40,16 +40,23 @@ func FuzzSchemaless(f *testing.F) {
 		if err == nil {
 			checkOffsets(t, n, len(raw))
 		}
-		for _, dir := range []Direction{Request, Response} {
-			r := d.Decode(bg(), Input{Method: placeOrder, Direction: dir, Raw: raw})
-			if r.JSON != nil && !json.Valid(r.JSON) {
-				t.Fatalf("invalid JSON %q", r.JSON)
-			}
-			if r.JSON == nil && (r.Schemaless == nil || r.Error == "") {
-				t.Fatalf("no JSON and no explanation: %+v", r)
-			}
-			if _, err := json.Marshal(r); err != nil {
-				t.Fatalf("result does not render: %v", err)
+		// Bounds change what is shown, never whether the bytes are valid.
+		small := Limits{Items: 2, Bytes: 3, Nodes: 5}
+		if bn, _, berr := SchemalessWithin(raw, small); bn == nil || (berr == nil) != (err == nil) {
+			t.Fatalf("bounded tree %v, error %v; unbounded error %v", bn, berr, err)
+		}
+		for _, lim := range []Limits{NoLimits, small} {
+			for _, dir := range []Direction{Request, Response} {
+				r := d.Decode(bg(), Input{Method: placeOrder, Direction: dir, Raw: raw, Limits: lim})
+				if r.JSON != nil && !json.Valid(r.JSON) {
+					t.Fatalf("invalid JSON %q", r.JSON)
+				}
+				if r.JSON == nil && (r.Schemaless == nil || r.Error == "") {
+					t.Fatalf("no JSON and no explanation: %+v", r)
+				}
+				if _, err := json.Marshal(r); err != nil {
+					t.Fatalf("result does not render: %v", err)
+				}
 			}
 		}
 	})

@@ -24,6 +24,9 @@ const maxGuessedField = 1 << 16
 // Its JSON form is documented in the package comment.
 type Node struct {
 	Fields []*Field `json:"fields"`
+	// MoreFields counts the fields a bounded tree (SchemalessWithin) does
+	// not show at this level.
+	MoreFields int `json:"more_fields,omitempty"`
 }
 
 // Field is one field occurrence on the wire. Exactly the members that fit
@@ -57,6 +60,11 @@ type Field struct {
 	String        *string  `json:"string,omitempty"`
 	Bytes         *string  `json:"bytes,omitempty"`
 	PackedVarints []string `json:"packed_varints,omitempty"`
+	// In a bounded tree: Cut says String or Bytes holds only the first
+	// Limits.Bytes of the Length bytes, and PackedCount is the number of
+	// packed varints when PackedVarints shows only the first ones.
+	Cut         bool `json:"cut,omitempty"`
+	PackedCount int  `json:"packed_count,omitempty"`
 
 	// group: the fields between start and end group.
 	Group *Node `json:"group,omitempty"`
@@ -76,8 +84,18 @@ func (e *WireError) Error() string {
 // malformed input it returns the fields read before the fault and a
 // *WireError; the Node is never nil.
 func Schemaless(raw []byte) (*Node, error) {
-	fields, _, err := parseFields(raw, 0, 0, 0, false)
-	return &Node{Fields: fields}, err
+	n, _, err := parseFields(raw, 0, 0, 0, false, nil, "")
+	return n, err
+}
+
+// SchemalessWithin is Schemaless bounded by lim: long strings and bytes
+// cut, long packed runs and field lists shown in part (Field.Cut,
+// Field.PackedCount, Node.MoreFields), and what was left out listed. The
+// whole of raw is still checked.
+func SchemalessWithin(raw []byte, lim Limits) (*Node, []Elision, error) {
+	b := &budget{lim: lim}
+	n, _, err := parseFields(raw, 0, 0, 0, false, b, "")
+	return n, b.list(), err
 }
 
 // parseFields reads fields from b until its end, or until the end-group tag
@@ -86,8 +104,21 @@ func Schemaless(raw []byte) (*Node, error) {
 // guessing is set while testing whether a length-delimited value is a
 // message: then encodings no encoder writes (groups, non-minimal varints,
 // field numbers above maxGuessedField) make it "not a message".
-func parseFields(b []byte, base, depth int, endGroup protowire.Number, guessing bool) ([]*Field, int, error) {
-	fields := []*Field{}
+//
+// bud, when set, bounds what is kept (see SchemalessWithin); path is the
+// field-number path of b, for its elisions.
+func parseFields(b []byte, base, depth int, endGroup protowire.Number, guessing bool, bud *budget, path string) (*Node, int, error) {
+	node := &Node{Fields: []*Field{}}
+	fields, pos, err := node.parse(b, base, depth, endGroup, guessing, bud, path)
+	node.Fields = fields
+	if node.MoreFields > 0 {
+		bud.elide(fieldPath(path), len(fields), len(fields)+node.MoreFields, "fields")
+	}
+	return node, pos, err
+}
+
+func (node *Node) parse(b []byte, base, depth int, endGroup protowire.Number, guessing bool, bud *budget, path string) ([]*Field, int, error) {
+	fields := node.Fields
 	pos := 0
 	for pos < len(b) {
 		num, typ, n := protowire.ConsumeTag(b[pos:])
@@ -98,6 +129,13 @@ func parseFields(b []byte, base, depth int, endGroup protowire.Number, guessing 
 			return fields, pos, &WireError{Offset: base + pos, Reason: "unlikely tag in a guessed message"}
 		}
 		f := &Field{Number: int32(num), Offset: base + pos}
+		// A field past the bounds is read (the bytes are still checked)
+		// but neither kept nor looked into.
+		keep := bud == nil || bud.take(1) == 1
+		if keep && bud != nil && bud.lim.Items > 0 && len(fields) >= bud.lim.Items {
+			keep = false
+			bud.nodes--
+		}
 		pos += n
 		switch typ {
 		case protowire.VarintType:
@@ -146,7 +184,9 @@ func parseFields(b []byte, base, depth int, endGroup protowire.Number, guessing 
 			f.Wire = "len"
 			l := len(v)
 			f.Length = &l
-			guessBytes(f, v, valueOff, depth)
+			if keep {
+				guessBytes(f, v, valueOff, depth, bud, subPath(path, num))
+			}
 		case protowire.StartGroupType:
 			if guessing {
 				return fields, pos, &WireError{Offset: base + pos - n, Reason: fmt.Sprintf("field %d: group inside a guessed message", num)}
@@ -154,13 +194,13 @@ func parseFields(b []byte, base, depth int, endGroup protowire.Number, guessing 
 			if depth >= maxNesting {
 				return fields, pos, &WireError{Offset: base + pos - n, Reason: "groups nested too deep"}
 			}
-			sub, used, err := parseFields(b[pos:], base+pos, depth+1, num, false)
+			sub, used, err := parseFields(b[pos:], base+pos, depth+1, num, false, bud, subPath(path, num))
 			if err != nil {
 				return fields, pos, err
 			}
 			pos += used
 			f.Wire = "group"
-			f.Group = &Node{Fields: sub}
+			f.Group = sub
 		case protowire.EndGroupType:
 			if endGroup > 0 && num == endGroup {
 				return fields, pos, nil
@@ -169,7 +209,11 @@ func parseFields(b []byte, base, depth int, endGroup protowire.Number, guessing 
 		default:
 			return fields, pos - n, &WireError{Offset: base + pos - n, Reason: fmt.Sprintf("field %d: unknown wire type %d", num, typ)}
 		}
-		fields = append(fields, f)
+		if keep {
+			fields = append(fields, f)
+		} else {
+			node.MoreFields++
+		}
 	}
 	if endGroup > 0 {
 		return fields, pos, &WireError{Offset: base + pos, Reason: fmt.Sprintf("group %d not closed", endGroup)}
@@ -177,31 +221,79 @@ func parseFields(b []byte, base, depth int, endGroup protowire.Number, guessing 
 	return fields, pos, nil
 }
 
+// fieldPath is how an elision names a schemaless path: "field 1.4".
+func fieldPath(path string) string {
+	if path == "" {
+		return ""
+	}
+	return "field " + path
+}
+
+func subPath(path string, num protowire.Number) string {
+	if path == "" {
+		return strconv.Itoa(int(num))
+	}
+	return path + "." + strconv.Itoa(int(num))
+}
+
 // guessBytes decides what a length-delimited value most likely is.
-func guessBytes(f *Field, v []byte, off, depth int) {
+func guessBytes(f *Field, v []byte, off, depth int, bud *budget, path string) {
 	text := len(v) > 0 && isPrintableText(v)
 	// Text starting with a letter or symbol is text. Text starting with \t,
 	// \n or \r may be a message: those are the tags of field 1 (i64, len,
 	// i32), and \n is also a length of 10, as in {1: "sugar dust"}.
 	if text && v[0] >= 0x20 {
-		s := string(v)
-		f.String = &s
+		f.setString(v, bud, path)
 		return
 	}
 	if len(v) > 0 && depth < maxNesting {
-		if sub, _, err := parseFields(v, off, depth+1, 0, true); err == nil && len(sub) > 0 {
-			f.Message = &Node{Fields: sub}
+		var saved budget
+		if bud != nil {
+			saved = *bud
+			saved.elided = append([]Elision(nil), bud.elided...)
+		}
+		if sub, _, err := parseFields(v, off, depth+1, 0, true, bud, path); err == nil && (len(sub.Fields) > 0 || sub.MoreFields > 0) {
+			f.Message = sub
 			return
+		}
+		if bud != nil {
+			*bud = saved // what a failed guess kept is not shown
 		}
 	}
 	if text {
-		s := string(v)
-		f.String = &s
+		f.setString(v, bud, path)
 		return
 	}
-	enc := base64.StdEncoding.EncodeToString(v)
+	shown := v
+	if bud != nil && bud.lim.Bytes > 0 && len(v) > bud.lim.Bytes {
+		shown = v[:bud.lim.Bytes]
+		f.Cut = true
+		bud.elide(fieldPath(path), len(shown), len(v), "bytes")
+	}
+	enc := base64.StdEncoding.EncodeToString(shown)
 	f.Bytes = &enc
-	f.PackedVarints = packedVarints(v)
+	items := -1
+	if bud != nil && bud.lim.Items > 0 {
+		items = bud.lim.Items
+	}
+	var total int
+	f.PackedVarints, total = packedVarints(v, items)
+	if len(f.PackedVarints) < total {
+		f.PackedCount = total
+		bud.elide(fieldPath(path)+" (packed)", len(f.PackedVarints), total, "items")
+	}
+}
+
+// setString sets f.String to v, cut to the budget's Bytes.
+func (f *Field) setString(v []byte, bud *budget, path string) {
+	if bud != nil && bud.lim.Bytes > 0 && len(v) > bud.lim.Bytes {
+		s := cutString(string(v[:min(len(v), bud.lim.Bytes+utf8.UTFMax)]), bud.lim.Bytes)
+		f.String, f.Cut = &s, true
+		bud.elide(fieldPath(path), len(s), len(v), "bytes")
+		return
+	}
+	s := string(v)
+	f.String = &s
 }
 
 // isPrintableText reports whether v is UTF-8 made only of printable
@@ -223,19 +315,24 @@ func isPrintableText(v []byte) bool {
 }
 
 // packedVarints reads v as a run of minimally-encoded varints, as a packed
-// repeated integer field is written; nil when v is not one.
-func packedVarints(v []byte) []string {
+// repeated integer field is written: the first items of them (all when
+// items < 0) and how many there are; nil when v is not one.
+func packedVarints(v []byte, items int) ([]string, int) {
 	if len(v) == 0 {
-		return nil
+		return nil, 0
 	}
 	var out []string
+	total := 0
 	for len(v) > 0 {
 		x, n := protowire.ConsumeVarint(v)
 		if n < 0 || n != protowire.SizeVarint(x) {
-			return nil
+			return nil, 0
 		}
-		out = append(out, strconv.FormatUint(x, 10))
+		if items < 0 || total < items {
+			out = append(out, strconv.FormatUint(x, 10))
+		}
+		total++
 		v = v[n:]
 	}
-	return out
+	return out, total
 }

@@ -54,6 +54,35 @@ func requestMD(in metadata.MD) metadata.MD {
 // headers, backends never do.
 const InternalHeaderPrefix = "grpctap-"
 
+// ClientLabelPrefix is where observers find the InternalHeaderPrefix
+// headers a client sent itself: "grpctap-origin: composer" from a client is
+// recorded as "x-client-grpctap-origin: composer", never as grpctap's label.
+// Neither name reaches the backend.
+const ClientLabelPrefix = "x-client-" + InternalHeaderPrefix
+
+// clientLabels returns md with each InternalHeaderPrefix key moved under
+// ClientLabelPrefix; md itself when it has none (no copy).
+func clientLabels(md metadata.MD) metadata.MD {
+	found := false
+	for k := range md {
+		if strings.HasPrefix(k, InternalHeaderPrefix) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return md
+	}
+	out := make(metadata.MD, len(md))
+	for k, v := range md {
+		if strings.HasPrefix(k, InternalHeaderPrefix) {
+			k = "x-client-" + k
+		}
+		out[k] = append(out[k], v...)
+	}
+	return out
+}
+
 func dropRequestKey(k string) bool {
 	if k == "" || k[0] == ':' || IsHopByHop(k) || strings.HasPrefix(k, InternalHeaderPrefix) {
 		return true

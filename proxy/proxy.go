@@ -100,9 +100,26 @@ func (p *Proxy) Close() error { return p.pool.close() }
 
 // NewServer returns a grpc.Server that forwards every method through p.
 // It registers no services of its own; extra options are appended.
+//
+// Request headers starting with InternalHeaderPrefix are grpctap's own
+// labels: a client cannot set them. The backend never sees them, and
+// observers see them renamed under ClientLabelPrefix
+// ("grpctap-origin" → "x-client-grpctap-origin"), so nothing reads a
+// client's header as a label of grpctap's.
 func (p *Proxy) NewServer(extra ...grpc.ServerOption) *grpc.Server {
+	return p.newServer(p.handle, extra)
+}
+
+// NewInternalServer is NewServer for grpctap's own in-process clients (the
+// composer): observers see their InternalHeaderPrefix headers as sent,
+// as labels. Never serve it where anyone else can connect.
+func (p *Proxy) NewInternalServer(extra ...grpc.ServerOption) *grpc.Server {
+	return p.newServer(p.handleInternal, extra)
+}
+
+func (p *Proxy) newServer(handler grpc.StreamHandler, extra []grpc.ServerOption) *grpc.Server {
 	opts := append([]grpc.ServerOption{
-		grpc.UnknownServiceHandler(p.handle),
+		grpc.UnknownServiceHandler(handler),
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.MaxRecvMsgSize(p.maxMsg),
 		grpc.MaxSendMsgSize(p.maxMsg),
@@ -136,15 +153,26 @@ func ProtocolFromContext(ctx context.Context) string {
 // bidi is the widest stream shape; the proxy need not know a method's real one.
 var bidi = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 
-// handle forwards one call of any kind.
-func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
+// handle forwards one call of any kind from a client.
+func (p *Proxy) handle(_ any, ss grpc.ServerStream) error { return p.forward(ss, false) }
+
+// handleInternal forwards one call of grpctap's own clients.
+func (p *Proxy) handleInternal(_ any, ss grpc.ServerStream) error { return p.forward(ss, true) }
+
+// forward forwards one call of any kind; labels says whether its
+// InternalHeaderPrefix headers are grpctap's own.
+func (p *Proxy) forward(ss grpc.ServerStream, labels bool) error {
 	ctx := ss.Context()
 	start := time.Now()
 	method, _ := grpc.MethodFromServerStream(ss)
 	md, _ := metadata.FromIncomingContext(ctx)
 	backend, routed := p.router.lookup(method)
 	comp := recvCompression(ctx)
-	c := p.startCall(ctx, method, backend, comp, md, start)
+	seen := md
+	if !labels {
+		seen = clientLabels(md)
+	}
+	c := p.startCall(ctx, method, backend, comp, seen, start)
 
 	if !routed {
 		return c.end(status.Errorf(codes.Unimplemented,

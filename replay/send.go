@@ -188,6 +188,10 @@ func skipRequestKey(k string) bool {
 	if k == "" || k[0] == ':' || proxy.IsHopByHop(k) || strings.HasPrefix(k, proxy.InternalHeaderPrefix) {
 		return true
 	}
+	if strings.HasPrefix(k, proxy.ClientLabelPrefix) {
+		// A client's own grpctap-* header, renamed: the backend never got it.
+		return true
+	}
 	switch k {
 	case "content-type", "user-agent", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "content-length":
 		return true

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/grpctap/grpctap/demo/demopb"
@@ -429,5 +431,64 @@ func TestInvokeClientStreaming(t *testing.T) {
 	if code := e.do("POST", "/api/invoke", map[string]any{"method": "/grpctap.demo.v1.DemoService/Echo",
 		"messages": []any{map[string]any{}, map[string]any{}}}, nil); code != 400 {
 		t.Errorf("two messages to a unary method: %d", code)
+	}
+}
+
+// TestClientCannotForgeLabels: a client that sends grpctap's own labels
+// (grpctap-origin: composer, ...) is recorded with them renamed under
+// x-client-grpctap-, so the traffic list does not show its call as the
+// composer's; the backend sees neither name. The composer's own calls keep
+// their label.
+func TestClientCannotForgeLabels(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, ui.OriginHeader, ui.OriginComposer, ui.InvokeHeader, "forged",
+		"grpctap-replay-of", "1", "x-trace", "t1")
+	var backendSaw metadata.MD
+	if _, err := e.client.Echo(ctx, &demopb.EchoRequest{Message: "forged"}, grpc.Header(&backendSaw)); err != nil {
+		t.Fatal(err)
+	}
+	var composed store.CallWithMessages
+	if code := e.do("POST", "/api/invoke", map[string]any{"method": "grpctap.demo.v1.DemoService/Echo",
+		"messages": []any{map[string]any{"message": "real"}}}, &composed); code != 200 {
+		t.Fatalf("invoke: %d", code)
+	}
+	// The demo backend echoes every x- header it receives.
+	for k := range backendSaw {
+		if strings.Contains(k, "grpctap") {
+			t.Errorf("the backend received %s: %v", k, backendSaw[k])
+		}
+	}
+	if got := backendSaw["x-trace"]; len(got) != 1 {
+		t.Errorf("x-trace not forwarded: %v", backendSaw)
+	}
+
+	calls := e.waitCalls(2)
+	byOrigin := map[string][]int64{}
+	for _, c := range calls {
+		origin := ""
+		if v := c.RequestHeaders[ui.OriginHeader]; len(v) > 0 {
+			origin = v[0]
+		}
+		byOrigin[origin] = append(byOrigin[origin], c.ID)
+	}
+	if got := byOrigin[ui.OriginComposer]; len(got) != 1 || got[0] != composed.ID {
+		t.Fatalf("calls labelled as the composer's: %v, want only %d", got, composed.ID)
+	}
+	forged := calls[0]
+	if forged.ID == composed.ID {
+		forged = calls[1]
+	}
+	for k := range forged.RequestHeaders {
+		if strings.HasPrefix(k, "grpctap-") {
+			t.Errorf("the client's call is recorded with label %s: %v", k, forged.RequestHeaders[k])
+		}
+	}
+	want := map[string]string{"x-client-grpctap-origin": "composer", "x-client-grpctap-invoke": "forged", "x-client-grpctap-replay-of": "1"}
+	for k, v := range want {
+		if got := forged.RequestHeaders[k]; len(got) != 1 || got[0] != v {
+			t.Errorf("recorded %s = %v, want [%s]", k, got, v)
+		}
 	}
 }

@@ -196,7 +196,7 @@ func TestBrowserTrafficLiveAndDetail(t *testing.T) {
 	b.shot("detail-failed")
 	// "Copy as grpcurl" builds a runnable command from the recorded call.
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-	cmdline, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => { const c = await (await fetch('/api/calls/1')).json(); return (await import('/app.js')).grpcurl(c); })()`, chromedp.EvalAwaitPromise))
+	cmdline, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => { const c = await (await fetch('/api/calls/1')).json(); return (await import('/app.js')).grpcurl(c, await (await import('/lib.js')).requestJSON(c)); })()`, chromedp.EvalAwaitPromise))
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -314,4 +314,33 @@ func TestBrowserCollectionSurvivesReload(t *testing.T) {
 	if len(list.Collections) != 1 || len(list.Collections[0].Requests) != 1 || len(list.Collections[0].Requests[0].Examples) != 1 {
 		t.Errorf("stored collections %+v", list.Collections)
 	}
+}
+
+// TestBrowserLargeCallOpensQuickly: a call of two 4 MiB messages without a
+// schema (a packed field of 4 million numbers each) opens in the inspector
+// within 2 seconds, showing the first numbers, how many there are and that
+// the view is shortened; more and the raw bytes come on request.
+func TestBrowserLargeCallOpensQuickly(t *testing.T) {
+	e := newEnv(t, envOpts{blobEcho: true})
+	id := e.blobCall(packedMessage(4 << 20))
+	b := newBrowser(t)
+	b.do(15*time.Second, chromedp.Navigate(e.base+"/#/traffic"))
+	b.wait(10*time.Second, fmt.Sprintf(`!!document.querySelector('#rows tr[data-id="%d"]')`, id))
+
+	start := time.Now()
+	b.eval(fmt.Sprintf(`location.hash = '#/call/%d'`, id))
+	shown := `(() => { const d = document.querySelector('.detail'); if (!d) return false;
+		const msgs = d.querySelectorAll('details.msg');
+		return msgs.length === 2 && [...msgs].every(m => m.innerText.includes('"packed_count": 4194299') && m.innerText.includes('This view is shortened')); })()`
+	b.wait(2*time.Second, shown)
+	t.Logf("the call of two 4 MiB messages was shown %v after it was opened", time.Since(start).Round(time.Millisecond))
+	b.shot("detail-large")
+
+	// More on request: ten times as many numbers in the first message.
+	b.eval(`document.querySelector('details.msg .shortened button').click()`)
+	b.wait(5*time.Second, `document.querySelector('details.msg').innerText.includes('show 200 more of 1800')`)
+	// The Hex tab fetches the body and shows its start.
+	b.eval(`[...document.querySelectorAll('details.msg')[1].querySelectorAll('.tabs button')].find(x => x.textContent === 'Hex').click()`)
+	b.wait(5*time.Second, `(() => { const m = document.querySelectorAll('details.msg')[1]; return m.innerText.includes('First 64.0 KiB of 4.0 MiB shown') && m.innerText.includes('000000  0a fb ff ff 01 01 02 03'); })()`)
+	b.shot("detail-large-hex")
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -84,6 +85,15 @@ func pathID(r *http.Request) (int64, error) {
 
 // loadCall reads and decodes one call, writing the error answer itself.
 func (u *UI) loadCall(w http.ResponseWriter, r *http.Request) (*store.CallWithMessages, bool) {
+	c, ok := u.readCall(w, r)
+	if ok {
+		capture.DecodeCall(r.Context(), u.dec, c)
+	}
+	return c, ok
+}
+
+// readCall reads one call, writing the error answer itself.
+func (u *UI) readCall(w http.ResponseWriter, r *http.Request) (*store.CallWithMessages, bool) {
 	id, err := pathID(r)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err.Error())
@@ -98,16 +108,23 @@ func (u *UI) loadCall(w http.ResponseWriter, r *http.Request) (*store.CallWithMe
 		writeErr(w, http.StatusInternalServerError, err.Error())
 		return nil, false
 	}
-	capture.DecodeCall(r.Context(), u.dec, c)
 	return c, true
 }
 
 // getCall serves GET /api/calls/{id}: the JSON of grpctap show --json,
-// decoded, with status_details_decoded added.
+// decoded within decode.DefaultLimits, with status_details_decoded added
+// and the raw bytes of large messages left out (see MessageView).
 func (u *UI) getCall(w http.ResponseWriter, r *http.Request) {
-	if c, ok := u.loadCall(w, r); ok {
-		writeJSON(w, http.StatusOK, CallView{CallWithMessages: c, StatusDetails: u.decodeDetails(r.Context(), c)})
+	c, ok := u.readCall(w, r)
+	if !ok {
+		return
 	}
+	elided := capture.DecodeCallWithin(r.Context(), u.dec, c, decode.DefaultLimits)
+	v := CallView{CallWithMessages: c, Messages: make([]MessageView, len(c.Messages)), StatusDetails: u.decodeDetails(r.Context(), c)}
+	for i, m := range c.Messages {
+		v.Messages[i] = messageView(m, elided[i])
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // replay serves POST /api/calls/{id}/replay.

@@ -25,7 +25,9 @@ type DetailView struct {
 // --json prints it, decoded, plus its status details decoded.
 type CallView struct {
 	*store.CallWithMessages
-	StatusDetails []DetailView `json:"status_details_decoded,omitempty"`
+	// Messages replaces CallWithMessages.Messages in JSON.
+	Messages      []MessageView `json:"messages"`
+	StatusDetails []DetailView  `json:"status_details_decoded,omitempty"`
 }
 
 // decodeDetails decodes each status detail with the call's schemas, else

@@ -19,6 +19,7 @@ import (
 	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
@@ -46,6 +47,9 @@ type env struct {
 type envOpts struct {
 	token         string
 	eventInterval time.Duration // 0: the UI's default
+	// blobEcho routes the service test.Blob, which has no schema anywhere,
+	// to a backend that answers each message with the same bytes.
+	blobEcho bool
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -66,7 +70,11 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rec.Close(context.Background()) })
-	p, err := proxy.New(proxy.Options{Backend: backend.Addr(), Observer: rec})
+	var routes []proxy.Route
+	if o.blobEcho {
+		routes = append(routes, proxy.Route{Prefix: "test.Blob", Backend: stubserver.RawEcho(t)})
+	}
+	p, err := proxy.New(proxy.Options{Backend: backend.Addr(), Routes: routes, Observer: rec})
 	if err != nil {
 		t.Fatal(err)
 	}

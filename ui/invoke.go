@@ -60,7 +60,7 @@ type lane struct {
 
 func newLane(p *proxy.Proxy, own bool) (*lane, error) {
 	lis := bufconn.Listen(1 << 20)
-	l := &lane{srv: p.NewServer(), done: make(chan struct{})}
+	l := &lane{srv: p.NewInternalServer(), done: make(chan struct{})}
 	if own {
 		l.own = p
 	}

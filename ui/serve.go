@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/grpctap/grpctap/internal/hostcheck"
 )
 
 // IsLoopback reports whether a listen address ("127.0.0.1:7070",
@@ -20,7 +22,7 @@ func IsLoopback(addr string) bool {
 	if err != nil || host == "" {
 		return false
 	}
-	return loopbackHost(host)
+	return hostcheck.Loopback(host)
 }
 
 // NewToken returns a random token for Options.Token.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/internal/hostcheck"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/replay"
@@ -130,6 +130,8 @@ func New(opts Options) (*UI, error) {
 	u.mux.Handle("GET /", files)
 	u.mux.HandleFunc("GET /api/calls", u.listCalls)
 	u.mux.HandleFunc("GET /api/calls/{id}", u.getCall)
+	u.mux.HandleFunc("GET /api/calls/{id}/messages/{seq}", u.getMessage)
+	u.mux.HandleFunc("GET /api/calls/{id}/messages/{seq}/raw", u.getRaw)
 	u.mux.HandleFunc("POST /api/calls/{id}/replay", u.replay)
 	u.mux.HandleFunc("GET /api/events", u.events)
 	u.mux.HandleFunc("GET /api/services", u.services)
@@ -196,7 +198,7 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusUnauthorized, "a token is required: open the URL grpctap printed (with ?token=), or send 'Authorization: Bearer TOKEN'")
 			return
 		}
-	} else if !loopbackHost(r.Host) {
+	} else if !hostcheck.Loopback(r.Host) {
 		writeErr(w, http.StatusForbidden, "this inspector answers only to a loopback Host (localhost, 127.0.0.1, [::1])")
 		return
 	}
@@ -228,20 +230,6 @@ func (u *UI) authorized(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	return false
-}
-
-// loopbackHost reports whether a Host header names this machine's loopback.
-func loopbackHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	host = strings.Trim(host, "[]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func sameOrigin(origin, host string) bool {

@@ -2,12 +2,15 @@ package webbridge
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
 
+	"github.com/grpctap/grpctap/internal/hostcheck"
 	"github.com/grpctap/grpctap/proxy"
 )
 
@@ -25,8 +28,9 @@ type Options struct {
 	// AllowedOrigins lists the origins (scheme://host[:port]) whose pages
 	// may call through the bridge; "*" allows every origin and is honoured
 	// only when given explicitly. Default: none, so only same-origin
-	// requests (Origin's host equals the request's Host) and requests
-	// without an Origin header (non-browser clients) are served.
+	// requests (Origin's host equals the request's Host, which Hosts
+	// restricts) and requests without an Origin header (non-browser
+	// clients) are served.
 	AllowedOrigins []string
 	// Websockets enables improbable-eng's grpc-websockets transport, which
 	// gives browsers client and bidi streaming over HTTP/1.1. Default: off.
@@ -34,6 +38,16 @@ type Options struct {
 	// WebsocketReadLimit bounds one websocket message in bytes. Default:
 	// DefaultWebsocketReadLimit.
 	WebsocketReadLimit int64
+	// Hosts lists the extra names (as in the Host header, without port)
+	// the bridge answers to, against DNS rebinding: a hostile page whose
+	// domain is switched to this machine's address reaches the bridge with
+	// its own name as Host. "*" allows any Host and is honoured only when
+	// given explicitly. Default: none, so a connection to a loopback
+	// address is served only when Host is a loopback name (localhost,
+	// 127.0.0.0/8, [::1]), and a connection to any other address only
+	// when Host is a loopback name or an IP address. Others get 403 before
+	// anything reaches the backend or the observers.
+	Hosts []string
 	// GRPCFallback serves native gRPC (application/grpc over HTTP/2) that
 	// reaches the bridge's port through the same grpc.Server. Default: off
 	// (such requests get 415).
@@ -46,14 +60,28 @@ type Bridge struct {
 	wsReadLimit int64
 	anyOrigin   bool
 	origins     map[string]bool
+	anyHost     bool
+	hosts       map[string]bool
 	ws          bool
 	fallback    bool
 }
 
 // New returns a Bridge that translates gRPC-Web calls for srv, typically the
-// server from proxy.(*Proxy).NewServer. It fails on a malformed origin.
+// server from proxy.(*Proxy).NewServer. It fails on a malformed origin or
+// host name.
 func New(srv *grpc.Server, opts Options) (*Bridge, error) {
-	b := &Bridge{srv: srv, origins: map[string]bool{}, ws: opts.Websockets, fallback: opts.GRPCFallback}
+	b := &Bridge{srv: srv, origins: map[string]bool{}, hosts: map[string]bool{}, ws: opts.Websockets, fallback: opts.GRPCFallback}
+	for _, h := range opts.Hosts {
+		if h == "*" {
+			b.anyHost = true
+			continue
+		}
+		name, err := hostcheck.ParseName(h)
+		if err != nil {
+			return nil, fmt.Errorf("webbridge: %w", err)
+		}
+		b.hosts[name] = true
+	}
 	for _, o := range opts.AllowedOrigins {
 		if o == "*" {
 			b.anyOrigin = true
@@ -92,6 +120,18 @@ func normalizeOrigin(o string) (string, error) {
 		host += ":" + port
 	}
 	return scheme + "://" + host, nil
+}
+
+// hostAllowed applies the rule of Options.Hosts to the request's Host.
+func (b *Bridge) hostAllowed(r *http.Request) bool {
+	if b.anyHost || hostcheck.Loopback(r.Host) || b.hosts[hostcheck.Name(r.Host)] {
+		return true
+	}
+	// An IP address cannot be rebound; it is accepted where the bridge is
+	// reached from the network. A connection whose local address is
+	// unknown counts as a loopback one.
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	return local != nil && !hostcheck.LoopbackAddr(local) && hostcheck.IPLiteral(r.Host)
 }
 
 // allowed says whether a request with this Origin header may be served, and
@@ -133,6 +173,10 @@ func hostWithPort(r *http.Request) string {
 // ServeHTTP serves one request: a CORS preflight, a gRPC-Web call, a
 // grpc-websockets call, or (with GRPCFallback) native gRPC.
 func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !b.hostAllowed(r) {
+		http.Error(w, "grpctap: Host "+strconv.Quote(r.Host)+" is not served here, against DNS rebinding (allow the name with --web-host)", http.StatusForbidden)
+		return
+	}
 	ok, allowOrigin := b.allowed(r)
 	if !ok {
 		http.Error(w, "grpctap: origin "+r.Header.Get("Origin")+" is not allowed (see --web-origin)", http.StatusForbidden)

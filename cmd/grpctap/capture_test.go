@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
@@ -540,5 +542,76 @@ func TestImportKeepsCallsAsTheProxyDoes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "object") {
 			t.Errorf("%s: import of an impossible call: %v", name, err)
 		}
+	}
+}
+
+// TestShowJSONStaysLinear: a message of one packed field (a number per
+// byte, shown without a schema) prints as JSON of about its raw base64 plus
+// a bounded view, for 1 MiB as for 4 MiB, not as a list of every number;
+// --full prints the list whole.
+func TestShowJSONStaysLinear(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.db")
+	st, err := store.Open(context.Background(), path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := []int{1 << 20, 4 << 20, 64 << 10}
+	var ev []store.Event
+	for i, size := range sizes {
+		id := int64(i + 1)
+		msg := protowire.AppendTag(nil, 1, protowire.BytesType)
+		msg = protowire.AppendVarint(msg, uint64(size-len(msg)-4))
+		for len(msg) < size {
+			msg = append(msg, byte(1+len(msg)%127))
+		}
+		ev = append(ev,
+			store.Event{Start: &store.CallStart{ID: id, Method: "/test.Blob/Put", Protocol: "grpc", Time: capT0}},
+			store.Event{Message: &store.MessageRecord{CallID: id, Seq: 1, Direction: store.DirRequest, Time: capT0, Size: int64(size), Raw: msg}},
+			store.Event{End: &store.CallEnd{CallID: id, Time: capT0.Add(time.Millisecond)}})
+	}
+	if err := st.WriteBatch(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	var outs []int
+	for i, size := range sizes[:2] {
+		out := mustRun(t, "show", fmt.Sprint(i+1), "--db", path, "--json")
+		t.Logf("show --json of a %d-byte message: %d bytes", size, len(out))
+		if len(out) > 2*size+64<<10 {
+			t.Errorf("show --json of a %d-byte message printed %d bytes, more than twice its size", size, len(out))
+		}
+		var c struct {
+			Messages []struct {
+				DecodeError string `json:"decode_error"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal([]byte(out), &c); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Messages) != 1 || !strings.Contains(c.Messages[0].DecodeError, "shown shortened") {
+			t.Errorf("no note of what is left out: %+v", c.Messages)
+		}
+		outs = append(outs, len(out))
+	}
+	if outs[1] > 9*outs[0]/2 {
+		t.Errorf("4 MiB printed %d bytes, 1 MiB %d: not linear", outs[1], outs[0])
+	}
+
+	out := mustRun(t, "show", "3", "--db", path, "--json", "--full")
+	var c struct {
+		Messages []struct {
+			Schemaless struct {
+				Fields []struct {
+					PackedVarints []string `json:"packed_varints"`
+				} `json:"fields"`
+			} `json:"schemaless"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Messages[0].Schemaless.Fields[0].PackedVarints); n != sizes[2]-5 {
+		t.Errorf("--full shows %d packed varints, want %d", n, sizes[2]-5)
 	}
 }

@@ -140,7 +140,8 @@ server reflection and kept in the capture, or given with --proto/--protoset.`,
 		Example: `  grpctap proxy --backend 127.0.0.1:9000
   grpctap proxy --listen :50050 --backend api.internal:443 --backend-tls
   grpctap proxy --route billing.v1.Billing=127.0.0.1:9001 --backend 127.0.0.1:9000
-  grpctap proxy --backend 127.0.0.1:9000 --web :8080 --web-origin http://localhost:3000`,
+  grpctap proxy --backend 127.0.0.1:9000 --web 8080 --web-origin http://localhost:3000
+  grpctap proxy --backend 127.0.0.1:9000 --web :8080 --web-host devbox.lan`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.proxy.backend == "" && len(f.proxy.routes) == 0 {

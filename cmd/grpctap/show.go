@@ -13,19 +13,25 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/store"
 )
 
 func newShowCmd() *cobra.Command {
 	var db string
-	var asJSON bool
+	var asJSON, full bool
 	var df decodeFlags
 	cmd := &cobra.Command{
 		Use:   "show ID [flags]",
 		Short: "Show one recorded call whole, messages included",
 		Long: `show prints one call of a capture: where it went, its headers, trailers,
 status and every message. With --json it prints the call as one JSON
-object, the schema of docs/capture.md with messages.`,
+object, the schema of docs/capture.md with messages.
+
+Decoded views are bounded, so that a large message does not print as many
+times its size: the first 200 items of each list, 4 KiB of each string or
+bytes value, 5,000 elements in all; a note says what was left out. --full
+prints them whole. Raw bytes (--json) are always whole.`,
 		Example: `  grpctap show 42
   grpctap show 42 --json | jq '.messages[] | .size'`,
 		Args: cobra.ExactArgs(1),
@@ -49,7 +55,11 @@ object, the schema of docs/capture.md with messages.`,
 				return err
 			}
 			defer dec.Close()
-			capture.DecodeCall(ctx, dec, c)
+			lim := decode.DefaultLimits
+			if full {
+				lim = decode.NoLimits
+			}
+			capture.DecodeCallWithin(ctx, dec, c, lim)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -61,6 +71,7 @@ object, the schema of docs/capture.md with messages.`,
 	}
 	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to read")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the call as JSON")
+	cmd.Flags().BoolVar(&full, "full", false, "decoded views whole: every item of long lists, strings and bytes (default: the first 200 items, 4 KiB)")
 	df.register(cmd.Flags(), false)
 	return cmd
 }

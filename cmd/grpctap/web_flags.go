@@ -19,6 +19,7 @@ import (
 type webFlags struct {
 	addr       string
 	origins    []string
+	hosts      []string
 	websockets bool
 	tlsCert    string
 	tlsKey     string
@@ -34,6 +35,7 @@ func (f *webFlags) register(fs *pflag.FlagSet, def string) {
 	}
 	fs.StringVar(&f.addr, "web", def, usage)
 	fs.StringArrayVar(&f.origins, "web-origin", nil, "origin (scheme://host[:port]) whose pages may call through --web; repeatable; \"*\" allows any origin (default: same-origin requests only)")
+	fs.StringArrayVar(&f.hosts, "web-host", nil, "host name (no port) --web also answers to, besides loopback names (and IP addresses when --web is reached from the network); repeatable; \"*\" allows any Host header. Other names get 403, against DNS rebinding (default: none)")
 	fs.BoolVar(&f.websockets, "web-websockets", false, "also accept improbable-eng's grpc-websockets transport on --web (client and bidi streaming from browsers over HTTP/1.1)")
 	fs.StringVar(&f.tlsCert, "web-tls-cert", "", "serve --web over TLS (ALPN h2 and http/1.1) with this PEM certificate; needs --web-tls-key (default: plaintext HTTP/1.1 and h2c)")
 	fs.StringVar(&f.tlsKey, "web-tls-key", "", "PEM private key for --web-tls-cert")
@@ -56,8 +58,8 @@ func webAddr(s string) string {
 func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, grace time.Duration, log *slog.Logger) (addr string, wait func() error, err error) {
 	noop := func() error { return nil }
 	if f.addr == "" {
-		if len(f.origins) > 0 || f.websockets || f.tlsCert != "" || f.tlsKey != "" {
-			return "", noop, fmt.Errorf("--web-origin, --web-websockets and --web-tls-* need --web ADDR")
+		if len(f.origins) > 0 || len(f.hosts) > 0 || f.websockets || f.tlsCert != "" || f.tlsKey != "" {
+			return "", noop, fmt.Errorf("--web-origin, --web-host, --web-websockets and --web-tls-* need --web ADDR")
 		}
 		return "", noop, nil
 	}
@@ -73,10 +75,10 @@ func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, grace time.Duratio
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	srv := p.NewServer()
-	h, err := webbridge.New(srv, webbridge.Options{AllowedOrigins: f.origins, Websockets: f.websockets})
+	h, err := webbridge.New(srv, webbridge.Options{AllowedOrigins: f.origins, Hosts: f.hosts, Websockets: f.websockets})
 	if err != nil {
 		srv.Stop()
-		return "", noop, err
+		return "", noop, fmt.Errorf("--web-origin or --web-host: %w", err)
 	}
 	lis, err := net.Listen("tcp", webAddr(f.addr))
 	if err != nil {
@@ -89,7 +91,7 @@ func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, grace time.Duratio
 	if len(origins) == 0 {
 		origins = []string{"(same origin only)"}
 	}
-	log.Info("grpctap gRPC-Web bridge listening", "addr", addr, "tls", tlsCfg != nil, "origins", origins, "websockets", f.websockets)
+	log.Info("grpctap gRPC-Web bridge listening", "addr", addr, "tls", tlsCfg != nil, "origins", origins, "extra_hosts", f.hosts, "websockets", f.websockets)
 	done := make(chan error, 1)
 	go func() {
 		err := webbridge.Serve(ctx, hs, lis, grace)

@@ -47,7 +47,7 @@ func TestWebFlagsServe(t *testing.T) {
 	}
 	defer p.Close()
 
-	f := parseWebFlags(t, "--web", "127.0.0.1:0", "--web-origin", "http://page.example:3000", "--web-websockets")
+	f := parseWebFlags(t, "--web", "127.0.0.1:0", "--web-origin", "http://page.example:3000", "--web-websockets", "--web-host", "tap.example")
 	webCtx, stopWeb := context.WithCancel(ctx)
 	defer stopWeb()
 	addr, wait, err := f.start(webCtx, p, 2*time.Second, log)
@@ -88,6 +88,22 @@ func TestWebFlagsServe(t *testing.T) {
 		t.Fatalf("echo %v, rest %q", &echo, out[5+n:])
 	}
 
+	// --web-host: the named Host is served, another name is refused.
+	for host, want := range map[string]int{"tap.example": http.StatusOK, "evil.example": http.StatusForbidden} {
+		hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/grpctap.demo.v1.DemoService/Echo", bytes.NewReader(body))
+		hreq.Host = host
+		hreq.Header.Set("Content-Type", "application/grpc-web+proto")
+		resp, err := (&http.Client{Transport: tr}).Do(hreq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: HTTP %d, want %d", host, resp.StatusCode, want)
+		}
+	}
+
 	stopWeb()
 	done := make(chan error, 1)
 	go func() { done <- wait() }()
@@ -114,6 +130,8 @@ func TestWebFlagsOff(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"--web-origin", "http://a.example"},
+		{"--web-host", "tap.example"},
+		{"--web", "127.0.0.1:0", "--web-host", "tap.example:8080"},
 		{"--web", "127.0.0.1:0", "--web-tls-cert", "x.pem"},
 		{"--web", "127.0.0.1:0", "--web-origin", "not-an-origin"},
 		{"--web", "127.0.0.1:0", "--web-tls-cert", "/nonexistent.pem", "--web-tls-key", "/nonexistent.key"},

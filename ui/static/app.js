@@ -1,6 +1,6 @@
 // grpctap web inspector: a small hand-written single-page app. Views are
 // chosen by the URL hash: #/traffic, #/call/ID, #/composer[?method=…&from=ID].
-import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump } from './lib.js';
+import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump, requestJSON } from './lib.js';
 import { renderComposer } from './composer.js';
 
 const view = document.getElementById('view');
@@ -188,7 +188,7 @@ async function renderCall(id) {
     h('h2', {}, c.method),
     c.state === 'open' ? h('span', { class: 'badge live' }, 'live') : h('span', { class: 'badge ' + statusClass(st.code) }, `${st.name} (${st.code})`),
     h('div', { class: 'actions' },
-      h('button', { onclick: () => copy(grpcurl(c), 'grpcurl command copied') }, 'Copy as grpcurl'),
+      h('button', { onclick: async () => copy(grpcurl(c, await requestJSON(c)), 'grpcurl command copied') }, 'Copy as grpcurl'),
       h('button', { onclick: () => doReplay(c, replayOut), disabled: !(state.info && state.info.replay), title: state.info && state.info.replay ? 'Send the recorded requests again and compare' : 'replay is not available here' }, 'Replay'),
       h('button', { onclick: () => { location.hash = `#/composer?from=${c.id}`; } }, 'Open in composer')));
   const item = (k, v, cls) => h('div', {}, h('div', { class: 'k' }, k), h('div', { class: 'v ' + (cls || '') }, v ?? h('span', { class: 'none' }, '—')));
@@ -223,29 +223,62 @@ async function renderCall(id) {
           h('span', { class: 'mono' }, '+' + fmtMS(off)), h('span', { class: 'mono' }, fmtBytes(m.size)), h('div', { class: 'tl-bar' }, dot));
       })));
   const msgs = h('div', {}, h('h3', { class: 'section' }, `Messages (${c.messages.length})`),
-    ...c.messages.map((m, i) => messageView(m, t0, i < 6)));
+    ...c.messages.map((m, i) => messageView(c.id, m, t0, i < 6)));
   view.replaceChildren(h('div', { class: 'detail' }, head, replayOut, summary,
     h('div', { class: 'cols' }, mdTable('Request headers', c.request_headers), mdTable('Response headers', c.response_headers), mdTable('Trailers', c.trailers)),
     timeline, msgs));
   view.focus();
 }
 
-function messageView(m, t0, open) {
+// rawLimit is how much of a body the Hex and Base64 views show.
+const rawLimit = 64 << 10;
+
+function messageView(callID, m, t0, open) {
   const body = h('div', { class: 'body' });
+  const rawURL = `/api/calls/${callID}/messages/${m.seq}/raw`;
+  // Bodies over 64 KiB are not in the call's JSON: fetched when a raw tab
+  // is opened, and shown up to rawLimit.
+  let raw = m.raw_omitted ? null : b64ToBytes(m.raw);
+  const rawView = render => {
+    if (raw) return rawPane(raw, render, rawURL);
+    const out = h('div', { class: 'none' }, `loading ${fmtBytes(m.size)}…`);
+    fetch(rawURL).then(r => { if (!r.ok) throw new Error(`${r.status} ${r.statusText}`); return r.arrayBuffer(); })
+      .then(b => { raw = new Uint8Array(b); out.replaceWith(rawPane(raw, render, rawURL)); })
+      .catch(e => { out.textContent = e.message; });
+    return out;
+  };
   const tabs = [['Decoded', () => m.json != null ? jsonTree(m.json) : h('div', { class: 'none' }, 'not decoded')],
     ['Schemaless', () => m.schemaless != null ? jsonTree(m.schemaless) : h('div', { class: 'none' }, 'no schemaless view')],
-    ['Hex', () => h('pre', { class: 'raw' }, hexDump(b64ToBytes(m.raw)))],
-    ['Base64', () => h('pre', { class: 'raw' }, m.raw)]];
+    ['Hex', () => rawView(b => h('pre', { class: 'raw' }, hexDump(b)))],
+    ['Base64', () => rawView(b => h('pre', { class: 'raw' }, bytesToB64(b)))]];
   let first = m.json != null ? 0 : (m.schemaless != null ? 1 : 2);
+  let cur = first;
   const bar = h('div', { class: 'tabs', role: 'tablist' });
   const pane = h('div', {});
   const show = i => {
+    cur = i;
     [...bar.children].forEach((b, j) => { b.classList.toggle('on', i === j); b.setAttribute('aria-selected', i === j); });
     pane.replaceChildren(tabs[i][1]());
   };
   tabs.forEach(([name], i) => bar.append(h('button', { role: 'tab', onclick: () => show(i) }, name)));
-  if (m.decode_error) body.append(h('div', { class: 'decode-error' }, m.decode_error));
-  body.append(bar, pane);
+  const note = h('div', {});
+  let scale = 1;
+  const renderNote = () => {
+    note.replaceChildren(m.decode_error ? h('div', { class: 'decode-error' }, m.decode_error) : '',
+      m.elided && m.elided.length ? h('div', { class: 'hint shortened' }, 'This view is shortened. ',
+        h('button', { onclick: more }, 'Show 10× more'), ' ', h('a', { href: rawURL, download: '' }, 'Download the raw message')) : '');
+  };
+  const more = async () => {
+    scale *= 10;
+    try {
+      const full = await api('GET', `/api/calls/${callID}/messages/${m.seq}?scale=${scale}`);
+      Object.assign(m, { json: full.json, schemaless: full.schemaless, decode_error: full.decode_error, elided: full.elided });
+      renderNote();
+      show(cur);
+    } catch (e) { toast(e.message); }
+  };
+  renderNote();
+  body.append(note, bar, pane);
   show(first);
   const d = h('details', { class: 'msg', open },
     h('summary', {}, h('span', { class: 'dir ' + m.direction }, (m.direction === 'request' ? '→ request' : '← response')),
@@ -256,15 +289,29 @@ function messageView(m, t0, open) {
   return d;
 }
 
+// rawPane shows the first rawLimit bytes of a body with render, and says
+// how much is left out.
+function rawPane(bytes, render, url) {
+  if (bytes.length <= rawLimit) return render(bytes);
+  return h('div', {}, render(bytes.subarray(0, rawLimit)),
+    h('div', { class: 'hint' }, `First ${fmtBytes(rawLimit)} of ${fmtBytes(bytes.length)} shown. `, h('a', { href: url, download: '' }, 'Download the raw message')));
+}
+
+function bytesToB64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
 function shq(s) { return "'" + String(s).replace(/'/g, `'\\''`) + "'"; }
 const skipHeaders = /^(:|grpctap-|content-type$|user-agent$|te$|grpc-accept-encoding$|grpc-encoding$|grpc-timeout$)/;
-export function grpcurl(c) {
+export function grpcurl(c, requests) {
   const parts = ['grpcurl', '-plaintext'];
   for (const [k, vs] of Object.entries(c.request_headers || {}).sort()) {
     if (skipHeaders.test(k)) continue;
     for (const v of vs) parts.push('-H', shq(`${k}: ${v}`));
   }
-  const reqs = c.messages.filter(m => m.direction === 'request' && m.json != null).map(m => JSON.stringify(m.json));
+  const reqs = requests.filter(j => j != null).map(j => JSON.stringify(j));
   if (reqs.length) parts.push('-d', shq(reqs.join('\n')));
   parts.push(c.authority || 'localhost:50050', c.method.replace(/^\//, ''));
   return parts.join(' ');

@@ -1,7 +1,7 @@
 // The composer: pick a method, edit a request prefilled from its schema,
 // send it through the proxy (recorded like any call), see the response as
 // it streams in, and keep requests in named collections.
-import { h, jsonTree, fmtMS, statusClass, toast, api } from './lib.js';
+import { h, jsonTree, fmtMS, statusClass, toast, api, requestJSON } from './lib.js';
 
 const cs = {
   services: null,     // /api/services answer
@@ -39,7 +39,7 @@ export async function renderComposer(view, params, info) {
         const md = Object.entries(c.request_headers).filter(([k]) => !/^(:|grpctap-|content-type$|user-agent$|te$|grpc-)/.test(k));
         cs.metadata = md.flatMap(([k, vs]) => vs.map(v => [k, v]));
         if (!cs.metadata.length) cs.metadata = [['', '']];
-        cs.messages = c.messages.filter(m => m.direction === 'request').map(m => pretty(m.json ?? {}));
+        cs.messages = (await requestJSON(c)).map(j => pretty(j ?? {}));
       } catch (e) { toast(e.message); }
     } else if (params.get('method')) {
       setMethod(params.get('method'));
