@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"syscall"
@@ -10,23 +9,6 @@ import (
 
 	"zombiezen.com/go/sqlite"
 )
-
-// AddDropped adds n to the capture's count of dropped events.
-func (s *Store) AddDropped(ctx context.Context, n int64) error {
-	if s.readOnly {
-		return ErrReadOnly
-	}
-	return s.WriteBatch(ctx, []Event{{Dropped: n}})
-}
-
-// MaxID returns the highest call id in the capture (0 when empty).
-func (s *Store) MaxID(ctx context.Context) (int64, error) {
-	var id sql.NullInt64
-	if err := s.rdb.QueryRowContext(ctx, "SELECT max(id) FROM calls").Scan(&id); err != nil {
-		return 0, fmt.Errorf("max id: %w", err)
-	}
-	return id.Int64, nil
-}
 
 // StoppedMessage is the status message of calls closed by CloseOpenCalls.
 const StoppedMessage = "grpctap stopped before the call ended"

@@ -111,11 +111,11 @@ func BenchmarkReads200k(b *testing.B) {
 }
 
 func evsID(b *testing.B, s *Store) int64 {
-	id, err := s.MaxID(context.Background())
+	wm, err := s.CurrentWatermark(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
-	return id
+	return wm.MaxID
 }
 
 func page(s *Store, q PageQuery) (int, error) {

@@ -161,8 +161,8 @@ func TestFilters(t *testing.T) {
 	if _, err := s.GetCall(ctx, 99); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetCall(99) = %v", err)
 	}
-	if id, _ := s.MaxID(ctx); id != 10 {
-		t.Fatalf("MaxID = %d", id)
+	if wm, _ := s.CurrentWatermark(ctx); wm.MaxID != 10 {
+		t.Fatalf("MaxID = %d", wm.MaxID)
 	}
 }
 
