@@ -226,17 +226,22 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			med[ci] = median(results[li][ci])
 			fmt.Fprintf(out, "  %-28s %8.1f\n", c.name, med[ci])
 		}
+		// Each ratio twice: of the medians, and the median of each
+		// round's ratio (the two measured close together in time).
+		ratio := func(name string, a, b int) {
+			fmt.Fprintf(out, "  %-28s %8.2fx  (per round: %.2fx)\n", name, med[a]/med[b], pairedRatio(results[li][a], results[li][b]))
+		}
 		for b := 0; b < len(children); b += 2 { // children come in pairs: record, no-record
-			fmt.Fprintf(out, "  %-28s %8.2fx\n", children[b].name+"/no-record", med[b]/med[b+1])
+			ratio(children[b].name+"/no-record", b, b+1)
 		}
 		if len(children) == 4 {
-			fmt.Fprintf(out, "  %-28s %8.2fx\n", "record/baseline", med[0]/med[2])
-			fmt.Fprintf(out, "  %-28s %8.2fx\n", "no-record/baseline", med[1]/med[3])
+			ratio("record/baseline record", 0, 2)
+			ratio("no-record/baseline no-rec.", 1, 3)
 		}
 	}
 
 	if cfg.profile != "" {
-		if err := profileAll(ctx, cfg, children, loads, out); err != nil {
+		if err := profileAll(ctx, cfg, children, loads, tick, out); err != nil {
 			return err
 		}
 	}
@@ -534,7 +539,7 @@ func echoStream(ctx context.Context, c *child, n int, payload []byte) error {
 // profileAll takes, for each child and load, a CPU profile of the child
 // while the load runs over and over, and its allocations over the same
 // time (the difference of two "allocs" profiles, via pprof's -base).
-func profileAll(ctx context.Context, cfg config, children []*child, loads []load, out io.Writer) error {
+func profileAll(ctx context.Context, cfg config, children []*child, loads []load, tick time.Duration, out io.Writer) error {
 	if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
 		return fmt.Errorf("profile directory: %w", err)
 	}
@@ -543,7 +548,7 @@ func profileAll(ctx context.Context, cfg config, children []*child, loads []load
 		short := []string{"unary", "bidi"}[li]
 		for _, c := range children {
 			base := filepath.Join(cfg.profile, strings.ReplaceAll(c.name, " ", "-")+"-"+short)
-			if err := profileOne(ctx, c, l, cfg.profileFor, base); err != nil {
+			if err := profileOne(ctx, c, l, cfg.profileFor, tick, base); err != nil {
 				return fmt.Errorf("profile %s under %s: %w", c.name, l.name, err)
 			}
 			fmt.Fprintf(out, "  go tool pprof -top %s.cpu.pprof\n  go tool pprof -sample_index=alloc_space -top -base %s.allocs-before.pprof %s.allocs.pprof\n", base, base, base)
@@ -552,7 +557,7 @@ func profileAll(ctx context.Context, cfg config, children []*child, loads []load
 	return nil
 }
 
-func profileOne(ctx context.Context, c *child, l load, d time.Duration, base string) error {
+func profileOne(ctx context.Context, c *child, l load, d, tick time.Duration, base string) error {
 	if err := fetch(ctx, c.pprof, "/debug/pprof/allocs", base+".allocs-before.pprof"); err != nil {
 		return err
 	}
@@ -571,7 +576,11 @@ func profileOne(ctx context.Context, c *child, l load, d time.Duration, base str
 			return fetch(ctx, c.pprof, "/debug/pprof/allocs", base+".allocs.pprof")
 		default:
 		}
-		_, loadErr = l.run(ctx, c)
+		if _, loadErr = l.run(ctx, c); loadErr == nil {
+			// As in a measurement, the recorder catches up before the
+			// next run (it would drop events otherwise).
+			_, loadErr = idleCPU(ctx, c, tick)
+		}
 	}
 	err := <-cpuDone
 	return errors.Join(loadErr, err, errors.New("the load ended before the profile"))
@@ -607,6 +616,19 @@ func median(s []sample) float64 {
 	for i := range s {
 		v[i] = s[i].perOp()
 	}
+	return medianOf(v)
+}
+
+// pairedRatio is the median over rounds of a's figure over b's.
+func pairedRatio(a, b []sample) float64 {
+	v := make([]float64, len(a))
+	for i := range a {
+		v[i] = a[i].perOp() / b[i].perOp()
+	}
+	return medianOf(v)
+}
+
+func medianOf(v []float64) float64 {
 	slices.Sort(v)
 	m := len(v) / 2
 	if len(v)%2 == 0 {
