@@ -111,9 +111,12 @@ func TestObserverDirect(t *testing.T) {
 	co.Message(proxy.NewMessage(1, proxy.Request, t0, []byte("hello")))
 	co.Message(proxy.NewMessage(2, proxy.Response, t0, []byte("abc")))
 	st, _ := status.New(codes.NotFound, "gone").WithDetails(durationpb.New(time.Second))
-	co.EndCall(&proxy.CallEnd{Status: st, Trailer: metadata.Pairs("t", "1"), Time: t0.Add(time.Second), Duration: time.Second})
+	co.EndCall(&proxy.CallEnd{Status: st, Trailer: metadata.MD{"t": {"1"}, "X-Upper": {"u"}}, Time: t0.Add(time.Second), Duration: time.Second})
 
 	c := x.waitCall(t, 1, closed)
+	if d := cmp.Diff(store.Metadata{"t": {"1"}, "x-upper": {"u"}}, c.Trailers); d != "" {
+		t.Error(d)
+	}
 	anyB, _ := proto.Marshal(st.Proto().Details[0])
 	if d := cmp.Diff(store.Metadata{"authorization": {"[redacted]"}, "x-key-bin": {"AAE"}, "x-plain": {"v"}}, c.RequestHeaders); d != "" {
 		t.Error(d)
