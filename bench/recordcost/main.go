@@ -287,6 +287,8 @@ func startChild(ctx context.Context, name, bin, backend string, record, pprof bo
 	c := &child{name: name, record: record, db: db, bin: bin, stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	c.cmd = exec.Command(bin, args...)
 	c.cmd.Stdout, c.cmd.Stderr = io.Discard, c.stderr
+	// Should the bench itself be killed, the child goes with it.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
