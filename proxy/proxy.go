@@ -353,7 +353,20 @@ type call struct {
 	obs    CallObserver // nil: nobody is watching
 	seq    int
 	ended  bool
-	reqErr error // why reading the client failed, if it did
+	reqErr error   // why reading the client failed, if it did
+	ev     *events // set with obs
+}
+
+// events holds the values a call gives its observer, made once per call
+// rather than once per event: a *Message is only valid until Message
+// returns (its fields are reset for the next one), and the others are
+// reported once per call (a second set of headers gets its own).
+type events struct {
+	start   CallStart
+	hdr     Header
+	hdrUsed bool
+	msg     Message
+	end     CallEnd
 }
 
 func (c *call) setRequestError(err error) {
@@ -373,7 +386,9 @@ func (p *Proxy) startCall(ctx context.Context, method, backend, comp string, md 
 	if p.obs == nil {
 		return c
 	}
-	cs := &CallStart{
+	c.ev = &events{}
+	cs := &c.ev.start
+	*cs = CallStart{
 		Method:      method,
 		Backend:     backend,
 		Authority:   first(md, ":authority"),
@@ -400,9 +415,16 @@ func (c *call) header(md metadata.MD) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.ended {
-		c.obs.ResponseHeader(&Header{MD: md, Time: now}) // Header() made it for this call
+	if c.ended {
+		return
 	}
+	h := &c.ev.hdr
+	if c.ev.hdrUsed {
+		h = &Header{} // the observer may keep the first
+	}
+	c.ev.hdrUsed = true
+	*h = Header{MD: md, Time: now} // Header() made md for this call
+	c.obs.ResponseHeader(h)
 }
 
 func (c *call) message(dir Direction, f *frame) {
@@ -419,7 +441,8 @@ func (c *call) message(dir Direction, f *frame) {
 	// The observer sees the frame's own buffers: they stay valid until the
 	// frame is sent, after this returns, and an observer that keeps them
 	// takes a reference (Message.Retain).
-	c.obs.Message(&Message{Seq: c.seq, Direction: dir, Time: now, Size: f.data.Len(), bufs: f.data})
+	c.ev.msg = Message{Seq: c.seq, Direction: dir, Time: now, Size: f.data.Len(), bufs: f.data}
+	c.obs.Message(&c.ev.msg)
 }
 
 // end reports the end of the call and returns the error for grpc-go to
@@ -438,7 +461,13 @@ func (c *call) end(err error, trailer metadata.MD) error {
 	if c.obs != nil {
 		c.mu.Lock()
 		c.ended = true
-		c.obs.EndCall(&CallEnd{Status: st, Trailer: trailer.Copy(), Time: now, Duration: now.Sub(c.start)})
+		if trailer == nil {
+			trailer = metadata.MD{}
+		}
+		// The trailer is the call's own (grpc-go's SetTrailer copied it
+		// already), so observers get it without another copy.
+		c.ev.end = CallEnd{Status: st, Trailer: trailer, Time: now, Duration: now.Sub(c.start)}
+		c.obs.EndCall(&c.ev.end)
 		c.mu.Unlock()
 	}
 	return err

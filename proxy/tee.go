@@ -22,19 +22,27 @@ func Tee(observers ...Observer) Observer {
 type tee []Observer
 
 func (t tee) StartCall(s *CallStart) CallObserver {
+	// Most calls have one interested observer (the schema learner only
+	// looks at the start): it is returned as it is, with no teeCall made.
+	var one CallObserver
 	var cs teeCall
 	for _, o := range t {
-		if c := o.StartCall(s); c != nil {
+		c := o.StartCall(s)
+		switch {
+		case c == nil:
+		case one == nil:
+			one = c
+		default:
+			if cs == nil {
+				cs = teeCall{one}
+			}
 			cs = append(cs, c)
 		}
 	}
-	switch len(cs) {
-	case 0:
-		return nil
-	case 1:
-		return cs[0]
+	if cs != nil {
+		return cs
 	}
-	return cs
+	return one
 }
 
 type teeCall []CallObserver

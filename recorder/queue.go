@@ -23,15 +23,7 @@ const (
 type item struct {
 	ev store.Event
 	pl *proxy.Payload
-}
-
-// size estimates the memory an item holds, for bounding the queue.
-func (it *item) size() int {
-	n := it.ev.Size()
-	if it.pl != nil {
-		n += it.pl.Len()
-	}
-	return n
+	n  int64 // the memory it holds, for bounding the queue (set by push)
 }
 
 // release gives back the proxy's buffers held by items.
@@ -45,18 +37,40 @@ func release(items []item) {
 }
 
 // queue is a FIFO of store events bounded by bytes. push never blocks: the
-// mutex is held only to append or swap a slice, never across I/O.
+// mutex is held only to add or copy items, never across I/O.
+//
+// Items are kept in a list of fixed-size blocks, and blocks the writer has
+// emptied are kept for reuse (up to keepBlocks): a queue in one slice grew
+// anew, copying what it held, whenever the writer fell behind, which made
+// garbage and copies in proportion to the events.
 type queue struct {
-	mu      sync.Mutex
-	items   []item
-	bytes   int64
-	limit   int64
-	closed  bool
-	dropped int64         // drops since the writer last took them (Recorder.drop)
-	fullAt  int           // events that make a full batch
-	wake    chan struct{} // something was queued
-	full    chan struct{} // a full batch is queued
+	mu         sync.Mutex
+	head, tail *block // items are head.items[first:] ... tail.items[:last]
+	first      int
+	last       int
+	count      int    // items queued
+	spare      *block // emptied blocks, linked by next
+	spares     int
+	bytes      int64
+	limit      int64
+	closed     bool
+	dropped    int64         // drops since the writer last took them (Recorder.drop)
+	fullAt     int           // events that make a full batch
+	wake       chan struct{} // the queue was empty and is not
+	full       chan struct{} // a full batch is queued
 }
+
+// blockItems is the number of items in one block of the queue.
+const blockItems = 256
+
+type block struct {
+	items [blockItems]item
+	next  *block
+}
+
+// keepBlocks bounds the emptied blocks the queue keeps for reuse (about
+// 1 MiB); a burst's further blocks go back to the heap.
+const keepBlocks = 64
 
 func (q *queue) init(limit int64, batch int) {
 	q.limit = limit
@@ -65,10 +79,66 @@ func (q *queue) init(limit int64, batch int) {
 	q.full = make(chan struct{}, 1)
 }
 
+// add appends it; q.mu must be held.
+func (q *queue) add(it item) {
+	if q.tail == nil || q.last == blockItems {
+		b := q.spare
+		if b != nil {
+			q.spare, b.next = b.next, nil
+			q.spares--
+		} else {
+			b = &block{}
+		}
+		if q.tail == nil {
+			q.head, q.first = b, 0
+		} else {
+			q.tail.next = b
+		}
+		q.tail, q.last = b, 0
+	}
+	q.tail.items[q.last] = it
+	q.last++
+	q.count++
+}
+
+// remove moves the first len(out) items into out; q.mu must be held and
+// that many must be queued.
+func (q *queue) remove(out []item) {
+	for n := 0; n < len(out); {
+		end := blockItems
+		if q.head == q.tail {
+			end = q.last
+		}
+		c := copy(out[n:], q.head.items[q.first:end])
+		clear(q.head.items[q.first : q.first+c])
+		n += c
+		q.first += c
+		q.count -= c
+		if q.first < end {
+			break // out is full
+		}
+		b := q.head
+		if b == q.tail {
+			q.head, q.tail = nil, nil
+		} else {
+			q.head, q.first = b.next, 0
+		}
+		b.next = nil
+		if q.spares < keepBlocks {
+			b.next, q.spare = q.spare, b
+			q.spares++
+		}
+	}
+}
+
 // push queues it unless the queue is closed or, for its kind, full. The
 // caller keeps ownership of it.pl when push returns false.
 func (q *queue) push(it item, kind pushKind) bool {
-	n := int64(it.size())
+	n := int64(it.ev.Size())
+	if it.pl != nil {
+		n += int64(it.pl.Len())
+	}
+	it.n = n
 	q.mu.Lock()
 	ok := !q.closed
 	if ok {
@@ -79,14 +149,18 @@ func (q *queue) push(it item, kind pushKind) bool {
 			ok = q.bytes+n <= q.limit+q.limit/8
 		}
 	}
-	full := false
+	full, first := false, false
 	if ok {
-		q.items = append(q.items, it)
+		first = q.count == 0
+		q.add(it)
 		q.bytes += n
-		full = len(q.items) == q.fullAt
+		full = q.count == q.fullAt
 	}
 	q.mu.Unlock()
-	if ok {
+	// Only the first event wakes the writer: it takes everything queued
+	// until the queue is empty (take holds the lock too), so later pushes
+	// need not touch the channel.
+	if first {
 		select {
 		case q.wake <- struct{}{}:
 		default:
@@ -108,19 +182,14 @@ func (q *queue) take(max int) ([]item, int64) {
 	defer q.mu.Unlock()
 	d := q.dropped
 	q.dropped = 0
-	n := min(max, len(q.items))
+	n := min(max, q.count)
 	if n == 0 {
 		return nil, d
 	}
 	out := make([]item, n)
-	copy(out, q.items)
-	clear(q.items[:n])
-	q.items = q.items[n:]
-	if len(q.items) == 0 {
-		q.items = nil
-	}
+	q.remove(out)
 	for i := range out {
-		q.bytes -= int64(out[i].size())
+		q.bytes -= out[i].n
 	}
 	return out, d
 }
@@ -134,10 +203,11 @@ func (q *queue) close() {
 // abandon drops everything still queued (Close ran out of time).
 func (q *queue) abandon() int64 {
 	q.mu.Lock()
-	items := q.items
+	items := make([]item, q.count)
+	q.remove(items)
 	n := int64(len(items))
 	q.dropped += n
-	q.items, q.bytes = nil, 0
+	q.bytes = 0
 	q.mu.Unlock()
 	release(items)
 	return n

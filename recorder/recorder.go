@@ -285,11 +285,25 @@ func (r *Recorder) drop() {
 	r.q.mu.Unlock()
 }
 
-// metadata converts gRPC metadata for storage: redacted keys lose their
-// values, "-bin" values become base64 as on the wire.
+// metadata converts gRPC metadata for storage: keys in lower case,
+// redacted keys lose their values, "-bin" values become base64 as on the
+// wire. The proxy's maps are made for each call and never written (the
+// Observer contract), so they are stored as they are when no key needs a
+// change, which is most of the time, and otherwise their unchanged value
+// lists are shared rather than copied.
 func (r *Recorder) metadata(md metadata.MD) store.Metadata {
 	if len(md) == 0 {
 		return nil
+	}
+	asIs := true
+	for k := range md {
+		if !r.storedAsIs(k) {
+			asIs = false
+			break
+		}
+	}
+	if asIs {
+		return store.Metadata(md)
 	}
 	out := make(store.Metadata, len(md))
 	for k, vs := range md {
@@ -308,10 +322,21 @@ func (r *Recorder) metadata(md metadata.MD) store.Metadata {
 			}
 			out[k] = enc
 		default:
-			out[k] = append([]string(nil), vs...)
+			out[k] = vs
 		}
 	}
 	return out
+}
+
+// storedAsIs reports whether a header key and its values are stored as
+// they came: in lower case already, neither redacted nor binary.
+func (r *Recorder) storedAsIs(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if 'A' <= k[i] && k[i] <= 'Z' {
+			return false
+		}
+	}
+	return !strings.HasSuffix(k, "-bin") && !r.redact[k]
 }
 
 // run is the writer goroutine.

@@ -111,9 +111,12 @@ func TestObserverDirect(t *testing.T) {
 	co.Message(proxy.NewMessage(1, proxy.Request, t0, []byte("hello")))
 	co.Message(proxy.NewMessage(2, proxy.Response, t0, []byte("abc")))
 	st, _ := status.New(codes.NotFound, "gone").WithDetails(durationpb.New(time.Second))
-	co.EndCall(&proxy.CallEnd{Status: st, Trailer: metadata.Pairs("t", "1"), Time: t0.Add(time.Second), Duration: time.Second})
+	co.EndCall(&proxy.CallEnd{Status: st, Trailer: metadata.MD{"t": {"1"}, "X-Upper": {"u"}}, Time: t0.Add(time.Second), Duration: time.Second})
 
 	c := x.waitCall(t, 1, closed)
+	if d := cmp.Diff(store.Metadata{"t": {"1"}, "x-upper": {"u"}}, c.Trailers); d != "" {
+		t.Error(d)
+	}
 	anyB, _ := proto.Marshal(st.Proto().Details[0])
 	if d := cmp.Diff(store.Metadata{"authorization": {"[redacted]"}, "x-key-bin": {"AAE"}, "x-plain": {"v"}}, c.RequestHeaders); d != "" {
 		t.Error(d)
@@ -257,6 +260,59 @@ func TestFlush(t *testing.T) {
 	x.close(t)
 	if err := x.r.Flush(ctx); err != nil {
 		t.Fatalf("Flush after Close: %v", err)
+	}
+}
+
+// TestManySmallBatchesKeepEverythingInOrder: with batches far smaller
+// than what is queued, written while calls keep coming from several
+// goroutines, in waves, every event is stored, each call's messages in
+// their order.
+func TestManySmallBatchesKeepEverythingInOrder(t *testing.T) {
+	x := newRec(t, Options{MaxBatch: 3, FlushEvery: time.Millisecond})
+	const workers, callsEach, msgs = 4, 25, 7
+	for wave := 0; wave < 3; wave++ {
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < callsEach; i++ {
+					co := x.r.StartCall(&proxy.CallStart{Method: "/a.B/C", Time: time.Now()})
+					name := fmt.Sprintf("%d/%d/%d", wave, w, i)
+					for seq := 1; seq <= msgs; seq++ {
+						co.Message(proxy.NewMessage(seq, proxy.Request, time.Now(), []byte(fmt.Sprintf("%s#%d", name, seq))))
+					}
+					co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: time.Now()})
+				}
+			}()
+		}
+		wg.Wait()
+		x.flush(t)
+	}
+	if s := x.r.Stats(); s.Dropped != 0 || s.Recorded != 3*workers*callsEach*(msgs+2) {
+		t.Fatalf("stats %+v, want %d recorded and none dropped", s, 3*workers*callsEach*(msgs+2))
+	}
+	calls, err := x.st.ListCalls(context.Background(), store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, lc := range calls {
+		c, err := x.st.GetCall(context.Background(), lc.ID)
+		if err != nil || c.State != "closed" || len(c.Messages) != msgs {
+			t.Fatalf("call %d: %+v, %v", lc.ID, c, err)
+		}
+		name, _, _ := strings.Cut(string(c.Messages[0].Raw), "#")
+		seen[name] = true
+		for i, m := range c.Messages {
+			if want := fmt.Sprintf("%s#%d", name, i+1); m.Seq != i+1 || string(m.Raw) != want {
+				t.Errorf("call %d message %d: seq %d %q, want seq %d %q", lc.ID, i, m.Seq, m.Raw, i+1, want)
+			}
+		}
+	}
+	n := len(seen)
+	if n != 3*workers*callsEach {
+		t.Errorf("%d calls, want %d", n, 3*workers*callsEach)
 	}
 }
 

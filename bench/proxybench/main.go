@@ -33,7 +33,6 @@ import (
 	gproxy "github.com/mwitkow/grpc-proxy/proxy"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/grpctap/grpctap/internal/benchutil"
@@ -130,7 +129,7 @@ func run(args []string, out io.Writer) error {
 		return cc, err
 	}
 
-	backend, err := serve(grpc.NewServer(grpc.UnknownServiceHandler(echo), grpc.ForceServerCodecV2(bytesCodec{})))
+	backend, err := serve(benchutil.NewEchoServer())
 	if err != nil {
 		return err
 	}
@@ -271,10 +270,10 @@ func measure(cc *grpc.ClientConn, c benchCase, d time.Duration, maxOps int) (ben
 	ctx := context.Background()
 	if !c.stream {
 		// Warm the connection so the first call's dial is not measured.
-		if err := unary(ctx, cc, payload); err != nil {
+		if err := benchutil.Unary(ctx, cc, payload); err != nil {
 			return benchutil.Result{}, err
 		}
-		return benchutil.Run(ctx, c.workers, d, maxOps, func(ctx context.Context) error { return unary(ctx, cc, payload) }), nil
+		return benchutil.Run(ctx, c.workers, d, maxOps, func(ctx context.Context) error { return benchutil.Unary(ctx, cc, payload) }), nil
 	}
 	return streamRate(ctx, cc, payload, d, maxOps)
 }
@@ -289,17 +288,12 @@ func protoPayload(n int) []byte {
 	return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), body)
 }
 
-func unary(ctx context.Context, cc *grpc.ClientConn, payload []byte) error {
-	var resp []byte
-	return cc.Invoke(ctx, "/bench.Echo/Unary", &payload, &resp, grpc.ForceCodecV2(bytesCodec{}))
-}
-
 // streamRate sends messages down one bidi stream as fast as flow control
 // allows and counts the echoes that come back.
 func streamRate(ctx context.Context, cc *grpc.ClientConn, payload []byte, d time.Duration, maxOps int) (benchutil.Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cs, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/bench.Echo/Stream", grpc.ForceCodecV2(bytesCodec{}))
+	cs, err := benchutil.OpenStream(ctx, cc)
 	if err != nil {
 		return benchutil.Result{}, err
 	}
@@ -337,35 +331,6 @@ func streamRate(ctx context.Context, cc *grpc.ClientConn, payload []byte, d time
 	}
 	return benchutil.Result{Ops: got, Elapsed: elapsed}, nil
 }
-
-func echo(_ any, ss grpc.ServerStream) error {
-	for {
-		var b []byte
-		if err := ss.RecvMsg(&b); err != nil {
-			if err == io.EOF {
-				return nil
-			}
-			return err
-		}
-		if err := ss.SendMsg(&b); err != nil {
-			return err
-		}
-	}
-}
-
-// bytesCodec carries *[]byte bodies, so no proto work skews the figures.
-type bytesCodec struct{}
-
-func (bytesCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-
-func (bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-
-func (bytesCodec) Name() string { return "proto" }
 
 // countingObserver is the cheapest observer that keeps what it sees: it
 // takes each message's bytes as the recorder does (Retain, without a copy)

@@ -304,6 +304,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"proxy", "--backend", "x:1", "--tls-cert", "c.pem"}, "--tls-key"},
 		{[]string{"proxy", "--backend", "x:1", "--backend-cert", "c.pem"}, "both a cert file and a key file"},
 		{[]string{"proxy", "--backend", "x:1", "--log-level", "loud"}, "not a log level"},
+		{[]string{"proxy", "--backend", "x:1", "--listen", "127.0.0.1:0", "--no-record", "--ui", "", "--pprof", "0.0.0.0:6060"}, "loopback addresses only"},
 		{[]string{"nosuch"}, "unknown command"},
 	} {
 		var out, errOut bytes.Buffer

@@ -125,6 +125,7 @@ func newProxyCmd() *cobra.Command {
 		decode decodeFlags
 		web    webFlags
 		ui     uiFlags
+		pprof  string
 	}
 	cmd := &cobra.Command{
 		Use:   "proxy --backend ADDR [flags]",
@@ -136,7 +137,10 @@ details, deadlines, cancellation and compression. It needs no schema.
 Point clients at --listen instead of the backend. Calls are routed by
 --route PREFIX=ADDR (longest prefix wins), else to --backend. Every call is
 recorded in --db (see 'grpctap calls'); schemas are learned from backends by
-server reflection and kept in the capture, or given with --proto/--protoset.`,
+server reflection and kept in the capture, or given with --proto/--protoset.
+
+With --listen 127.0.0.1:0 a free port is picked: the log line
+"grpctap proxy listening" names it (addr=...).`,
 		Example: `  grpctap proxy --backend 127.0.0.1:9000
   grpctap proxy --listen :50050 --backend api.internal:443 --backend-tls
   grpctap proxy --route billing.v1.Billing=127.0.0.1:9001 --backend 127.0.0.1:9000
@@ -158,6 +162,15 @@ server reflection and kept in the capture, or given with --proto/--protoset.`,
 				return err
 			}
 			defer closeForwarder(fw, f.proxy.shutdownTimeout, log)
+			stopPprof, err := startPprof(f.pprof, log)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := stopPprof(); err != nil {
+					log.Warn("closing", "err", err)
+				}
+			}()
 			_, waitWeb, err := f.web.start(ctx, fw.proxy, f.proxy.shutdownTimeout, log)
 			if err != nil {
 				return err
@@ -180,6 +193,7 @@ server reflection and kept in the capture, or given with --proto/--protoset.`,
 	f.web.register(cmd.Flags(), "")
 	f.ui.register(cmd.Flags())
 	registerMockOnUnavailable(cmd.Flags())
+	cmd.Flags().StringVar(&f.pprof, "pprof", "", pprofUsage)
 	return cmd
 }
 
