@@ -336,7 +336,7 @@ func (r *Recorder) storedAsIs(k string) bool {
 			return false
 		}
 	}
-	return !strings.HasSuffix(k, "-bin") && !r.redact[k]
+	return !strings.HasSuffix(k, "-bin") && !r.policy.Redacts(k)
 }
 
 // run is the writer goroutine.
