@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,7 +34,7 @@ func (f *proxyFlags) register(fs *pflag.FlagSet, withBackend bool) {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TLS (ALPN h2) with this PEM certificate; needs --tls-key")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	if withBackend {
-		fs.StringVar(&f.backend, "backend", "", "default backend address (host:port) for calls no --route matches")
+		fs.StringVar(&f.backend, "backend", "", "default backend for calls no --route matches: host:port, unix:/path/to.sock or dns:///host:port")
 		fs.StringArrayVar(&f.routes, "route", nil, "PREFIX=ADDR: send methods of service PREFIX (pkg.Service) or with full-method prefix PREFIX (/pkg.Service/Method) to ADDR; repeatable, longest match wins")
 		f.backendTLS.register(fs)
 	}
@@ -47,12 +48,21 @@ func (f *proxyFlags) register(fs *pflag.FlagSet, withBackend bool) {
 // options turns the flags into proxy options.
 func (f *proxyFlags) options(log *slog.Logger) (proxy.Options, error) {
 	opts := proxy.Options{Backend: f.backend, MaxMsgSize: int(f.maxMsgSize), Logger: log}
+	var errs []error
+	if f.backend != "" {
+		errs = append(errs, checkTarget("--backend", f.backend))
+	}
 	for _, r := range f.routes {
 		rt, err := proxy.ParseRoute(r)
 		if err != nil {
-			return opts, err
+			errs = append(errs, err)
+			continue
 		}
+		errs = append(errs, checkTarget("--route "+r, rt.Backend))
 		opts.Routes = append(opts.Routes, rt)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return opts, err
 	}
 	cfg, err := f.backendTLS.config(log)
 	if err != nil {
@@ -60,6 +70,19 @@ func (f *proxyFlags) options(log *slog.Logger) (proxy.Options, error) {
 	}
 	opts.BackendTLS = cfg
 	return opts, nil
+}
+
+// checkTarget checks a backend address given with flag; the error says
+// what to give instead.
+func checkTarget(flag, addr string) error {
+	err := proxy.CheckTarget(addr)
+	if err == nil {
+		return nil
+	}
+	if u, ok := strings.CutPrefix(strings.ToLower(addr), "https://"); ok && u != "" {
+		return fmt.Errorf("%s: %w (and --backend-tls)", flag, err)
+	}
+	return fmt.Errorf("%s: %w", flag, err)
 }
 
 // backendTLSFlags are the flags for TLS from grpctap to backends, shared by

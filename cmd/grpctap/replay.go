@@ -176,6 +176,11 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 	if f.concurrency < 1 {
 		return errors.New("--concurrency must be at least 1")
 	}
+	if f.target != "" {
+		if err := checkTarget("--target", f.target); err != nil {
+			return err
+		}
+	}
 	hdr, err := parseHeaders(f.headers)
 	if err != nil {
 		return err
