@@ -29,6 +29,11 @@ type proxyFlags struct {
 	logLevel        logLevel
 }
 
+// listenSpec is where the proxy listens for gRPC.
+func (f *proxyFlags) listenSpec() listenSpec {
+	return listenSpec{flag: "listen", addr: f.listen, what: "proxy", advice: "choose another address with --listen"}
+}
+
 func (f *proxyFlags) register(fs *pflag.FlagSet, withBackend bool) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:50050", "address the proxy listens on for gRPC (h2c, or TLS with --tls-cert)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TLS (ALPN h2) with this PEM certificate; needs --tls-key")
@@ -174,17 +179,24 @@ server reflection and kept in the capture, or given with --proto/--protoset.`,
 			// every way out of this function.
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
+			// Every address is taken before anything starts, so that all
+			// that are in use are reported at once.
+			ls, err := listenAll(cmd.Flags(), log, f.proxy.listenSpec(), f.web.listenSpec(), f.ui.listenSpec(!f.record.noRecord))
+			if err != nil {
+				return err
+			}
+			defer closeListeners(ls)
 			mockHook := func(o *proxy.Options) (func(), error) { return mockOnUnavailable(cmd.Flags(), o, log) }
-			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, mockHook)
+			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, ls[0], mockHook)
 			if err != nil {
 				return err
 			}
 			defer closeForwarder(fw, f.proxy.shutdownTimeout, log)
-			_, waitWeb, err := f.web.start(ctx, fw.proxy, f.proxy.shutdownTimeout, log)
+			_, waitWeb, err := f.web.start(ctx, fw.proxy, ls[1], f.proxy.shutdownTimeout, log)
 			if err != nil {
 				return err
 			}
-			_, waitUI, err := fw.startUI(ctx, &f.ui, &f.record, log, cmd.OutOrStdout())
+			_, waitUI, err := fw.startUI(ctx, &f.ui, ls[2], &f.record, log, cmd.OutOrStdout())
 			if err != nil {
 				cancel()
 				return errors.Join(err, waitWeb())
@@ -200,7 +212,7 @@ server reflection and kept in the capture, or given with --proto/--protoset.`,
 	f.record.register(cmd.Flags())
 	f.decode.register(cmd.Flags(), true)
 	f.web.register(cmd.Flags(), "")
-	f.ui.register(cmd.Flags())
+	f.ui.register(cmd.Flags(), true)
 	registerMockOnUnavailable(cmd.Flags())
 	return cmd
 }
