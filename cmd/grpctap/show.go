@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -28,7 +29,15 @@ status and every message. With --json it prints the call as one JSON
 object, the schema of docs/capture.md with messages.`,
 		Example: `  grpctap show 42
   grpctap show 42 --json | jq '.messages[] | .size'`,
-		Args: cobra.ExactArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return errors.New("show needs the id of a call: grpctap show ID (ids are the first column of 'grpctap calls')")
+			case len(args) > 1:
+				return fmt.Errorf("show takes one call id, not %d (to see several: grpctap export)", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := strconv.ParseInt(args[0], 10, 64)
 			if err != nil || id <= 0 {

@@ -116,11 +116,11 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 		return "", nil, errors.Join(err, closeDec())
 	}
 	srv := ui.Serve(lis, h)
-	shown := inspectorURL(srv)
+	shown := inspectorURL(srv, f.addr)
 	if d.Out != nil {
 		fmt.Fprintf(d.Out, "  inspector  %s\n", shown)
 	}
-	log.Info("web inspector listening", "url", shown)
+	log.Info("web inspector listening", "url", srv.URL, "addr", srv.Addr.String())
 	stopped := make(chan struct{})
 	var once sync.Once
 	var stopErr error
@@ -150,9 +150,9 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 }
 
 // inspectorURL is the inspector's URL as it listens: on every interface
-// (0.0.0.0, ::) the URL of that address, followed by the loopback one a
-// browser on this machine can open.
-func inspectorURL(srv *ui.Server) string {
+// (--ui 0.0.0.0:7070, [::]:7070, :7070) the URL of that address as given,
+// followed by the loopback one a browser on this machine can open.
+func inspectorURL(srv *ui.Server, addr string) string {
 	la, ok := srv.Addr.(*net.TCPAddr)
 	if !ok || !la.IP.IsUnspecified() {
 		return srv.URL
@@ -161,6 +161,10 @@ func inspectorURL(srv *ui.Server) string {
 	if err != nil {
 		return srv.URL
 	}
-	u.Host = net.JoinHostPort(la.IP.String(), strconv.Itoa(la.Port))
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	u.Host = net.JoinHostPort(host, strconv.Itoa(la.Port))
 	return u.String() + "  (every interface; on this machine " + srv.URL + ")"
 }
