@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -89,5 +90,22 @@ func TestUIOnEveryInterfacePrintsWhereItListens(t *testing.T) {
 	}
 	if err := s.stop(t, 10*time.Second); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestVersion: the binary says which grpctap it is, from Go's build
+// information; a build from a checkout is "(devel)".
+func TestVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("grpctap --version: %v\n%s", err, out)
+	}
+	want := regexp.MustCompile(`^grpctap (\(devel\)|v\d+\.\d+\.\d+\S*)(, commit [0-9a-f]{12}(\+dirty)?, \S+)?, go1\.\d+\S*\n$`)
+	if !want.Match(out) {
+		t.Errorf("grpctap --version printed %q, want it to match %v", out, want)
 	}
 }
