@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -129,6 +130,29 @@ func (f *filterFlags) each(ctx context.Context, st *store.Store, fn func(c *stor
 	return nil
 }
 
+// readError is err, from reading st, or when SQLite's check of the file
+// finds it damaged, an error that says so.
+func readError(ctx context.Context, st *store.Store, err error) error {
+	if errors.Is(err, store.ErrNotFound) || ctx.Err() != nil {
+		return err
+	}
+	if cerr := st.Check(ctx); errors.Is(cerr, store.ErrCorrupt) {
+		return damaged(ctx, st, "reading it failed", err)
+	}
+	return err
+}
+
+// damaged is the error for a capture that opened but has a part that
+// cannot be read (what, failing with err): it says the file is damaged,
+// with what SQLite's check of the file finds.
+func damaged(ctx context.Context, st *store.Store, what string, err error) error {
+	msg := fmt.Sprintf("capture %s is damaged: %s (%v)", st.Path(), what, err)
+	if cerr := st.Check(ctx); errors.Is(cerr, store.ErrCorrupt) {
+		msg += "; " + cerr.Error()
+	}
+	return fmt.Errorf("%s; the calls that can still be read copy into a new capture with: grpctap export --db %s | grpctap import - --db NEW.db", msg, st.Path())
+}
+
 // openCapture opens a capture for reading.
 func openCapture(ctx context.Context, path string) (*store.Store, error) {
 	return store.Open(ctx, path, store.Options{ReadOnly: true})
@@ -164,11 +188,13 @@ docs/capture.md without messages.`,
 				calls = append(calls, *c)
 				return nil
 			}); err != nil {
-				return err
+				return readError(ctx, st, err)
 			}
-			dropped, err := st.DroppedEvents(ctx)
-			if err != nil {
-				return err
+			// The count is a row of its own: when it cannot be read the
+			// calls are still listed, then the damage is reported.
+			dropped, droppedErr := st.DroppedEvents(ctx)
+			if droppedErr != nil {
+				droppedErr = damaged(ctx, st, "its count of dropped events cannot be read", droppedErr)
 			}
 			// A schema tells each call's real RPC kind; without one it is
 			// guessed from the message counts.
@@ -190,9 +216,9 @@ docs/capture.md without messages.`,
 				if dropped > 0 {
 					fmt.Fprintf(cmd.ErrOrStderr(), "grpctap: %d events were dropped while recording this capture; some calls are incomplete\n", dropped)
 				}
-				return nil
+				return droppedErr
 			}
-			return printCallTable(cmd.OutOrStdout(), calls, dropped)
+			return errors.Join(printCallTable(cmd.OutOrStdout(), calls, dropped), droppedErr)
 		},
 	}
 	f.register(cmd.Flags(), 50)

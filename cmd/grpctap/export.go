@@ -65,7 +65,7 @@ and other tools.`,
 				return enc.Encode(full)
 			})
 			if err != nil {
-				return fmt.Errorf("export: %w", err)
+				return fmt.Errorf("export: %w", readError(ctx, st, err))
 			}
 			if err := bw.Flush(); err != nil {
 				return fmt.Errorf("export: %w", err)

@@ -51,7 +51,7 @@ object, the schema of docs/capture.md with messages.`,
 			defer st.Close()
 			c, err := st.GetCall(ctx, id)
 			if err != nil {
-				return err
+				return readError(ctx, st, err)
 			}
 			dec, err := capture.OpenDecoder(ctx, st, df.options(nil))
 			if err != nil {
