@@ -210,13 +210,19 @@ func Start(ctx context.Context, addr string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: listen %s: %w", addr, err)
 	}
+	return Serve(lis), nil
+}
+
+// Serve serves the demo service and reflection on lis until Close, which
+// closes lis.
+func Serve(lis net.Listener) *Server {
 	s := &Server{lis: lis, srv: grpc.NewServer(), done: make(chan struct{})}
 	Register(s.srv)
 	go func() {
 		defer close(s.done)
 		s.err = s.srv.Serve(lis)
 	}()
-	return s, nil
+	return s
 }
 
 // Addr is the address the server listens on.

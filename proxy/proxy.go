@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,7 +58,8 @@ type Proxy struct {
 	obs    Observer
 	log    *slog.Logger
 
-	fallback Fallback
+	fallback  Fallback
+	plaintext bool // backends are dialled without TLS
 }
 
 // New makes a Proxy. It dials nothing until the first call.
@@ -81,7 +83,8 @@ func New(opts Options) (*Proxy, error) {
 		obs:    opts.Observer,
 		log:    log,
 
-		fallback: opts.Fallback,
+		fallback:  opts.Fallback,
+		plaintext: opts.BackendTLS == nil,
 	}, nil
 }
 
@@ -312,8 +315,14 @@ func (p *Proxy) backendError(backend string, err error) error {
 	if code == codes.Unknown || code == codes.Internal {
 		code = codes.Unavailable
 	}
-	p.log.Warn("backend unreachable", "backend", backend, "err", st.Message())
-	return status.Errorf(code, "grpctap: backend %s unavailable: %s", backend, st.Message())
+	msg := st.Message()
+	if p.plaintext && strings.Contains(msg, "error reading server preface") {
+		// A TLS server hangs up on (or answers with a TLS alert) the
+		// plaintext HTTP/2 preface it cannot read.
+		msg += " (the backend did not answer plaintext HTTP/2: if it serves TLS, start grpctap with --backend-tls)"
+	}
+	p.log.Warn("backend unreachable", "backend", backend, "err", msg)
+	return status.Errorf(code, "grpctap: backend %s unavailable: %s", backend, msg)
 }
 
 // clientGone turns a failure to write to the client into the status the

@@ -34,8 +34,12 @@ func NewToken() string {
 
 // Server is a running inspector: an HTTP server over a UI.
 type Server struct {
-	UI   *UI
-	URL  string // where to open it, with ?token= when one is required
+	UI *UI
+	// URL is where to open it, with ?token= when one is required. On an
+	// address of every interface (0.0.0.0, ::) it names 127.0.0.1, which
+	// this machine's browser reaches; Addr says where it really listens.
+	URL  string
+	Addr net.Addr
 	srv  *http.Server
 	errc chan error
 }
@@ -47,6 +51,11 @@ func Start(addr string, u *UI) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ui listen: %w", err)
 	}
+	return Serve(lis, u), nil
+}
+
+// Serve serves u on lis until Shutdown, which closes lis.
+func Serve(lis net.Listener, u *UI) *Server {
 	la := lis.Addr().(*net.TCPAddr)
 	host := la.IP.String()
 	if la.IP.IsUnspecified() {
@@ -56,10 +65,10 @@ func Start(addr string, u *UI) (*Server, error) {
 	if u.opts.Token != "" {
 		link.RawQuery = "token=" + url.QueryEscape(u.opts.Token)
 	}
-	s := &Server{UI: u, URL: link.String(), errc: make(chan error, 1),
+	s := &Server{UI: u, URL: link.String(), Addr: la, errc: make(chan error, 1),
 		srv: &http.Server{Handler: u, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}}
 	go func() { s.errc <- s.srv.Serve(lis) }()
-	return s, nil
+	return s
 }
 
 // Shutdown ends live feeds, stops accepting, waits for requests in flight

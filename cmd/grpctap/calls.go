@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -13,30 +16,68 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
 
-// filterFlags select calls; shared by 'calls' and 'export'.
+// filterFlags select calls; shared by 'calls' and 'export'. They are the
+// inspector's filters (store.PageQuery), with the same meaning.
 type filterFlags struct {
-	db     string
-	method string
-	status string
-	since  time.Duration
-	limit  int
+	db       string
+	method   string
+	status   string
+	protocol string
+	text     string
+	since    time.Duration
+	limit    int
 }
+
+// protocols are the values of --protocol, as recorded.
+var protocols = []string{proxy.ProtocolGRPC, proxy.ProtocolGRPCWeb, proxy.ProtocolGRPCWebText}
 
 func (f *filterFlags) register(fs *pflag.FlagSet, defaultLimit int) {
 	fs.StringVar(&f.db, "db", defaultDB, "capture file to read")
 	fs.StringVar(&f.method, "method", "", "only methods matching this glob (e.g. '/pkg.Svc/*', '*Watch*')")
 	fs.StringVar(&f.status, "status", "", "only calls that ended with this status: a number or a name in any case (5, not_found, NotFound)")
+	fs.StringVar(&f.protocol, "protocol", "", "only calls that came in with this protocol: "+strings.Join(protocols, ", "))
+	fs.StringVar(&f.text, "text", "", "only calls with this text in their method, backend, peer, headers, trailers or status message (any case), or in a message body as sent (as the inspector's search)")
 	fs.DurationVar(&f.since, "since", 0, "only calls started within this long (e.g. 10m)")
 	fs.IntVar(&f.limit, "limit", defaultLimit, "at most the newest N calls (0: all)")
+}
+
+// checkGlob reports a pattern SQLite's GLOB would take without complaint
+// and match nothing with: a '[' that opens a set never closed.
+func checkGlob(flag, pattern string) error {
+	for i := 0; i < len(pattern); i++ {
+		if pattern[i] != '[' {
+			continue
+		}
+		j := i + 1
+		if j < len(pattern) && pattern[j] == '^' {
+			j++
+		}
+		if j < len(pattern) && pattern[j] == ']' {
+			j++ // a ']' first in a set is itself
+		}
+		end := strings.IndexByte(pattern[j:], ']')
+		if end < 0 {
+			return fmt.Errorf("%s %q: invalid glob: the '[' at %d opens a set of characters that is never closed (a literal '[' is written [[])", flag, pattern, i+1)
+		}
+		i = j + end
+	}
+	return nil
 }
 
 func (f *filterFlags) filter() (store.Filter, error) {
 	flt := store.Filter{Method: f.method, Limit: f.limit}
 	if f.limit < 0 {
 		return flt, fmt.Errorf("--limit must not be negative")
+	}
+	if err := checkGlob("--method", f.method); err != nil {
+		return flt, err
+	}
+	if f.protocol != "" && !slices.Contains(protocols, f.protocol) {
+		return flt, fmt.Errorf("--protocol %q: want one of %s", f.protocol, strings.Join(protocols, ", "))
 	}
 	if f.status != "" {
 		code, err := store.ParseCode(f.status)
@@ -52,6 +93,64 @@ func (f *filterFlags) filter() (store.Filter, error) {
 		flt.Since = time.Now().Add(-f.since)
 	}
 	return flt, nil
+}
+
+// each calls fn for the calls the flags select, oldest first. The
+// protocol and text filters are the inspector's (store.CallsPage, newest
+// first, a page at a time); without them the capture is read in one pass.
+func (f *filterFlags) each(ctx context.Context, st *store.Store, fn func(c *store.Call) error) error {
+	flt, err := f.filter()
+	if err != nil {
+		return err
+	}
+	if f.protocol == "" && f.text == "" {
+		return st.EachCall(ctx, flt, fn)
+	}
+	q := store.PageQuery{Method: flt.Method, Status: flt.Status, Protocol: f.protocol, Since: flt.Since, Text: f.text, Limit: store.MaxPageSize}
+	var newest []store.Call
+	for {
+		if f.limit > 0 {
+			q.Limit = min(store.MaxPageSize, f.limit-len(newest))
+		}
+		p, err := st.CallsPage(ctx, q)
+		if err != nil {
+			return err
+		}
+		newest = append(newest, p.Calls...)
+		if p.NextCursor == 0 || (f.limit > 0 && len(newest) >= f.limit) {
+			break
+		}
+		q.Before = p.NextCursor
+	}
+	for i := len(newest) - 1; i >= 0; i-- {
+		if err := fn(&newest[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readError is err, from reading st, or when SQLite's check of the file
+// finds it damaged, an error that says so.
+func readError(ctx context.Context, st *store.Store, err error) error {
+	if errors.Is(err, store.ErrNotFound) || ctx.Err() != nil {
+		return err
+	}
+	if cerr := st.Check(ctx); errors.Is(cerr, store.ErrCorrupt) {
+		return damaged(ctx, st, "reading it failed", err)
+	}
+	return err
+}
+
+// damaged is the error for a capture that opened but has a part that
+// cannot be read (what, failing with err): it says the file is damaged,
+// with what SQLite's check of the file finds.
+func damaged(ctx context.Context, st *store.Store, what string, err error) error {
+	msg := fmt.Sprintf("capture %s is damaged: %s (%v)", st.Path(), what, err)
+	if cerr := st.Check(ctx); errors.Is(cerr, store.ErrCorrupt) {
+		msg += "; " + cerr.Error()
+	}
+	return fmt.Errorf("%s; the calls that can still be read copy into a new capture with: grpctap export --db %s | grpctap import - --db NEW.db", msg, st.Path())
 }
 
 // openCapture opens a capture for reading.
@@ -75,8 +174,7 @@ docs/capture.md without messages.`,
   grpctap calls --json | jq 'select(.duration_ms > 100)'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			flt, err := f.filter()
-			if err != nil {
+			if _, err := f.filter(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -85,13 +183,18 @@ docs/capture.md without messages.`,
 				return err
 			}
 			defer st.Close()
-			calls, err := st.ListCalls(ctx, flt)
-			if err != nil {
-				return err
+			var calls []store.Call
+			if err := f.each(ctx, st, func(c *store.Call) error {
+				calls = append(calls, *c)
+				return nil
+			}); err != nil {
+				return readError(ctx, st, err)
 			}
-			dropped, err := st.DroppedEvents(ctx)
-			if err != nil {
-				return err
+			// The count is a row of its own: when it cannot be read the
+			// calls are still listed, then the damage is reported.
+			dropped, droppedErr := st.DroppedEvents(ctx)
+			if droppedErr != nil {
+				droppedErr = damaged(ctx, st, "its count of dropped events cannot be read", droppedErr)
 			}
 			// A schema tells each call's real RPC kind; without one it is
 			// guessed from the message counts.
@@ -113,9 +216,9 @@ docs/capture.md without messages.`,
 				if dropped > 0 {
 					fmt.Fprintf(cmd.ErrOrStderr(), "grpctap: %d events were dropped while recording this capture; some calls are incomplete\n", dropped)
 				}
-				return nil
+				return droppedErr
 			}
-			return printCallTable(cmd.OutOrStdout(), calls, dropped)
+			return errors.Join(printCallTable(cmd.OutOrStdout(), calls, dropped), droppedErr)
 		},
 	}
 	f.register(cmd.Flags(), 50)
@@ -126,7 +229,7 @@ docs/capture.md without messages.`,
 
 func printCallTable(w io.Writer, calls []store.Call, dropped int64) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTART\tDURATION\tMETHOD\tSTATUS\tREQ\tRESP\tBYTES")
+	fmt.Fprintln(tw, "ID\tSTART\tDURATION\tMETHOD\tPROTOCOL\tSTATUS\tREQ\tRESP\tBYTES")
 	for i := range calls {
 		c := &calls[i]
 		dur, status := "open", "-"
@@ -139,8 +242,8 @@ func printCallTable(w io.Writer, calls []store.Call, dropped int64) error {
 		if c.DroppedEvents > 0 {
 			status += " (incomplete)"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", c.ID, c.Start.Local().Format("2006-01-02 15:04:05.000"),
-			dur, c.Method, status, c.RequestCount, c.ResponseCount, formatBytes(c.RequestBytes+c.ResponseBytes))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", c.ID, c.Start.Local().Format("2006-01-02 15:04:05.000"),
+			dur, c.Method, c.Protocol, status, c.RequestCount, c.ResponseCount, formatBytes(c.RequestBytes+c.ResponseBytes))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -88,8 +89,15 @@ func TestCallsTable(t *testing.T) {
 			t.Errorf("calls output lacks %q:\n%s", want, out)
 		}
 	}
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 5 {
-		t.Errorf("%d lines:\n%s", len(lines), out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d lines:\n%s", len(lines), out)
+	}
+	// The protocol each call came in with has a column, as in the inspector.
+	for i, want := range []string{"PROTOCOL", "grpc", "grpc-web", "grpc"} {
+		if f := strings.Fields(lines[i]); len(f) < 6 || !slices.Contains(f, want) {
+			t.Errorf("line %d lacks protocol %q: %s", i+1, want, lines[i])
+		}
 	}
 }
 
@@ -123,11 +131,29 @@ func TestCallsFilters(t *testing.T) {
 		{[]string{"--method", "*Talk"}, []int64{3}},
 		{[]string{"--limit", "2"}, []int64{2, 3}},
 		{[]string{"--since", "1h"}, nil},
+		// The inspector's protocol and free-text filters.
+		{[]string{"--protocol", "grpc-web"}, []int64{2}},
+		{[]string{"--protocol", "grpc"}, []int64{1, 3}},
+		{[]string{"--protocol", "grpc", "--limit", "1"}, []int64{3}},
+		{[]string{"--text", "ANN"}, []int64{1}},                       // a request header value, any case
+		{[]string{"--text", "no such"}, []int64{2}},                   // the status message
+		{[]string{"--text", "there"}, []int64{3}},                     // a message body
+		{[]string{"--text", "shop.v1", "--status", "ok"}, []int64{1}}, // with the other filters
+		{[]string{"--text", "nowhere"}, nil},
 	} {
 		out := mustRun(t, append([]string{"calls", "--db", db, "--json"}, tc.args...)...)
 		if d := cmp.Diff(tc.want, callIDs(t, out)); d != "" {
-			t.Errorf("%v: %s", tc.args, d)
+			t.Errorf("calls %v: %s", tc.args, d)
 		}
+		out = mustRun(t, append([]string{"export", "--db", db}, tc.args...)...)
+		if !slices.Contains(tc.args, "--limit") {
+			if d := cmp.Diff(tc.want, callIDs(t, out)); d != "" {
+				t.Errorf("export %v: %s", tc.args, d)
+			}
+		}
+	}
+	if _, _, err := runCmd(t, "calls", "--db", db, "--protocol", "http"); err == nil || !strings.Contains(err.Error(), `--protocol "http": want one of grpc, grpc-web, grpc-web-text`) {
+		t.Errorf("bad --protocol: %v", err)
 	}
 	if _, _, err := runCmd(t, "calls", "--db", db, "--status", "sideways"); err == nil || !strings.Contains(err.Error(), "sideways") {
 		t.Errorf("bad --status: %v", err)

@@ -82,6 +82,7 @@ func (s *started) waitFor(t *testing.T, re *regexp.Regexp) string {
 		}
 		select {
 		case err := <-s.done:
+			s.done <- err // for Cleanup
 			t.Fatalf("command exited early: %v\nstdout:\n%s\nstderr:\n%s", err, s.out, s.errOut)
 		case <-time.After(20 * time.Millisecond):
 		}

@@ -23,6 +23,11 @@ import (
 // otherwise: a newcomer sees the bridge work without a flag.
 const demoWebAddr = "127.0.0.1:8080"
 
+// demoBackendAddr is where the demo backend listens unless told otherwise:
+// the same port on every start, so calls recorded by one demo replay
+// against the next.
+const demoBackendAddr = "127.0.0.1:50049"
+
 type demoFlags struct {
 	proxy   proxyFlags
 	record  recordFlags
@@ -30,6 +35,7 @@ type demoFlags struct {
 	web     webFlags
 	ui      uiFlags
 	traffic time.Duration
+	backend string
 }
 
 func newDemoCmd() *cobra.Command {
@@ -39,9 +45,11 @@ func newDemoCmd() *cobra.Command {
 		Short: "Run the proxy in front of a built-in demo backend, with sample traffic",
 		Long: `demo starts a small gRPC service of grpctap's own (grpctap.demo.v1.DemoService:
 unary Echo, client-streaming Sum, server-streaming Countdown, bidi Chat, with
-server reflection) and the proxy in front of it, with the web inspector
-(--ui) and the gRPC-Web bridge (--web, default 127.0.0.1:8080), then prints
-their addresses and commands to try. Unless --traffic=0, it also sends a few calls of
+server reflection; on --backend-listen, the same port on every start) and
+the proxy in front of it, with the web inspector (--ui) and the gRPC-Web
+bridge (--web, default 127.0.0.1:8080), then prints their addresses and
+commands to try. A default address that is taken (by another demo) is
+replaced by a free port. Unless --traffic=0, it also sends a few calls of
 every kind through the proxy now and then, so there is something to look at.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -52,8 +60,9 @@ every kind through the proxy now and then, so there is something to look at.`,
 	f.record.register(cmd.Flags())
 	f.decode.register(cmd.Flags(), true)
 	f.web.register(cmd.Flags(), demoWebAddr)
-	f.ui.register(cmd.Flags())
+	f.ui.register(cmd.Flags(), true)
 	cmd.Flags().DurationVar(&f.traffic, "traffic", 3*time.Second, "send a round of sample calls through the proxy this often (0 turns it off)")
+	cmd.Flags().StringVar(&f.backend, "backend-listen", demoBackendAddr, "address the demo backend listens on (when the default is taken, a free port)")
 	return cmd
 }
 
@@ -63,26 +72,32 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 	// traffic, on every way out of this function.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	backend, err := demo.Start(ctx, "127.0.0.1:0")
+	// Every address is taken before anything starts, so that all that are
+	// in use are reported at once.
+	ls, err := listenAll(cmd.Flags(), log,
+		listenSpec{flag: "backend-listen", addr: f.backend, what: "demo backend", advice: "choose another address with --backend-listen"},
+		f.proxy.listenSpec(), f.web.listenSpec(), f.ui.listenSpec(!f.record.noRecord))
 	if err != nil {
 		return err
 	}
+	defer closeListeners(ls)
+	backend := demo.Serve(ls[0])
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), f.proxy.shutdownTimeout)
 		defer cancel()
 		_ = backend.Close(cctx)
 	}()
 	f.proxy.backend = backend.Addr()
-	fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode)
+	fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, ls[1])
 	if err != nil {
 		return err
 	}
 	defer closeForwarder(fw, f.proxy.shutdownTimeout, log)
-	webAddr, waitWeb, err := f.web.start(ctx, fw.proxy, f.proxy.shutdownTimeout, log)
+	webAddr, waitWeb, err := f.web.start(ctx, fw.proxy, ls[2], f.proxy.shutdownTimeout, log)
 	if err != nil {
 		return err
 	}
-	uiURL, waitUI, err := fw.startUI(ctx, &f.ui, &f.record, log, nil)
+	uiURL, waitUI, err := fw.startUI(ctx, &f.ui, ls[3], &f.record, log, nil)
 	if err != nil {
 		cancel()
 		return errors.Join(err, waitWeb())

@@ -28,8 +28,7 @@ and other tools.`,
   grpctap export --method '*Checkout*' --since 1h | jq -c '.messages | length'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			flt, err := f.filter()
-			if err != nil {
+			if _, err := f.filter(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -55,7 +54,7 @@ and other tools.`,
 			bw := bufio.NewWriterSize(w, 1<<16)
 			enc := json.NewEncoder(bw)
 			n := 0
-			err = st.EachCall(ctx, flt, func(c *store.Call) error {
+			err = f.each(ctx, st, func(c *store.Call) error {
 				msgs, err := st.Messages(ctx, c.ID)
 				if err != nil {
 					return err
@@ -66,7 +65,7 @@ and other tools.`,
 				return enc.Encode(full)
 			})
 			if err != nil {
-				return fmt.Errorf("export: %w", err)
+				return fmt.Errorf("export: %w", readError(ctx, st, err))
 			}
 			if err := bw.Flush(); err != nil {
 				return fmt.Errorf("export: %w", err)

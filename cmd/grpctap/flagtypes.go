@@ -11,8 +11,22 @@ import (
 // suffixes KB/MB/GB (powers of 1000) and KiB/MiB/GiB (powers of 1024).
 type byteSize int64
 
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
-func (b *byteSize) Type() string   { return "bytes" }
+// String is the size as --help shows it: with the largest binary suffix
+// that divides it (64MiB), else in bytes.
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Type() string { return "bytes" }
 
 func (b *byteSize) Set(s string) error {
 	n, err := parseByteSize(s)
@@ -56,6 +70,9 @@ func parseByteSize(s string) (int64, error) {
 type logLevel struct{ slog.Level }
 
 func (l *logLevel) Type() string { return "level" }
+
+// String is the level as --log-level takes it: "info", not slog's "INFO".
+func (l *logLevel) String() string { return strings.ToLower(l.Level.String()) }
 
 func (l *logLevel) Set(s string) error {
 	if err := l.UnmarshalText([]byte(s)); err != nil {

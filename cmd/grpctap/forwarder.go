@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -35,9 +34,10 @@ type shared struct{ grpc.ClientConnInterface }
 // Fallback) and returns what to release when the forwarder closes.
 type optionHook func(*proxy.Options) (release func(), err error)
 
-// startForwarder opens the capture, the decoder and the proxy, and listens.
-func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *recordFlags, df *decodeFlags, hooks ...optionHook) (_ *forwarder, err error) {
-	fw := &forwarder{}
+// startForwarder opens the capture, the decoder and the proxy, whose
+// server is to serve lis (from pf.listenSpec).
+func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *recordFlags, df *decodeFlags, lis net.Listener, hooks ...optionHook) (_ *forwarder, err error) {
+	fw := &forwarder{lis: lis}
 	defer func() {
 		if err != nil {
 			_ = fw.close(context.Background())
@@ -102,11 +102,6 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 	}
 	fw.proxy = p
 	fw.closers = append(fw.closers, func(context.Context) error { return p.Close() })
-	lis, err := net.Listen("tcp", pf.listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w (pick another address with --listen)", err)
-	}
-	fw.lis = lis
 	fw.server = p.NewServer(srvOpts...)
 	// A server that was never served still has its stream workers to stop
 	// (a later start-up step failed); after serveGRPC this is a no-op.
@@ -129,8 +124,8 @@ func (fw *forwarder) close(ctx context.Context) error {
 
 // startUI starts the web inspector over the forwarder's capture, recorder,
 // proxy and decoder, as uf says. out, when not nil, gets the URL line.
-func (fw *forwarder) startUI(ctx context.Context, uf *uiFlags, rf *recordFlags, log *slog.Logger, out io.Writer) (string, func() error, error) {
-	return uf.start(ctx, uiDeps{
+func (fw *forwarder) startUI(ctx context.Context, uf *uiFlags, lis net.Listener, rf *recordFlags, log *slog.Logger, out io.Writer) (string, func() error, error) {
+	return uf.start(ctx, lis, uiDeps{
 		Store: rf.store, Recorder: rf.recorder, Proxy: fw.proxy, Decoder: fw.decoder,
 		BackendTLS: fw.tls, Logger: log, Out: out,
 	})

@@ -69,9 +69,11 @@ unchanged, records it, decodes its messages and lets you search, replay and
 mock what passed. Browser apps reach gRPC backends through its gRPC-Web bridge.
 
 Start with 'grpctap demo' to see it work against a built-in backend.`,
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("grpctap {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,12 +29,17 @@ type proxyFlags struct {
 	logLevel        logLevel
 }
 
+// listenSpec is where the proxy listens for gRPC.
+func (f *proxyFlags) listenSpec() listenSpec {
+	return listenSpec{flag: "listen", addr: f.listen, what: "proxy", advice: "choose another address with --listen"}
+}
+
 func (f *proxyFlags) register(fs *pflag.FlagSet, withBackend bool) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:50050", "address the proxy listens on for gRPC (h2c, or TLS with --tls-cert)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TLS (ALPN h2) with this PEM certificate; needs --tls-key")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	if withBackend {
-		fs.StringVar(&f.backend, "backend", "", "default backend address (host:port) for calls no --route matches")
+		fs.StringVar(&f.backend, "backend", "", "default backend for calls no --route matches: host:port, unix:/path/to.sock or dns:///host:port")
 		fs.StringArrayVar(&f.routes, "route", nil, "PREFIX=ADDR: send methods of service PREFIX (pkg.Service) or with full-method prefix PREFIX (/pkg.Service/Method) to ADDR; repeatable, longest match wins")
 		f.backendTLS.register(fs)
 	}
@@ -47,12 +53,21 @@ func (f *proxyFlags) register(fs *pflag.FlagSet, withBackend bool) {
 // options turns the flags into proxy options.
 func (f *proxyFlags) options(log *slog.Logger) (proxy.Options, error) {
 	opts := proxy.Options{Backend: f.backend, MaxMsgSize: int(f.maxMsgSize), Logger: log}
+	var errs []error
+	if f.backend != "" {
+		errs = append(errs, checkTarget("--backend", f.backend))
+	}
 	for _, r := range f.routes {
 		rt, err := proxy.ParseRoute(r)
 		if err != nil {
-			return opts, err
+			errs = append(errs, err)
+			continue
 		}
+		errs = append(errs, checkTarget("--route "+r, rt.Backend))
 		opts.Routes = append(opts.Routes, rt)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return opts, err
 	}
 	cfg, err := f.backendTLS.config(log)
 	if err != nil {
@@ -60,6 +75,19 @@ func (f *proxyFlags) options(log *slog.Logger) (proxy.Options, error) {
 	}
 	opts.BackendTLS = cfg
 	return opts, nil
+}
+
+// checkTarget checks a backend address given with flag; the error says
+// what to give instead.
+func checkTarget(flag, addr string) error {
+	err := proxy.CheckTarget(addr)
+	if err == nil {
+		return nil
+	}
+	if u, ok := strings.CutPrefix(strings.ToLower(addr), "https://"); ok && u != "" {
+		return fmt.Errorf("%s: %w (and --backend-tls)", flag, err)
+	}
+	return fmt.Errorf("%s: %w", flag, err)
 }
 
 // backendTLSFlags are the flags for TLS from grpctap to backends, shared by
@@ -156,8 +184,15 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 			// every way out of this function.
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
+			// Every address is taken before anything starts, so that all
+			// that are in use are reported at once.
+			ls, err := listenAll(cmd.Flags(), log, f.proxy.listenSpec(), f.web.listenSpec(), f.ui.listenSpec(!f.record.noRecord))
+			if err != nil {
+				return err
+			}
+			defer closeListeners(ls)
 			mockHook := func(o *proxy.Options) (func(), error) { return mockOnUnavailable(cmd.Flags(), o, log) }
-			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, mockHook)
+			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, ls[0], mockHook)
 			if err != nil {
 				return err
 			}
@@ -171,11 +206,11 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 					log.Warn("closing", "err", err)
 				}
 			}()
-			_, waitWeb, err := f.web.start(ctx, fw.proxy, f.proxy.shutdownTimeout, log)
+			_, waitWeb, err := f.web.start(ctx, fw.proxy, ls[1], f.proxy.shutdownTimeout, log)
 			if err != nil {
 				return err
 			}
-			_, waitUI, err := fw.startUI(ctx, &f.ui, &f.record, log, cmd.OutOrStdout())
+			_, waitUI, err := fw.startUI(ctx, &f.ui, ls[2], &f.record, log, cmd.OutOrStdout())
 			if err != nil {
 				cancel()
 				return errors.Join(err, waitWeb())
@@ -191,7 +226,7 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 	f.record.register(cmd.Flags())
 	f.decode.register(cmd.Flags(), true)
 	f.web.register(cmd.Flags(), "")
-	f.ui.register(cmd.Flags())
+	f.ui.register(cmd.Flags(), true)
 	registerMockOnUnavailable(cmd.Flags())
 	cmd.Flags().StringVar(&f.pprof, "pprof", "", pprofUsage)
 	return cmd

@@ -29,6 +29,7 @@ import (
 type replayFlags struct {
 	db          string
 	target      string
+	all         bool
 	method      string
 	status      string
 	since       time.Duration
@@ -78,7 +79,7 @@ Exit status: 0 when every call matches, 1 when any differs, 2 on errors.
 With --duration the selection is replayed as load instead, in a loop, at
 --rate calls/s with --concurrency calls in flight: throughput, latency
 percentiles and the count of each status are printed; nothing is compared.`,
-		Example: `  grpctap replay                                  # every call in ./grpctap.db
+		Example: `  grpctap replay --all                            # every call in ./grpctap.db
   grpctap replay 12 14 --target 127.0.0.1:9001    # two calls, against another backend
   grpctap replay --method '/shop.v1.Cart/*' --status OK --since 1h --ignore-field updatedAt
   grpctap replay --header "authorization: Bearer $TOKEN" --json
@@ -90,6 +91,7 @@ percentiles and the count of each status are printed; nothing is compared.`,
 	fs := cmd.Flags()
 	fs.StringVar(&f.db, "db", defaultDB, "capture file to replay from")
 	fs.StringVar(&f.target, "target", "", "address to send every call to (default: each call's recorded backend)")
+	fs.BoolVar(&f.all, "all", false, "replay every call of the capture (without ids or a filter, replay asks for this)")
 	fs.StringVar(&f.method, "method", "", "replay calls whose full method matches this glob ('/pkg.Svc/*', '*Echo')")
 	fs.StringVar(&f.status, "status", "", "replay calls recorded with this status (OK, NOT_FOUND, 5, ...)")
 	fs.DurationVar(&f.since, "since", 0, "replay calls started at most this long ago (e.g. 1h)")
@@ -128,19 +130,34 @@ func parseHeaders(hs []string) (metadata.MD, error) {
 
 // selectCalls returns the ids of the calls the arguments and flags select.
 func selectCalls(ctx context.Context, st *store.Store, f *replayFlags, args []string) ([]int64, error) {
-	if len(args) > 0 {
-		if f.method != "" || f.status != "" || f.since != 0 {
-			return nil, errors.New("give call ids or --method/--status/--since, not both")
-		}
+	filtered := f.method != "" || f.status != "" || f.since != 0
+	switch {
+	case len(args) > 0 && (filtered || f.all):
+		return nil, errors.New("give call ids, or --method/--status/--since, or --all: one of them")
+	case len(args) == 0 && !filtered && !f.all:
+		return nil, errors.New("replay needs call ids (grpctap replay 12 14), a filter (--method, --status, --since) or --all for every call of the capture")
+	case len(args) > 0:
 		ids := make([]int64, 0, len(args))
+		var missing []string
 		for _, a := range args {
 			id, err := strconv.ParseInt(a, 10, 64)
 			if err != nil || id <= 0 {
 				return nil, fmt.Errorf("%q is not a call id", a)
 			}
+			if _, _, err := st.RecordedTimeout(ctx, id); errors.Is(err, store.ErrNotFound) {
+				missing = append(missing, a)
+			} else if err != nil {
+				return nil, err
+			}
 			ids = append(ids, id)
 		}
+		if len(missing) > 0 {
+			return nil, fmt.Errorf("no call %s in %s (see 'grpctap calls --db %s')", strings.Join(missing, ", "), f.db, f.db)
+		}
 		return ids, nil
+	}
+	if err := checkGlob("--method", f.method); err != nil {
+		return nil, err
 	}
 	flt := store.Filter{Method: f.method}
 	if f.status != "" {
@@ -175,6 +192,11 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 	}
 	if f.concurrency < 1 {
 		return errors.New("--concurrency must be at least 1")
+	}
+	if f.target != "" {
+		if err := checkTarget("--target", f.target); err != nil {
+			return err
+		}
 	}
 	hdr, err := parseHeaders(f.headers)
 	if err != nil {

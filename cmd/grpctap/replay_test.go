@@ -267,7 +267,7 @@ var verdictLine = regexp.MustCompile(`(?m)^call (\d+) (\S+) → \S+: (\w+)`)
 func TestReplayMatchesEveryRPCKind(t *testing.T) {
 	backend := startDemo(t)
 	db, _ := recordDemo(t, backend.Addr())
-	out := mustRun(t, append([]string{"replay", "--db", db}, demoVolatile...)...)
+	out := mustRun(t, append([]string{"replay", "--db", db, "--all"}, demoVolatile...)...)
 	got := verdictLine.FindAllStringSubmatch(out, -1)
 	if len(got) != 5 {
 		t.Fatalf("want 5 verdicts, got:\n%s", out)
@@ -287,7 +287,7 @@ func TestReplayDiffsAChangedBackend(t *testing.T) {
 	db, ids := recordDemo(t, backend.Addr())
 	changed := startChanged(t)
 
-	out, errOut, err := runCmd(t, append([]string{"replay", "--db", db, "--target", changed, "--json"}, demoVolatile...)...)
+	out, errOut, err := runCmd(t, append([]string{"replay", "--db", db, "--all", "--target", changed, "--json"}, demoVolatile...)...)
 	var ec *exitCodeError
 	if !errors.As(err, &ec) || ec.code != exitMismatch {
 		t.Fatalf("want exit %d, got %v\n%s\n%s", exitMismatch, err, out, errOut)

@@ -44,7 +44,14 @@ type proc struct {
 
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
+	return startProcIn(t, "", bin, args...)
+}
+
+// startProcIn starts bin in the working directory dir ("": this one).
+func startProcIn(t *testing.T, dir, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(bin, args...), exited: make(chan error, 1)}
+	p.cmd.Dir = dir
 	pr, pw := io.Pipe()
 	p.cmd.Stderr, p.cmd.Stdout = pw, pw
 	if err := p.cmd.Start(); err != nil {

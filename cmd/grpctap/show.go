@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -34,7 +35,15 @@ bytes value, 5,000 elements in all; a note says what was left out. --full
 prints them whole. Raw bytes (--json) are always whole.`,
 		Example: `  grpctap show 42
   grpctap show 42 --json | jq '.messages[] | .size'`,
-		Args: cobra.ExactArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return errors.New("show needs the id of a call: grpctap show ID (ids are the first column of 'grpctap calls')")
+			case len(args) > 1:
+				return fmt.Errorf("show takes one call id, not %d (to see several: grpctap export)", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := strconv.ParseInt(args[0], 10, 64)
 			if err != nil || id <= 0 {
@@ -48,7 +57,7 @@ prints them whole. Raw bytes (--json) are always whole.`,
 			defer st.Close()
 			c, err := st.GetCall(ctx, id)
 			if err != nil {
-				return err
+				return readError(ctx, st, err)
 			}
 			dec, err := capture.OpenDecoder(ctx, st, df.options(nil))
 			if err != nil {

@@ -38,7 +38,7 @@ Composer calls made here go straight to the target and are not recorded
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if uf.addr == "" {
-				return errors.New("--ui '' turns the inspector off, and it is all this command does")
+				return errors.New("--ui needs an address: the inspector is all this command serves")
 			}
 			ctx := cmd.Context()
 			log := newLogger(cmd.ErrOrStderr(), logLevel.Level)
@@ -76,7 +76,12 @@ Composer calls made here go straight to the target and are not recorded
 			defer p.Close()
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "grpctap ui\n  capture    %s\n", db)
-			_, wait, err := uf.start(ctx, uiDeps{Store: st, Proxy: p, Decoder: dec, Logger: log, Out: out})
+			ls, err := listenAll(cmd.Flags(), log, uf.listenSpec(true))
+			if err != nil {
+				return err
+			}
+			defer closeListeners(ls)
+			_, wait, err := uf.start(ctx, ls[0], uiDeps{Store: st, Proxy: p, Decoder: dec, Logger: log, Out: out})
 			if err != nil {
 				return err
 			}
@@ -86,7 +91,7 @@ Composer calls made here go straight to the target and are not recorded
 		},
 	}
 	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to show")
-	uf.register(cmd.Flags())
+	uf.register(cmd.Flags(), false)
 	df.register(cmd.Flags(), true)
 	logLevel.Level = slog.LevelInfo
 	cmd.Flags().Var(&logLevel, "log-level", "log level: debug, info, warn or error")

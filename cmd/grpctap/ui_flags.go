@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -27,10 +30,20 @@ const defaultUIAddr = "127.0.0.1:7070"
 type uiFlags struct {
 	addr  string
 	token string
+	// canOff: --ui '' turns the inspector off (not in 'grpctap ui', which
+	// is the inspector).
+	canOff bool
 }
 
-func (f *uiFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.addr, "ui", defaultUIAddr, "address of the web inspector (HTTP); '' turns it off. Off loopback it requires a token")
+// register adds the flags; canOff says whether --ui ” may turn the
+// inspector off.
+func (f *uiFlags) register(fs *pflag.FlagSet, canOff bool) {
+	f.canOff = canOff
+	usage := "address of the web inspector (HTTP); off loopback it requires a token"
+	if canOff {
+		usage = "address of the web inspector (HTTP); '' turns it off. Off loopback it requires a token"
+	}
+	fs.StringVar(&f.addr, "ui", defaultUIAddr, usage)
 	fs.StringVar(&f.token, "ui-token", "", "token the inspector requires (default: none on loopback, a random one printed at start otherwise)")
 }
 
@@ -47,11 +60,25 @@ type uiDeps struct {
 	Out io.Writer
 }
 
-// start serves the inspector as the flags say, until ctx ends. It returns
-// the URL to open ("" when --ui is off or there is no capture to show) and
+// listenSpec is where the inspector listens; on is false when there is
+// nothing for it to show (not recording).
+func (f *uiFlags) listenSpec(on bool) listenSpec {
+	s := listenSpec{flag: "ui", addr: f.addr, what: "web inspector", advice: "choose another address with --ui"}
+	if f.canOff {
+		s.advice += ", or --ui '' to turn the inspector off"
+	}
+	if !on {
+		s.addr = ""
+	}
+	return s
+}
+
+// start serves the inspector on lis (from listenSpec) as the flags say,
+// until ctx ends. It returns
+// the URL to show (inspectorURL; "" when --ui is off or there is no capture to show) and
 // a function that stops the inspector (if ctx has not) and waits for it;
 // call it before closing the recorder and the store.
-func (f *uiFlags) start(ctx context.Context, d uiDeps) (string, func() error, error) {
+func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string, func() error, error) {
 	noop := func() error { return nil }
 	log := d.Logger
 	if log == nil {
@@ -88,15 +115,12 @@ func (f *uiFlags) start(ctx context.Context, d uiDeps) (string, func() error, er
 	if err != nil {
 		return "", nil, errors.Join(err, closeDec())
 	}
-	srv, err := ui.Start(f.addr, h)
-	if err != nil {
-		_ = h.Close(context.Background())
-		return "", nil, errors.Join(fmt.Errorf("%w (choose another address with --ui, or --ui '' to turn it off)", err), closeDec())
-	}
+	srv := ui.Serve(lis, h)
+	shown := inspectorURL(srv, f.addr)
 	if d.Out != nil {
-		fmt.Fprintf(d.Out, "  inspector  %s\n", srv.URL)
+		fmt.Fprintf(d.Out, "  inspector  %s\n", shown)
 	}
-	log.Info("web inspector listening", "url", srv.URL)
+	log.Info("web inspector listening", "url", srv.URL, "addr", srv.Addr.String())
 	stopped := make(chan struct{})
 	var once sync.Once
 	var stopErr error
@@ -122,5 +146,25 @@ func (f *uiFlags) start(ctx context.Context, d uiDeps) (string, func() error, er
 		<-watchDone
 		return stopErr
 	}
-	return srv.URL, wait, nil
+	return shown, wait, nil
+}
+
+// inspectorURL is the inspector's URL as it listens: on every interface
+// (--ui 0.0.0.0:7070, [::]:7070, :7070) the URL of that address as given,
+// followed by the loopback one a browser on this machine can open.
+func inspectorURL(srv *ui.Server, addr string) string {
+	la, ok := srv.Addr.(*net.TCPAddr)
+	if !ok || !la.IP.IsUnspecified() {
+		return srv.URL
+	}
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		return srv.URL
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	u.Host = net.JoinHostPort(host, strconv.Itoa(la.Port))
+	return u.String() + "  (every interface; on this machine " + srv.URL + ")"
 }

@@ -50,12 +50,19 @@ func webAddr(s string) string {
 	return s
 }
 
-// start serves the bridge when --web is set, with its own grpc.Server from
-// p, so calls are routed, forwarded and recorded like native ones. It
-// returns the address it listens on ("" when --web is unset) and wait, which
-// blocks until the bridge has stopped: after ctx is cancelled, requests in
-// flight get grace to finish before they are cut. Call wait exactly once.
-func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, grace time.Duration, log *slog.Logger) (addr string, wait func() error, err error) {
+// listenSpec is where the bridge listens ("" when --web is unset).
+func (f *webFlags) listenSpec() listenSpec {
+	return listenSpec{flag: "web", addr: webAddr(f.addr), what: "gRPC-Web bridge",
+		advice: "choose another address with --web, or --web '' to turn the bridge off"}
+}
+
+// start serves the bridge on lis (from listenSpec) when --web is set, with
+// its own grpc.Server from p, so calls are routed, forwarded and recorded
+// like native ones. It returns the address it listens on ("" when --web is
+// unset) and wait, which blocks until the bridge has stopped: after ctx is
+// cancelled, requests in flight get grace to finish before they are cut.
+// Call wait exactly once. The caller closes lis when start fails.
+func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, lis net.Listener, grace time.Duration, log *slog.Logger) (addr string, wait func() error, err error) {
 	noop := func() error { return nil }
 	if f.addr == "" {
 		if len(f.origins) > 0 || len(f.hosts) > 0 || f.websockets || f.tlsCert != "" || f.tlsKey != "" {
@@ -79,11 +86,6 @@ func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, grace time.Duratio
 	if err != nil {
 		srv.Stop()
 		return "", noop, fmt.Errorf("--web-origin or --web-host: %w", err)
-	}
-	lis, err := net.Listen("tcp", webAddr(f.addr))
-	if err != nil {
-		srv.Stop()
-		return "", noop, fmt.Errorf("gRPC-Web listen: %w (pick another address with --web, or --web '' to turn the bridge off)", err)
 	}
 	hs := webbridge.NewHTTPServer(h, tlsCfg, log)
 	addr = lis.Addr().String()

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -30,6 +31,17 @@ func parseWebFlags(t *testing.T, args ...string) *webFlags {
 	return &f
 }
 
+// listenFor listens as spec says (nil when it is off) until the test ends.
+func listenFor(t *testing.T, spec listenSpec) net.Listener {
+	t.Helper()
+	ls, err := listenAll(pflag.NewFlagSet("test", pflag.ContinueOnError), quietLog(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeListeners(ls) })
+	return ls[0]
+}
+
 // TestWebFlagsServe starts the bridge from its flags in front of the demo
 // backend, makes a gRPC-Web call and shuts it down by cancelling ctx.
 func TestWebFlagsServe(t *testing.T) {
@@ -50,7 +62,7 @@ func TestWebFlagsServe(t *testing.T) {
 	f := parseWebFlags(t, "--web", "127.0.0.1:0", "--web-origin", "http://page.example:3000", "--web-websockets", "--web-host", "tap.example")
 	webCtx, stopWeb := context.WithCancel(ctx)
 	defer stopWeb()
-	addr, wait, err := f.start(webCtx, p, 2*time.Second, log)
+	addr, wait, err := f.start(webCtx, p, listenFor(t, f.listenSpec()), 2*time.Second, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +136,7 @@ func TestWebFlagsOff(t *testing.T) {
 	}
 	defer p.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	addr, wait, err := parseWebFlags(t).start(context.Background(), p, time.Second, log)
+	addr, wait, err := parseWebFlags(t).start(context.Background(), p, nil, time.Second, log)
 	if err != nil || addr != "" || wait() != nil {
 		t.Fatalf("without --web: addr %q err %v", addr, err)
 	}
@@ -136,7 +148,8 @@ func TestWebFlagsOff(t *testing.T) {
 		{"--web", "127.0.0.1:0", "--web-origin", "not-an-origin"},
 		{"--web", "127.0.0.1:0", "--web-tls-cert", "/nonexistent.pem", "--web-tls-key", "/nonexistent.key"},
 	} {
-		if _, _, err := parseWebFlags(t, args...).start(context.Background(), p, time.Second, log); err == nil {
+		f := parseWebFlags(t, args...)
+		if _, _, err := f.start(context.Background(), p, listenFor(t, f.listenSpec()), time.Second, log); err == nil {
 			t.Errorf("%q: no error", args)
 		}
 	}
