@@ -34,14 +34,20 @@ func NewToken() string {
 
 // Server is a running inspector: an HTTP server over a UI.
 type Server struct {
-	UI   *UI
-	URL  string // where to open it, with ?token= when one is required
-	srv  *http.Server
-	errc chan error
+	UI *UI
+	// URL is where to open it (https when Options.TLS is set), with
+	// ?token= when one is required: Options.Token, else
+	// Options.ReadOnlyToken.
+	URL string
+	// ReadOnlyURL is URL with Options.ReadOnlyToken, the link to hand to
+	// those who may only read; "" without a read-only token.
+	ReadOnlyURL string
+	srv         *http.Server
+	errc        chan error
 }
 
-// Start listens on addr and serves u until Shutdown. The URL it reports
-// carries the token when there is one.
+// Start listens on addr and serves u until Shutdown, over TLS when
+// Options.TLS is set.
 func Start(addr string, u *UI) (*Server, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -52,13 +58,33 @@ func Start(addr string, u *UI) (*Server, error) {
 	if la.IP.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	link := url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(la.Port)), Path: "/"}
-	if u.opts.Token != "" {
-		link.RawQuery = "token=" + url.QueryEscape(u.opts.Token)
+	link := func(token string) string {
+		l := url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(la.Port)), Path: "/"}
+		if u.opts.TLS != nil {
+			l.Scheme = "https"
+		}
+		if token != "" {
+			l.RawQuery = "token=" + url.QueryEscape(token)
+		}
+		return l.String()
 	}
-	s := &Server{UI: u, URL: link.String(), errc: make(chan error, 1),
+	s := &Server{UI: u, errc: make(chan error, 1),
 		srv: &http.Server{Handler: u, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}}
-	go func() { s.errc <- s.srv.Serve(lis) }()
+	token := u.opts.Token
+	if token == "" {
+		token = u.opts.ReadOnlyToken
+	}
+	s.URL = link(token)
+	if u.opts.ReadOnlyToken != "" {
+		s.ReadOnlyURL = link(u.opts.ReadOnlyToken)
+	}
+	if u.opts.TLS == nil {
+		go func() { s.errc <- s.srv.Serve(lis) }()
+		return s, nil
+	}
+	// ServeTLS adds h2 and http/1.1 to the clone's NextProtos.
+	s.srv.TLSConfig = u.opts.TLS.Clone()
+	go func() { s.errc <- s.srv.ServeTLS(lis, "", "") }()
 	return s, nil
 }
 
