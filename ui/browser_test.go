@@ -344,3 +344,39 @@ func TestBrowserLargeCallOpensQuickly(t *testing.T) {
 	b.wait(5*time.Second, `(() => { const m = document.querySelectorAll('details.msg')[1]; return m.innerText.includes('First 64.0 KiB of 4.0 MiB shown') && m.innerText.includes('000000  0a fb ff ff 01 01 02 03'); })()`)
 	b.shot("detail-large-hex")
 }
+
+// TestBrowserReadOnlyCannotSend: on a read-only inspector, and with the
+// read-only link of a full one, the page says it is read-only, and the
+// composer's Send and Save and a call's Replay are disabled with the reason
+// as their tooltip. The traffic and the call are still shown.
+func TestBrowserReadOnlyCannotSend(t *testing.T) {
+	b := newBrowser(t)
+	for _, tc := range []struct {
+		name  string
+		opts  envOpts
+		query string
+	}{
+		{"read-only inspector", envOpts{readOnly: true}, ""},
+		{"read-only token", envOpts{token: "full-s3cret", readOnlyToken: "look-only"}, "?token=look-only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b.t = t
+			e := newEnv(t, tc.opts)
+			echo(t, e, "seen, not sent")
+			b.do(15*time.Second, chromedp.Navigate(e.base+"/"+tc.query+"#/traffic"))
+			b.wait(10*time.Second, `document.querySelectorAll('#rows tr[data-id]').length === 1 && !!document.getElementById('read-only')`)
+
+			disabledWithReason := func(sel string) string {
+				return fmt.Sprintf(`(() => { const b = document.querySelector(%q); return !!b && b.disabled && b.title.includes('read-only') && b.parentElement.title.includes('read-only'); })()`, sel)
+			}
+			b.eval(`location.hash = '#/call/1'`)
+			b.wait(5*time.Second, `!!document.querySelector('.detail') && document.querySelector('.detail').innerText.includes('seen, not sent')`)
+			b.wait(5*time.Second, `(() => { const r = [...document.querySelectorAll('.detail-head button')].find(x => x.textContent === 'Replay'); return !!r && r.disabled && r.title.includes('read-only'); })()`)
+
+			b.eval(`location.hash = '#/composer?method=' + encodeURIComponent('/grpctap.demo.v1.DemoService/Echo')`)
+			b.wait(10*time.Second, `!!document.querySelector('.req-json') && document.querySelector('.req-json').value.includes('"author"')`)
+			b.wait(5*time.Second, disabledWithReason("#send")+` && `+disabledWithReason("#save-btn"))
+			b.shot("composer-read-only-" + strings.ReplaceAll(tc.name, " ", "-"))
+		})
+	}
+}

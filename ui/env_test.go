@@ -46,6 +46,8 @@ type env struct {
 
 type envOpts struct {
 	token         string
+	readOnlyToken string
+	readOnly      bool
 	eventInterval time.Duration // 0: the UI's default
 	// blobEcho routes the service test.Blob, which has no schema anywhere,
 	// to a backend that answers each message with the same bytes.
@@ -93,7 +95,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	t.Cleanup(func() { dec.Close() })
 	u, err := ui.New(ui.Options{Store: st, Recorder: rec, Decoder: dec, Proxy: p, Token: o.token,
-		EventInterval: o.eventInterval})
+		ReadOnlyToken: o.readOnlyToken, ReadOnly: o.readOnly, EventInterval: o.eventInterval})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,17 +135,7 @@ func (e *env) do(method, path string, body any, out any, hdr ...string) int {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, e.base+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	res := e.send(context.Background(), method, path, rd, hdr)
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
 	if err != nil {
@@ -157,13 +149,31 @@ func (e *env) do(method, path string, body any, out any, hdr ...string) int {
 	return res.StatusCode
 }
 
-// waitCalls waits until the capture holds n closed calls.
-func (e *env) waitCalls(n int) []store.Call {
+// send sends a request with headers hdr (name, value, …).
+func (e *env) send(ctx context.Context, method, path string, body io.Reader, hdr []string) *http.Response {
+	e.t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, e.base+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return res
+}
+
+// waitCalls waits until the capture holds n closed calls; hdr are sent
+// with each request (a token).
+func (e *env) waitCalls(n int, hdr ...string) []store.Call {
 	e.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var p store.Page
-		e.do("GET", "/api/calls?state=closed", nil, &p)
+		e.do("GET", "/api/calls?state=closed", nil, &p, hdr...)
 		if len(p.Calls) >= n {
 			return p.Calls
 		}

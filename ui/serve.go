@@ -35,17 +35,22 @@ func NewToken() string {
 // Server is a running inspector: an HTTP server over a UI.
 type Server struct {
 	UI *UI
-	// URL is where to open it, with ?token= when one is required. On an
-	// address of every interface (0.0.0.0, ::) it names 127.0.0.1, which
-	// this machine's browser reaches; Addr says where it really listens.
-	URL  string
-	Addr net.Addr
-	srv  *http.Server
-	errc chan error
+	// URL is where to open it (https when Options.TLS is set), with
+	// ?token= when one is required: Options.Token, else
+	// Options.ReadOnlyToken. On an address of every interface (0.0.0.0,
+	// ::) it names 127.0.0.1, which this machine's browser reaches; Addr
+	// says where it really listens.
+	URL string
+	// ReadOnlyURL is URL with Options.ReadOnlyToken, the link to hand to
+	// those who may only read; "" without a read-only token.
+	ReadOnlyURL string
+	Addr        net.Addr
+	srv         *http.Server
+	errc        chan error
 }
 
-// Start listens on addr and serves u until Shutdown. The URL it reports
-// carries the token when there is one.
+// Start listens on addr and serves u until Shutdown, over TLS when
+// Options.TLS is set.
 func Start(addr string, u *UI) (*Server, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -61,13 +66,33 @@ func Serve(lis net.Listener, u *UI) *Server {
 	if la.IP.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	link := url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(la.Port)), Path: "/"}
-	if u.opts.Token != "" {
-		link.RawQuery = "token=" + url.QueryEscape(u.opts.Token)
+	link := func(token string) string {
+		l := url.URL{Scheme: "http", Host: net.JoinHostPort(host, fmt.Sprint(la.Port)), Path: "/"}
+		if u.opts.TLS != nil {
+			l.Scheme = "https"
+		}
+		if token != "" {
+			l.RawQuery = "token=" + url.QueryEscape(token)
+		}
+		return l.String()
 	}
-	s := &Server{UI: u, URL: link.String(), Addr: la, errc: make(chan error, 1),
+	s := &Server{UI: u, Addr: la, errc: make(chan error, 1),
 		srv: &http.Server{Handler: u, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}}
-	go func() { s.errc <- s.srv.Serve(lis) }()
+	token := u.opts.Token
+	if token == "" {
+		token = u.opts.ReadOnlyToken
+	}
+	s.URL = link(token)
+	if u.opts.ReadOnlyToken != "" {
+		s.ReadOnlyURL = link(u.opts.ReadOnlyToken)
+	}
+	if u.opts.TLS == nil {
+		go func() { s.errc <- s.srv.Serve(lis) }()
+		return s
+	}
+	// ServeTLS adds h2 and http/1.1 to the clone's NextProtos.
+	s.srv.TLSConfig = u.opts.TLS.Clone()
+	go func() { s.errc <- s.srv.ServeTLS(lis, "", "") }()
 	return s
 }
 

@@ -59,10 +59,23 @@ type Options struct {
 	BackendTLS *tls.Config
 	// Token, when set, is required of every request: an
 	// "Authorization: Bearer" header, or a ?token= query parameter (which
-	// also sets a cookie for the page). Default "": no token, and then only
-	// requests whose Host is a loopback name are served (against DNS
-	// rebinding).
+	// also sets a cookie for the page). It grants everything the inspector
+	// does. Default "": no token, and then only requests whose Host is a
+	// loopback name are served (against DNS rebinding).
 	Token string
+	// ReadOnlyToken, when set, is accepted the same ways as Token but
+	// grants reading only: GET and HEAD are served, every other request
+	// (composer calls, replays, collection writes) gets 403. With it set,
+	// every request needs one of the two tokens, and without Token none
+	// may write. It must differ from Token. Default "": none.
+	ReadOnlyToken string
+	// ReadOnly makes every request read-only, whatever token it carries:
+	// the capture, services and live feed are shown, and every request
+	// that would send a call or change something gets 403. Default false.
+	ReadOnly bool
+	// TLS, when set, makes Start serve HTTPS with it (a config with
+	// Certificates or GetCertificate). Default nil: plain HTTP.
+	TLS *tls.Config
 	// Logger gets warnings. Default slog.Default().
 	Logger *slog.Logger
 	// EventInterval is how often /api/events sends a batch. Default 250ms.
@@ -98,6 +111,12 @@ type UI struct {
 func New(opts Options) (*UI, error) {
 	if opts.Store == nil {
 		return nil, errors.New("ui: Options.Store is required")
+	}
+	if opts.ReadOnlyToken != "" && opts.ReadOnlyToken == opts.Token {
+		return nil, errors.New("ui: Options.ReadOnlyToken must differ from Options.Token")
+	}
+	if t := opts.TLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+		return nil, errors.New("ui: Options.TLS has no certificate")
 	}
 	if opts.EventInterval <= 0 {
 		opts.EventInterval = 250 * time.Millisecond
@@ -186,6 +205,23 @@ func (u *UI) enter() bool {
 
 const tokenCookie = "grpctap_token"
 
+// access is what a request may do.
+type access int
+
+const (
+	accessNone access = iota // no valid token
+	accessRead               // GET and HEAD only
+	accessFull               // everything
+)
+
+type accessKey struct{}
+
+// requestAccess is the access ServeHTTP granted r.
+func requestAccess(r *http.Request) access {
+	a, _ := r.Context().Value(accessKey{}).(access)
+	return a
+}
+
 // ServeHTTP applies the access rules, then serves the API or the page.
 func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
@@ -193,14 +229,18 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
-	if u.opts.Token != "" {
-		if !u.authorized(w, r) {
+	a := accessFull
+	if u.opts.Token != "" || u.opts.ReadOnlyToken != "" {
+		if a = u.authorize(w, r); a == accessNone {
 			writeErr(w, http.StatusUnauthorized, "a token is required: open the URL grpctap printed (with ?token=), or send 'Authorization: Bearer TOKEN'")
 			return
 		}
 	} else if !hostcheck.Loopback(r.Host) {
 		writeErr(w, http.StatusForbidden, "this inspector answers only to a loopback Host (localhost, 127.0.0.1, [::1])")
 		return
+	}
+	if u.opts.ReadOnly {
+		a = accessRead
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
@@ -211,25 +251,60 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusForbidden, "cross-site request refused")
 			return
 		}
+		// Only GET and HEAD read; every other request sends a call or
+		// changes something, so reading access stops here, whatever the
+		// endpoint (those added later too).
+		if a != accessFull {
+			writeErr(w, http.StatusForbidden, u.readOnlyReason())
+			return
+		}
 	}
-	u.mux.ServeHTTP(w, r)
+	u.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, a)))
 }
 
-func (u *UI) authorized(w http.ResponseWriter, r *http.Request) bool {
-	ok := func(s string) bool {
-		return s != "" && subtle.ConstantTimeCompare([]byte(s), []byte(u.opts.Token)) == 1
+// readOnlyReason says why a request that writes was refused.
+func (u *UI) readOnlyReason() string {
+	const what = "it shows the capture but sends no calls (composer, replay) and changes nothing (collections)"
+	if u.opts.ReadOnly {
+		return "this inspector is read-only: " + what
 	}
-	if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") && ok(strings.TrimPrefix(a, "Bearer ")) {
-		return true
+	return "this token grants read access only: " + what
+}
+
+// authorize returns what the request's token allows. A token in the URL
+// (?token=, what grpctap prints) comes first and is kept in a cookie for
+// the page, replacing the one it had; then an Authorization header; then
+// the cookie.
+func (u *UI) authorize(w http.ResponseWriter, r *http.Request) access {
+	if q := r.URL.Query().Get("token"); q != "" {
+		if a := u.tokenAccess(q); a != accessNone {
+			http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: q, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+			return a
+		}
 	}
-	if c, err := r.Cookie(tokenCookie); err == nil && ok(c.Value) {
-		return true
+	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if a := u.tokenAccess(b); a != accessNone {
+			return a
+		}
 	}
-	if q := r.URL.Query().Get("token"); ok(q) {
-		http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: q, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-		return true
+	if c, err := r.Cookie(tokenCookie); err == nil {
+		return u.tokenAccess(c.Value)
 	}
-	return false
+	return accessNone
+}
+
+// tokenAccess is what token s allows.
+func (u *UI) tokenAccess(s string) access {
+	eq := func(want string) bool {
+		return want != "" && subtle.ConstantTimeCompare([]byte(s), []byte(want)) == 1
+	}
+	switch {
+	case eq(u.opts.Token):
+		return accessFull
+	case eq(u.opts.ReadOnlyToken):
+		return accessRead
+	}
+	return accessNone
 }
 
 func sameOrigin(origin, host string) bool {
@@ -270,5 +345,8 @@ func (u *UI) info(w http.ResponseWriter, r *http.Request) {
 		"recording": u.opts.Observer != nil,
 		"replay":    u.opts.Replay != nil,
 		"backends":  backends,
+		// read_only: this request may only read (the page disables
+		// sending, replaying and saving).
+		"read_only": requestAccess(r) != accessFull,
 	})
 }

@@ -28,8 +28,12 @@ const defaultUIAddr = "127.0.0.1:7070"
 
 // uiFlags are the web inspector's flags, shared by 'proxy', 'demo' and 'ui'.
 type uiFlags struct {
-	addr  string
-	token string
+	addr          string
+	token         string
+	readOnly      bool
+	readOnlyToken string
+	tlsCert       string
+	tlsKey        string
 	// canOff: --ui '' turns the inspector off (not in 'grpctap ui', which
 	// is the inspector).
 	canOff bool
@@ -39,12 +43,52 @@ type uiFlags struct {
 // inspector off.
 func (f *uiFlags) register(fs *pflag.FlagSet, canOff bool) {
 	f.canOff = canOff
-	usage := "address of the web inspector (HTTP); off loopback it requires a token"
+	usage := "address of the web inspector (HTTP, or HTTPS with --ui-tls-cert); off loopback it requires a token"
 	if canOff {
-		usage = "address of the web inspector (HTTP); '' turns it off. Off loopback it requires a token"
+		usage = "address of the web inspector (HTTP, or HTTPS with --ui-tls-cert); '' turns it off. Off loopback it requires a token"
 	}
 	fs.StringVar(&f.addr, "ui", defaultUIAddr, usage)
-	fs.StringVar(&f.token, "ui-token", "", "token the inspector requires (default: none on loopback, a random one printed at start otherwise)")
+	fs.StringVar(&f.token, "ui-token", "", "token the inspector requires, granting everything it does (default: none on loopback, a random one printed at start otherwise)")
+	fs.BoolVar(&f.readOnly, "ui-read-only", false, "the inspector shows everything but sends no calls and changes nothing: composer, replay and collection writes get 403, whatever the token")
+	fs.StringVar(&f.readOnlyToken, "ui-read-only-token", "", "a second token, granting read access only (composer, replay and collection writes get 403); with it every request needs a token (default: none on loopback, a random one printed at start otherwise)")
+	fs.StringVar(&f.tlsCert, "ui-tls-cert", "", "serve the inspector over HTTPS with this PEM certificate; needs --ui-tls-key (default: plain HTTP)")
+	fs.StringVar(&f.tlsKey, "ui-tls-key", "", "PEM private key for --ui-tls-cert")
+}
+
+// access checks the access flags and returns the inspector's full and
+// read-only tokens. Off loopback both are made up when not given (only the
+// full one with --ui-read-only, where every token reads only); a read-only
+// token without a full one gets a made-up full one, so that reading with
+// no token at all is never what the read-only token was meant to limit.
+func (f *uiFlags) access() (token, readOnlyToken string, err error) {
+	token, readOnlyToken = f.token, f.readOnlyToken
+	if token != "" && token == readOnlyToken {
+		return "", "", errors.New("--ui-token and --ui-read-only-token must differ")
+	}
+	offLoopback := !ui.IsLoopback(f.addr)
+	if token == "" && (offLoopback || readOnlyToken != "") {
+		token = ui.NewToken()
+	}
+	if readOnlyToken == "" && offLoopback && !f.readOnly {
+		readOnlyToken = ui.NewToken()
+	}
+	return token, readOnlyToken, nil
+}
+
+// tlsConfig is the inspector's TLS from --ui-tls-cert and --ui-tls-key;
+// nil when neither is given.
+func (f *uiFlags) tlsConfig() (*tls.Config, error) {
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return nil, errors.New("--ui-tls-cert and --ui-tls-key go together")
+	}
+	if f.tlsCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("inspector TLS (--ui-tls-cert, --ui-tls-key): %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // uiDeps are what the inspector shows and uses. Store is required; the
@@ -85,15 +129,25 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 		log = slog.Default()
 	}
 	if f.addr == "" {
+		if f.token != "" || f.readOnly || f.readOnlyToken != "" || f.tlsCert != "" || f.tlsKey != "" {
+			return "", noop, errors.New("--ui-token, --ui-read-only, --ui-read-only-token and --ui-tls-* need --ui ADDR")
+		}
 		return "", noop, nil
+	}
+	token, readOnlyToken, err := f.access()
+	if err != nil {
+		return "", noop, err
+	}
+	tlsCfg, err := f.tlsConfig()
+	if err != nil {
+		return "", noop, err
 	}
 	if d.Store == nil {
 		log.Info("web inspector off: it shows a capture, and nothing is recorded (--no-record)")
 		return "", noop, nil
 	}
-	token := f.token
-	if token == "" && !ui.IsLoopback(f.addr) {
-		token = ui.NewToken()
+	if tlsCfg == nil && !ui.IsLoopback(f.addr) {
+		log.Warn("the inspector is reachable from the network over plain HTTP: its token crosses the network in clear; serve it over HTTPS with --ui-tls-cert and --ui-tls-key")
 	}
 	dec, ownDec := d.Decoder, false
 	if dec == nil {
@@ -111,16 +165,20 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 		return nil
 	}
 	h, err := ui.New(ui.Options{Store: d.Store, Recorder: d.Recorder, Proxy: d.Proxy, Decoder: dec,
-		Token: token, Logger: log, BackendTLS: d.BackendTLS})
+		Token: token, ReadOnlyToken: readOnlyToken, ReadOnly: f.readOnly, TLS: tlsCfg,
+		Logger: log, BackendTLS: d.BackendTLS})
 	if err != nil {
 		return "", nil, errors.Join(err, closeDec())
 	}
 	srv := ui.Serve(lis, h)
-	shown := inspectorURL(srv, f.addr)
+	shown := inspectorURL(srv, srv.URL, f.addr)
 	if d.Out != nil {
 		fmt.Fprintf(d.Out, "  inspector  %s\n", shown)
+		if srv.ReadOnlyURL != "" && srv.ReadOnlyURL != srv.URL {
+			fmt.Fprintf(d.Out, "  read-only  %s\n", inspectorURL(srv, srv.ReadOnlyURL, f.addr))
+		}
 	}
-	log.Info("web inspector listening", "url", srv.URL, "addr", srv.Addr.String())
+	log.Info("web inspector listening", "url", srv.URL, "addr", srv.Addr.String(), "read_only_url", srv.ReadOnlyURL, "read_only", f.readOnly)
 	stopped := make(chan struct{})
 	var once sync.Once
 	var stopErr error
@@ -152,19 +210,19 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 // inspectorURL is the inspector's URL as it listens: on every interface
 // (--ui 0.0.0.0:7070, [::]:7070, :7070) the URL of that address as given,
 // followed by the loopback one a browser on this machine can open.
-func inspectorURL(srv *ui.Server, addr string) string {
+func inspectorURL(srv *ui.Server, link, addr string) string {
 	la, ok := srv.Addr.(*net.TCPAddr)
 	if !ok || !la.IP.IsUnspecified() {
-		return srv.URL
+		return link
 	}
-	u, err := url.Parse(srv.URL)
+	u, err := url.Parse(link)
 	if err != nil {
-		return srv.URL
+		return link
 	}
 	host, _, _ := net.SplitHostPort(addr)
 	if host == "" {
 		host = "0.0.0.0"
 	}
 	u.Host = net.JoinHostPort(host, strconv.Itoa(la.Port))
-	return u.String() + "  (every interface; on this machine " + srv.URL + ")"
+	return u.String() + "  (every interface; on this machine " + link + ")"
 }

@@ -1,12 +1,13 @@
 // Package stubserver holds the gRPC test servers more than one package's
 // tests need: a server on a loopback port stopped with the test, and a raw
-// echo backend that needs no schema.
+// echo backend that needs no schema, which can count the calls it gets.
 package stubserver
 
 import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -32,9 +33,19 @@ func Serve(t testing.TB, srv *grpc.Server) string {
 // sending each request message back, byte for byte, messages up to 64 MiB.
 func RawEcho(t testing.TB) string {
 	t.Helper()
+	addr, _ := CountedRawEcho(t)
+	return addr
+}
+
+// CountedRawEcho is RawEcho, and the number of calls that reached it so
+// far (reflection requests included).
+func CountedRawEcho(t testing.TB) (string, *atomic.Int64) {
+	t.Helper()
+	var calls atomic.Int64
 	return Serve(t, grpc.NewServer(grpc.ForceServerCodecV2(rawcodec.Codec{}),
 		grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20),
 		grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+			calls.Add(1)
 			for {
 				var b []byte
 				if err := ss.RecvMsg(&b); err != nil {
@@ -47,5 +58,5 @@ func RawEcho(t testing.TB) string {
 					return err
 				}
 			}
-		})))
+		}))), &calls
 }

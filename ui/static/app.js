@@ -1,6 +1,6 @@
 // grpctap web inspector: a small hand-written single-page app. Views are
 // chosen by the URL hash: #/traffic, #/call/ID, #/composer[?method=…&from=ID].
-import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump, requestJSON } from './lib.js';
+import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump, requestJSON, readOnlyNote, blocked } from './lib.js';
 import { renderComposer } from './composer.js';
 
 const view = document.getElementById('view');
@@ -189,7 +189,7 @@ async function renderCall(id) {
     c.state === 'open' ? h('span', { class: 'badge live' }, 'live') : h('span', { class: 'badge ' + statusClass(st.code) }, `${st.name} (${st.code})`),
     h('div', { class: 'actions' },
       h('button', { onclick: async () => copy(grpcurl(c, await requestJSON(c)), 'grpcurl command copied') }, 'Copy as grpcurl'),
-      h('button', { onclick: () => doReplay(c, replayOut), disabled: !(state.info && state.info.replay), title: state.info && state.info.replay ? 'Send the recorded requests again and compare' : 'replay is not available here' }, 'Replay'),
+      replayButton(c, replayOut),
       h('button', { onclick: () => { location.hash = `#/composer?from=${c.id}`; } }, 'Open in composer')));
   const item = (k, v, cls) => h('div', {}, h('div', { class: 'k' }, k), h('div', { class: 'v ' + (cls || '') }, v ?? h('span', { class: 'none' }, '—')));
   const summary = h('div', { class: 'card' }, h('div', { class: 'grid' },
@@ -322,6 +322,14 @@ async function copy(text, done) {
   catch { prompt('Copy:', text); }
 }
 
+function replayButton(c, out) {
+  const info = state.info || {};
+  const btn = h('button', { onclick: () => doReplay(c, out), title: 'Send the recorded requests again and compare' }, 'Replay');
+  if (info.read_only) return blocked(btn, readOnlyNote);
+  if (!info.replay) return blocked(btn, 'replay is not available here');
+  return btn;
+}
+
 async function doReplay(c, out) {
   out.replaceChildren(h('div', { class: 'card' }, 'Replaying…'));
   try {
@@ -382,6 +390,7 @@ function debounce(fn, ms) { let t; return (...a) => { clearTimeout(t); t = setTi
 // ---- start ----
 (async () => {
   try { state.info = await api('GET', '/api/info'); } catch (e) { toast(e.message); }
+  if (state.info && state.info.read_only) document.getElementById('live').before(h('span', { class: 'badge ro', id: 'read-only', title: readOnlyNote }, 'read-only'));
   connectEvents();
   route();
 })();

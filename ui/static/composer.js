@@ -1,7 +1,7 @@
 // The composer: pick a method, edit a request prefilled from its schema,
 // send it through the proxy (recorded like any call), see the response as
 // it streams in, and keep requests in named collections.
-import { h, jsonTree, fmtMS, statusClass, toast, api, requestJSON } from './lib.js';
+import { h, jsonTree, fmtMS, statusClass, toast, api, requestJSON, readOnlyNote, blocked } from './lib.js';
 
 const cs = {
   services: null,     // /api/services answer
@@ -80,21 +80,23 @@ function sidebar(view, params, info) {
   };
   fill('');
   const fileIn = h('input', { type: 'file', accept: '.json,application/json', hidden: true, onchange: e => importFile(e.target.files[0], view, params, info) });
+  const ro = info && info.read_only;
   const cols = h('ul', { class: 'tree', id: 'collections' });
   for (const c of cs.collections) {
     cols.append(h('li', { class: 'svcname', 'data-collection': c.name }, h('span', {}, c.name),
       h('span', { class: 'col-actions' },
         h('a', { href: `/api/collections/${c.id}?download=1`, download: c.name + '.grpctap.json', title: 'Export as a JSON file' }, '⇩'),
-        h('a', { href: '#', title: 'Delete collection', onclick: async e => { e.preventDefault(); if (!confirm(`Delete collection "${c.name}"?`)) return; await api('DELETE', '/api/collections/' + c.id); renderComposer(view, params, info); } }, '✕'))));
+        ro ? null : h('a', { href: '#', title: 'Delete collection', onclick: async e => { e.preventDefault(); if (!confirm(`Delete collection "${c.name}"?`)) return; await api('DELETE', '/api/collections/' + c.id); renderComposer(view, params, info); } }, '✕'))));
     c.requests.forEach(r => cols.append(h('li', {}, h('a', { href: '#', title: r.method, onclick: e => { e.preventDefault(); loadSaved(r, view, params, info); } },
       r.name, h('span', { class: 'kind' }, r.examples && r.examples.length ? `${r.examples.length} ex.` : 'req')))));
   }
-  if (!cs.collections.length) cols.append(h('li', { class: 'hint' }, 'Save a request to start a collection.'));
+  if (!cs.collections.length) cols.append(h('li', { class: 'hint' }, ro ? 'No collections.' : 'Save a request to start a collection.'));
+  const importBtn = h('button', { class: 'small', onclick: () => fileIn.click(), title: 'Import a collection file' }, 'Import');
   return h('aside', { class: 'sidebar' },
     h('h4', {}, 'Services'),
     h('input', { type: 'search', id: 'tree-filter', placeholder: 'Filter methods ( / )', 'aria-label': 'Filter methods', oninput: e => fill(e.target.value.toLowerCase()) }),
     tree,
-    h('h4', {}, 'Collections', h('span', { class: 'col-actions' }, h('button', { class: 'small', onclick: () => fileIn.click(), title: 'Import a collection file' }, 'Import'))),
+    h('h4', {}, 'Collections', h('span', { class: 'col-actions' }, ro ? blocked(importBtn, readOnlyNote) : importBtn)),
     fileIn, cols);
 }
 
@@ -157,9 +159,13 @@ function editor(view, params, info) {
     streamingIn ? h('button', { class: 'small', onclick: () => { cs.messages.push(pretty(m ? m.request_template : {})); drawMsgs(); } }, '+ message') : null].filter(Boolean));
   drawMsgs();
 
-  const response = h('div', { class: 'card', id: 'response' }, h('h3', {}, 'Response'), h('div', { class: 'hint' }, 'Send the request (Ctrl+Enter) to see the answer here.'));
-  const sendBtn = h('button', { class: 'primary', id: 'send', onclick: () => send() }, 'Send');
+  const ro = info && info.read_only;
+  const response = h('div', { class: 'card', id: 'response' }, h('h3', {}, 'Response'),
+    h('div', { class: 'hint' }, ro ? readOnlyNote + '. The composer shows methods and their schemas.' : 'Send the request (Ctrl+Enter) to see the answer here.'));
+  const sendBtn = h('button', { class: 'primary', id: 'send', onclick: () => send(), title: 'Send (Ctrl+Enter)' }, 'Send');
+  const saveBtn = h('button', { id: 'save-btn', onclick: () => saveDialog(view, params, info), title: 'Save into a collection' }, 'Save…');
   async function send() {
+    if (ro) { toast(readOnlyNote); return; }
     let messages;
     try { messages = cs.messages.map((t, i) => { try { return JSON.parse(t); } catch (e) { throw new Error(`message ${i + 1}: ${e.message}`); } }); }
     catch (e) { toast(e.message); return; }
@@ -204,8 +210,8 @@ function editor(view, params, info) {
   return h('section', { class: 'editor' },
     h('div', { class: 'row' }, h('h2', { id: 'method-title' }, cs.method || 'Choose a method'), m ? h('span', { class: 'kind' }, kindOf(m)) : null),
     h('div', { class: 'row' }, h('label', { for: 'target', class: 'hint' }, 'Target'), targetSel,
-      h('span', { class: 'spacer' }), sendBtn,
-      h('button', { id: 'save-btn', onclick: () => saveDialog(view, params, info), title: 'Save into a collection' }, 'Save…'),
+      h('span', { class: 'spacer' }), ro ? blocked(sendBtn, readOnlyNote) : sendBtn,
+      ro ? blocked(saveBtn, readOnlyNote) : saveBtn,
       h('button', { class: 'ghost', onclick: () => { setMethod(cs.method); drawMsgs(); }, title: 'Reset the request to the schema template' }, 'Reset')),
     h('div', { class: 'editor-body' },
       h('div', {},

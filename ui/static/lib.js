@@ -88,6 +88,18 @@ export function statusClass(code) {
   return 'err';
 }
 
+// readOnlyNote says why a read-only inspector disables what would send a
+// call or change something.
+export const readOnlyNote = 'This inspector is read-only: it shows the capture but sends no calls and changes nothing';
+
+// blocked disables a control and says why; the reason is on a wrapper too,
+// since some browsers show no tooltip over a disabled control.
+export function blocked(el, why) {
+  el.disabled = true;
+  el.title = why;
+  return h('span', { class: 'blocked', title: why }, el);
+}
+
 let toastTimer;
 export function toast(msg) {
   const t = document.getElementById('toast');
