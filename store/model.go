@@ -118,9 +118,12 @@ func GuessRPC(requests, responses int64) string {
 }
 
 // SplitMethod splits "/pkg.Service/Method" into "pkg.Service" and "Method".
+// A service name holds no "/", so a path with more ("/pkg.Svc/a/b", which
+// no schema defines but a client can send) splits at the first, as the
+// proxy's routing reads it: "pkg.Svc" and "a/b".
 func SplitMethod(full string) (service, method string) {
 	s := strings.TrimPrefix(full, "/")
-	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
 		return s[:i], s[i+1:]
 	}
 	return "", s

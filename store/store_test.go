@@ -356,6 +356,21 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// TestSplitMethod: the service is what the proxy routes by, also for a
+// path with a "/" inside its method part.
+func TestSplitMethod(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"/pkg.Svc/Method": {"pkg.Svc", "Method"},
+		"pkg.Svc/Method":  {"pkg.Svc", "Method"},
+		"/pkg.Svc/a/b":    {"pkg.Svc", "a/b"},
+		"/Method":         {"", "Method"},
+	} {
+		if svc, m := SplitMethod(in); svc != want[0] || m != want[1] {
+			t.Errorf("SplitMethod(%q) = %q, %q; want %q, %q", in, svc, m, want[0], want[1])
+		}
+	}
+}
+
 func TestParseCode(t *testing.T) {
 	for in, want := range map[string]int{"5": 5, "not_found": 5, "NOT_FOUND": 5, "NotFound": 5, "Canceled": 1,
 		"cancelled": 1, "failed_precondition": 9, "ok": 0, "Unauthenticated": 16} {
