@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Filter selects calls. The zero Filter selects every call.
@@ -343,10 +346,26 @@ func (s *Store) batchMessages(ctx context.Context, callID int64, out *[]Message)
 // the capture's life.
 func (s *Store) DroppedEvents(ctx context.Context) (int64, error) {
 	var n int64
-	if err := s.rdb.QueryRowContext(ctx, "SELECT value FROM counters WHERE name = 'dropped_events'").Scan(&n); err != nil {
-		return 0, fmt.Errorf("dropped events: %w", err)
+	err := s.rdb.QueryRowContext(ctx, "SELECT value FROM counters WHERE name = 'dropped_events'").Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("dropped events: %w: the counters row is missing", ErrCorrupt)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("dropped events: %w", damaged(err))
 	}
 	return n, nil
+}
+
+// damaged marks SQLite's "the file is damaged" errors as ErrCorrupt, so
+// that every reader can say so.
+func damaged(err error) error {
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		if c := se.Code() & 0xff; c == sqlite3.SQLITE_CORRUPT || c == sqlite3.SQLITE_NOTADB {
+			return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+	}
+	return err
 }
 
 // LoadDescriptors returns the FileDescriptorSet saved for backend and when

@@ -691,3 +691,15 @@ func TestSegmentsOnTmpfs(t *testing.T) {
 		}
 	}
 }
+
+// TestDroppedEventsOfDamagedCapture: a capture that lost its counters row
+// says it is damaged, not "no rows in result set".
+func TestDroppedEventsOfDamagedCapture(t *testing.T) {
+	s, _ := openTemp(t)
+	if _, err := s.wdb.Exec("DELETE FROM counters WHERE name = 'dropped_events'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DroppedEvents(context.Background()); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("DroppedEvents = %v, want ErrCorrupt", err)
+	}
+}
