@@ -54,18 +54,22 @@ func SegmentDir(path string) string { return path + "-segments" }
 func segmentName(id int64) string { return "seg-" + strconv.FormatInt(id, 10) + ".bin" }
 
 // segment is the file a writer appends bodies to. It is written with
-// O_DIRECT where the file system allows: writes through the page cache
-// cost this process up to ten times the CPU once memory is full of cache
-// (every new page is reclaimed from elsewhere), and the bodies are rarely
+// O_DIRECT where the file system allows: writes into new page-cache pages
+// cost this process up to ten times the CPU, and the bodies are rarely
 // read again soon. A batch's bodies are copied into an aligned staging
-// buffer and written from there, the last block padded, so the committed
-// length is always a multiple of segAlign.
+// buffer and written from there (begin, append, finish), the last block
+// padded, so the committed length is always a multiple of segAlign.
 type segment struct {
 	id        int64
 	f         *os.File
 	committed int64 // length the capture refers to
 	direct    bool  // f was opened with O_DIRECT
 	stage     []byte
+
+	// The batch being appended: it starts at base; flushed bytes are in
+	// the file, fill more in stage.
+	base, flushed int64
+	fill          int
 }
 
 // segAlign is the alignment of O_DIRECT writes (the file system's block
@@ -118,57 +122,72 @@ func newSegment(id int64, f *os.File, committed int64) *segment {
 // alignUp rounds n up to a multiple of segAlign.
 func alignUp(n int64) int64 { return (n + segAlign - 1) &^ (segAlign - 1) }
 
-// writeBodies writes bodies from off (a multiple of segAlign), in writes
-// of up to segStage bytes, and returns the length written, padding
-// included.
-func (sg *segment) writeBodies(off int64, bodies []byte) (int64, error) {
+// begin starts a batch's bodies at off (a multiple of segAlign).
+func (sg *segment) begin(off int64) {
+	sg.base, sg.flushed, sg.fill = off, 0, 0
 	if sg.stage == nil {
 		raw := make([]byte, segStage+segAlign)
 		skip := (segAlign - int(uintptr(unsafe.Pointer(&raw[0]))%segAlign)) % segAlign
 		sg.stage = raw[skip : skip+segStage : skip+segStage]
 	}
-	start := off
-	fill := 0
-	flush := func(n int) error {
-		for done := 0; done < n; {
-			w, err := unix.Pwrite(int(sg.f.Fd()), sg.stage[done:n], off+int64(done))
-			if errors.Is(err, unix.EINVAL) && sg.direct {
-				// The file system took O_DIRECT at open but not for writes.
-				if err := sg.reopenBuffered(); err != nil {
-					return err
-				}
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("segment %d: write: %w", sg.id, err)
-			}
-			if w == 0 {
-				return fmt.Errorf("segment %d: write: %w", sg.id, io.ErrShortWrite)
-			}
-			done += w
-		}
-		off += int64(n)
-		return nil
-	}
-	for b := bodies; len(b) > 0; {
-		n := copy(sg.stage[fill:], b)
-		fill += n
+}
+
+// appended is how many bytes the batch has appended so far.
+func (sg *segment) appended() int64 { return sg.flushed + int64(sg.fill) }
+
+// append copies b after what the batch appended, writing each full
+// staging buffer out as it fills.
+func (sg *segment) append(b []byte) error {
+	for len(b) > 0 {
+		n := copy(sg.stage[sg.fill:], b)
+		sg.fill += n
 		b = b[n:]
-		if fill == len(sg.stage) {
-			if err := flush(fill); err != nil {
-				return 0, err
+		if sg.fill == len(sg.stage) {
+			if err := sg.flush(sg.fill); err != nil {
+				return err
 			}
-			fill = 0
 		}
 	}
-	if fill > 0 {
-		padded := int(alignUp(int64(fill)))
-		clear(sg.stage[fill:padded])
-		if err := flush(padded); err != nil {
+	return nil
+}
+
+// finish writes what is left in the staging buffer, its last block
+// padded, and returns the batch's length in the file, padding included.
+func (sg *segment) finish() (int64, error) {
+	if sg.fill > 0 {
+		padded := int(alignUp(int64(sg.fill)))
+		clear(sg.stage[sg.fill:padded])
+		if err := sg.flush(padded); err != nil {
 			return 0, err
 		}
 	}
-	return off - start, nil
+	return sg.flushed, nil
+}
+
+// flush writes the first n bytes of the staging buffer after what the
+// batch has written.
+func (sg *segment) flush(n int) error {
+	off := sg.base + sg.flushed
+	for done := 0; done < n; {
+		w, err := unix.Pwrite(int(sg.f.Fd()), sg.stage[done:n], off+int64(done))
+		if errors.Is(err, unix.EINVAL) && sg.direct {
+			// The file system took O_DIRECT at open but not for writes.
+			if err := sg.reopenBuffered(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("segment %d: write: %w", sg.id, err)
+		}
+		if w == 0 {
+			return fmt.Errorf("segment %d: write: %w", sg.id, io.ErrShortWrite)
+		}
+		done += w
+	}
+	sg.flushed += int64(n)
+	sg.fill = 0
+	return nil
 }
 
 // reopenBuffered opens the segment again without O_DIRECT and moves the

@@ -44,7 +44,6 @@ type writer struct {
 	byKey   map[int64]int
 	idx     []byte
 	bodies  []byte
-	arena   []byte // the bodies this batch appends to its segment
 	methods []string
 	md      []byte
 	mdKeys  []string
@@ -271,7 +270,7 @@ const updCall = `UPDATE calls SET response_headers = coalesce(?, response_header
 	trailers = coalesce(?, trailers), dropped = dropped + ?
 	WHERE id = ?`
 
-// segWrite is what a batch appends to a segment: the writer's arena.
+// segWrite is what a batch appends to a segment.
 type segWrite struct {
 	sg     *segment
 	base   int64 // where this batch's bodies start
@@ -359,8 +358,8 @@ func (w *writer) writeBatch(events []Event) (err error) {
 			return fmt.Errorf("call %d: %w", f.id, err)
 		}
 	}
-	if len(w.arena) > 0 {
-		written, err := sw.sg.writeBodies(sw.base, w.arena)
+	if sw.sg != nil && sw.sg.appended() > 0 {
+		written, err := sw.sg.finish()
 		if err != nil {
 			return err
 		}
@@ -400,9 +399,6 @@ func (w *writer) writeBatch(events []Event) (err error) {
 	committed = true
 
 	// Scratch grown by a batch of large bodies is not kept.
-	if cap(w.arena) > segStage {
-		w.arena = nil
-	}
 	if cap(w.bodies) > segStage {
 		w.bodies = nil
 	}
@@ -470,13 +466,16 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 		} else {
 			base = f.msgs[0].Time.UnixNano()
 		}
-		// The bodies go inline, or straight into the batch's arena for the
-		// segment, with a checksum.
+		// The bodies go inline, or straight into the segment's staging
+		// buffer, with a checksum.
 		if rowBodies(f) >= SegmentThreshold && sw.sg != nil {
-			start := len(w.arena)
-			msgs, w.arena = w.encodeMessages(f, base, w.arena)
-			b := w.arena[start:]
-			seg = segRef{id: sw.sg.id, off: sw.base + int64(start), n: int64(len(b)), crc: crc32.Checksum(b, castagnoli)}
+			start := sw.sg.appended()
+			var crc uint32
+			var err error
+			if msgs, crc, err = w.encodeToSegment(f, base, sw.sg); err != nil {
+				return err
+			}
+			seg = segRef{id: sw.sg.id, off: sw.base + start, n: sw.sg.appended() - start, crc: crc}
 			if sw.minID == 0 {
 				sw.minID = f.id
 			}
@@ -607,22 +606,47 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 // w's scratch buffer (valid until the next call) and appends their bodies
 // to dst (offsets count from dst's length on entry).
 func (w *writer) encodeMessages(f *callFold, base int64, dst []byte) (idx, bodies []byte) {
-	w.idx = append(w.idx[:0], '[')
 	start := len(dst)
+	w.index(f, base, func(m *MessageRecord) int64 {
+		off := int64(len(dst) - start)
+		dst = append(dst, m.Raw...)
+		return off
+	})
+	return w.idx, dst
+}
+
+// encodeToSegment builds the index of f's messages as encodeMessages does
+// and appends their bodies to the segment's batch, returning their
+// CRC-32C.
+func (w *writer) encodeToSegment(f *callFold, base int64, sg *segment) (idx []byte, crc uint32, err error) {
+	start := sg.appended()
+	w.index(f, base, func(m *MessageRecord) int64 {
+		off := sg.appended() - start
+		if err == nil {
+			err = sg.append(m.Raw)
+			crc = crc32.Update(crc, castagnoli, m.Raw)
+		}
+		return off
+	})
+	return w.idx, crc, err
+}
+
+// index writes f's message index into w.idx; place stores each body and
+// returns its offset in the row's bodies.
+func (w *writer) index(f *callFold, base int64, place func(*MessageRecord) int64) {
+	w.idx = append(w.idx[:0], '[')
 	for i, m := range f.msgs {
 		e := msgEntry{seq: int64(m.Seq), dir: 1, dt: m.Time.UnixNano() - base, size: m.Size, truncated: m.Truncated,
-			n: int64(len(m.Raw)), off: int64(len(dst) - start)}
+			n: int64(len(m.Raw)), off: place(m)}
 		if m.Direction == DirResponse {
 			e.dir = 2
 		}
-		dst = append(dst, m.Raw...)
 		if i > 0 {
 			w.idx = append(w.idx, ',')
 		}
 		w.idx = appendEntry(w.idx, &e)
 	}
 	w.idx = append(w.idx, ']')
-	return w.idx, dst
 }
 
 // rowBodies is the size of the bodies of f's messages in this batch.
@@ -679,7 +703,6 @@ func (r segRef) bind(st *sqlite.Stmt, i int, bodies []byte) {
 // or (the first time, or when it is full) an unsealed one whose writer is
 // gone, or a new one.
 func (w *writer) prepareSegment(sw *segWrite) error {
-	w.arena = w.arena[:0]
 	var need int64
 	for i := range w.folds {
 		if w.folds[i].id == 0 {
@@ -728,6 +751,7 @@ func (w *writer) prepareSegment(sw *segWrite) error {
 		sg = newSegment(id, f, 0)
 	}
 	sw.sg, sw.base = sg, sg.committed
+	sg.begin(sg.committed)
 	return nil
 }
 
