@@ -419,45 +419,6 @@ func BenchmarkWriter(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
-// BenchmarkUnaryCalls writes what the recorder sends for short unary calls
-// through the proxy: start, response headers, one message each way and the
-// end, with the headers grpc-go clients send; batches of 256 calls.
-func BenchmarkUnaryCalls(b *testing.B) {
-	ctx := context.Background()
-	s, _ := openTemp(b)
-	body := bytes.Repeat([]byte("x"), 100)
-	reqH := Metadata{
-		":authority":   {"127.0.0.1:40000"},
-		"content-type": {"application/grpc"},
-		"user-agent":   {"grpc-go/1.79.0"},
-		"grpc-timeout": {"9999875u"},
-	}
-	respH := Metadata{"content-type": {"application/grpc"}}
-	const perBatch = 256
-	ev := make([]Event, 0, 5*perBatch)
-	start := time.Now()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 1; i <= b.N; i++ {
-		id := int64(i)
-		ev = append(ev,
-			Event{Start: &CallStart{ID: id, Method: "/bench.Echo/Unary", Protocol: "grpc", Backend: "127.0.0.1:40001",
-				Authority: "127.0.0.1:40000", Peer: "127.0.0.1:51234", ContentType: "application/grpc", Time: start, Header: reqH}},
-			Event{Header: &ResponseHeader{CallID: id, Header: respH}},
-			Event{Message: &MessageRecord{CallID: id, Seq: 1, Direction: DirRequest, Time: start, Size: 100, Raw: body}},
-			Event{Message: &MessageRecord{CallID: id, Seq: 2, Direction: DirResponse, Time: start, Size: 100, Raw: body}},
-			Event{End: &CallEnd{CallID: id, Time: start, Trailers: Metadata{}}},
-		)
-		if len(ev) >= 5*perBatch || i == b.N {
-			if err := s.WriteBatch(ctx, ev); err != nil {
-				b.Fatal(err)
-			}
-			ev = ev[:0]
-		}
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
-}
-
 // TestMetadataJSON: the hand-written encoder gives what encoding/json
 // reads back as the same metadata, for plain, escaped and non-UTF-8 values.
 func TestMetadataJSON(t *testing.T) {
