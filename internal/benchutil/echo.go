@@ -2,8 +2,6 @@ package benchutil
 
 import (
 	"context"
-	"errors"
-	"io"
 
 	"google.golang.org/grpc"
 
@@ -20,22 +18,7 @@ const (
 // each request message back as it came, as raw bytes (no proto work skews
 // the figures).
 func NewEchoServer() *grpc.Server {
-	return grpc.NewServer(grpc.UnknownServiceHandler(echo), grpc.ForceServerCodecV2(rawcodec.Codec{}))
-}
-
-func echo(_ any, ss grpc.ServerStream) error {
-	for {
-		var b []byte
-		if err := ss.RecvMsg(&b); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		if err := ss.SendMsg(&b); err != nil {
-			return err
-		}
-	}
+	return grpc.NewServer(grpc.UnknownServiceHandler(rawcodec.Echo), grpc.ForceServerCodecV2(rawcodec.Codec{}))
 }
 
 // Unary sends payload to the echo backend (through cc) in one unary call.

@@ -9,8 +9,11 @@
 package rawcodec
 
 import (
+	"errors"
 	"fmt"
+	"io"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 )
@@ -41,3 +44,21 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // Name is empty: see the package comment.
 func (Codec) Name() string { return "" }
+
+// Echo is a stream handler (grpc.UnknownServiceHandler) that sends each
+// request message back as it came: the schemaless backend of benchmarks and
+// tests. It needs a server forced to this codec.
+func Echo(_ any, ss grpc.ServerStream) error {
+	for {
+		var b []byte
+		if err := ss.RecvMsg(&b); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if err := ss.SendMsg(&b); err != nil {
+			return err
+		}
+	}
+}

@@ -4,8 +4,6 @@
 package stubserver
 
 import (
-	"errors"
-	"io"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -44,19 +42,8 @@ func CountedRawEcho(t testing.TB) (string, *atomic.Int64) {
 	var calls atomic.Int64
 	return Serve(t, grpc.NewServer(grpc.ForceServerCodecV2(rawcodec.Codec{}),
 		grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20),
-		grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+		grpc.UnknownServiceHandler(func(srv any, ss grpc.ServerStream) error {
 			calls.Add(1)
-			for {
-				var b []byte
-				if err := ss.RecvMsg(&b); err != nil {
-					if errors.Is(err, io.EOF) {
-						return nil
-					}
-					return err
-				}
-				if err := ss.SendMsg(&b); err != nil {
-					return err
-				}
-			}
+			return rawcodec.Echo(srv, ss)
 		}))), &calls
 }
