@@ -13,7 +13,8 @@ import (
 // a capture of 200,000 calls written as the recorder writes them (batches
 // of 128 calls): the newest page, a page of a common method, of a rare one
 // (1 call in 5,000), of a status, of a time range, and one call with its
-// messages. The target is at most 10 ms each (median).
+// messages — at most 10 ms each (median) — and the overview of the whole
+// capture and of its last tenth (Stats; at most 200 ms).
 //
 //	go test -run XXX -bench Reads200k ./store/
 func BenchmarkReads200k(b *testing.B) {
@@ -85,6 +86,14 @@ func BenchmarkReads200k(b *testing.B) {
 		{"calls --limit 100 --method rare", func() (int, error) {
 			cs, err := r.ListCalls(ctx, Filter{Method: "*Reindex", Limit: 100})
 			return len(cs), err
+		}},
+		{"stats, whole capture", func() (int, error) {
+			st, err := r.Stats(ctx, StatsQuery{})
+			return int(st.Calls), err
+		}},
+		{"stats, last 10%", func() (int, error) {
+			st, err := r.Stats(ctx, StatsQuery{Since: t0.Add(180 * time.Second)})
+			return int(st.Calls), err
 		}},
 		{"one call, 500 messages", func() (int, error) {
 			c, err := r.GetCall(ctx, stream)
