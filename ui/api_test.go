@@ -492,3 +492,46 @@ func TestClientCannotForgeLabels(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsEndpoint: /api/stats sums up the traffic the proxy recorded,
+// per method, with the filters of /api/calls.
+func TestStatsEndpoint(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if _, err := e.client.Echo(ctx, &demopb.EchoRequest{Message: "hi"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := e.client.Echo(ctx, &demopb.EchoRequest{Fail: &demopb.FailWith{Code: 5, Message: "no"}}); err == nil {
+			t.Fatal("the failing call succeeded")
+		}
+	}
+	e.waitCalls(7)
+	var st store.Stats
+	if code := e.do("GET", "/api/stats?since=1h&buckets=12", nil, &st); code != 200 {
+		t.Fatalf("stats: %d", code)
+	}
+	if st.Calls != 7 || st.Errors != 2 || len(st.Series) != 12 || len(st.Methods) != 1 {
+		t.Fatalf("stats: %d calls, %d errors, %d buckets, %d methods", st.Calls, st.Errors, len(st.Series), len(st.Methods))
+	}
+	m := st.Methods[0]
+	if m.Method != "/grpctap.demo.v1.DemoService/Echo" || m.Calls != 7 || m.Errors != 2 || m.P50MS <= 0 || m.P99MS < m.P50MS {
+		t.Errorf("method stats %+v", m)
+	}
+	var series int64
+	for _, b := range st.Series {
+		series += b.Calls
+	}
+	if series != 7 {
+		t.Errorf("the series holds %d calls, want 7", series)
+	}
+	if code := e.do("GET", "/api/stats?method=*Nothing*", nil, &st); code != 200 || st.Calls != 0 {
+		t.Errorf("filtered stats: %d, %d calls", code, st.Calls)
+	}
+	var eb ui.ErrorBody
+	if code := e.do("GET", "/api/stats?buckets=0", nil, &eb); code != 400 {
+		t.Errorf("buckets=0: %d %s", code, eb.Error)
+	}
+}

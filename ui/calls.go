@@ -144,3 +144,29 @@ func (u *UI) replay(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, res)
 }
+
+// stats serves GET /api/stats: the overview of the calls the query
+// selects (method, protocol, since as for /api/calls; buckets, the number
+// of time buckets), as 'grpctap stats --json' prints it.
+func (u *UI) stats(w http.ResponseWriter, r *http.Request) {
+	pq, err := parsePageQuery(r, time.Now())
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	q := store.StatsQuery{Method: pq.Method, Protocol: pq.Protocol, Since: pq.Since}
+	if s := r.URL.Query().Get("buckets"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > store.MaxStatsBuckets {
+			writeErr(w, http.StatusBadRequest, fmt.Sprintf("buckets %q: want 1 to %d", s, store.MaxStatsBuckets))
+			return
+		}
+		q.Buckets = n
+	}
+	st, err := u.opts.Store.Stats(r.Context(), q)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}

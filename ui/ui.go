@@ -149,6 +149,7 @@ func New(opts Options) (*UI, error) {
 	u.mux.Handle("GET /", files)
 	u.mux.HandleFunc("GET /api/calls", u.listCalls)
 	u.mux.HandleFunc("GET /api/calls/{id}", u.getCall)
+	u.mux.HandleFunc("GET /api/stats", u.stats)
 	u.mux.HandleFunc("GET /api/calls/{id}/messages/{seq}", u.getMessage)
 	u.mux.HandleFunc("GET /api/calls/{id}/messages/{seq}/raw", u.getRaw)
 	u.mux.HandleFunc("POST /api/calls/{id}/replay", u.replay)

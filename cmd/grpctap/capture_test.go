@@ -641,3 +641,25 @@ func TestShowJSONStaysLinear(t *testing.T) {
 		t.Errorf("--full shows %d packed varints, want %d", n, sizes[2]-5)
 	}
 }
+
+// TestStatsCommand: 'stats' prints a line per method with its calls,
+// errors and latencies; --json the same numbers and a series.
+func TestStatsCommand(t *testing.T) {
+	db := sampleCapture(t)
+	out := mustRun(t, "stats", "--db", db)
+	for _, want := range []string{"3 calls", "1 errors", "1 open", "METHOD", "/shop.v1.Cart/Get", "12.0ms", "/shop.v1.Cart/Remove", "100.0", "/chat.v1.Chat/Talk"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stats output lacks %q:\n%s", want, out)
+		}
+	}
+	var st store.Stats
+	if err := json.Unmarshal([]byte(mustRun(t, "stats", "--db", db, "--json", "--buckets", "4", "--method", "/shop.v1.*")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Calls != 2 || st.Errors != 1 || len(st.Methods) != 2 || len(st.Series) != 4 {
+		t.Fatalf("stats --json: %+v", st)
+	}
+	if _, _, err := runCmd(t, "stats", "--db", db, "--method", "["); err == nil || !strings.Contains(err.Error(), "glob") {
+		t.Errorf("stats with an invalid glob: %v", err)
+	}
+}
