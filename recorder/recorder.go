@@ -73,8 +73,9 @@ type Options struct {
 	// call takes a token from its client's bucket, which holds ResetBurst
 	// tokens and refills at ResetRate a second; a call that finds none is
 	// not written but counted (Stats.SkippedResets) and logged, at most
-	// every 10 s. A client is an IP address (an IPv6 /64). Other calls are
-	// always recorded. Defaults DefaultResetBurst (100) and
+	// every 10 s. A client is an IP address (an IPv6 /64); calls without a
+	// peer (grpctap's own replays) are not limited. Other calls are always
+	// recorded. Defaults DefaultResetBurst (100) and
 	// DefaultResetRate (20 a second); a negative ResetBurst records every
 	// reset call.
 	ResetBurst int

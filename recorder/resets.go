@@ -65,7 +65,8 @@ type resetLimiter struct {
 // bucket is one client's tokens; a resetLimiter's mu guards it.
 type bucket struct {
 	tokens float64
-	at     time.Time // when tokens was last refilled; zero: never used
+	at     time.Time // when tokens was last refilled
+	used   bool      // tokens and at are set
 }
 
 // peerKey names a client: its IP address, an IPv6 address cut to its /64
@@ -98,8 +99,8 @@ func newResetLimiter(burst int, rate float64) *resetLimiter {
 // Times that go backwards (calls report their own clock readings, taken
 // on different goroutines) earn nothing.
 func (l *resetLimiter) refill(b *bucket, now time.Time) {
-	if b.at.IsZero() {
-		b.tokens, b.at = l.burst, now
+	if !b.used {
+		b.tokens, b.at, b.used = l.burst, now, true
 		return
 	}
 	if d := now.Sub(b.at); d > 0 {
@@ -109,8 +110,12 @@ func (l *resetLimiter) refill(b *bucket, now time.Time) {
 }
 
 // reserve returns peer's bucket and whether it took a token from it for a
-// call starting at now.
+// call starting at now. Calls without a peer are grpctap's own (replays):
+// they get no bucket and always a token.
 func (l *resetLimiter) reserve(peer string, now time.Time) (*bucket, bool) {
+	if peer == "" {
+		return nil, true
+	}
 	k := keyOf(peer)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -140,6 +145,9 @@ func (l *resetLimiter) takeLocked(b *bucket, now time.Time) bool {
 // giveBack returns a token reserve took for a call that turned out not to
 // be a reset call.
 func (l *resetLimiter) giveBack(b *bucket) {
+	if b == nil {
+		return
+	}
 	l.mu.Lock()
 	b.tokens = min(l.burst, b.tokens+1)
 	l.mu.Unlock()
