@@ -4,8 +4,10 @@
 // bounded by bytes, and writes them from one goroutine in batched
 // transactions. When the queue is full, or the store cannot be written (full
 // disk, read-only file), events are dropped and counted, never waited for:
-// forwarding does not block on recording. It also keeps the capture's
-// retention and offers a small live feed of recorded events.
+// forwarding does not block on recording. Calls a client resets before
+// any message are recorded up to a rate per client, then counted
+// (resets.go). It also keeps the capture's retention and offers a small
+// live feed of recorded events.
 package recorder
 
 import (
