@@ -4,8 +4,10 @@
 // bounded by bytes, and writes them from one goroutine in batched
 // transactions. When the queue is full, or the store cannot be written (full
 // disk, read-only file), events are dropped and counted, never waited for:
-// forwarding does not block on recording. It also keeps the capture's
-// retention and offers a small live feed of recorded events.
+// forwarding does not block on recording. Calls a client resets before
+// any message are recorded up to a rate per client, then counted
+// (resets.go). It also keeps the capture's retention and offers a small
+// live feed of recorded events.
 package recorder
 
 import (
@@ -66,7 +68,22 @@ type Options struct {
 	// per event (stolen from forwarding), so this is not zero. Default
 	// DefaultFlushEvery (20ms).
 	FlushEvery time.Duration
-	// Logger gets warnings (drops, write failures). Default slog.Default().
+	// ResetBurst and ResetRate bound, per client, the calls recorded that
+	// the client ended (cancelled, reset the stream, or let its deadline
+	// pass) before any message either way and before any response header:
+	// an HTTP/2 rapid-reset flood is thousands of them a second. Each such
+	// call takes a token from its client's bucket, which holds ResetBurst
+	// tokens and refills at ResetRate a second; a call that finds none is
+	// not written but counted (Stats.SkippedResets) and logged, at most
+	// every 10 s. A client is an IP address (an IPv6 /64); calls without a
+	// peer (grpctap's own replays) are not limited. Other calls are always
+	// recorded. Defaults DefaultResetBurst (100) and
+	// DefaultResetRate (20 a second); a negative ResetBurst records every
+	// reset call.
+	ResetBurst int
+	ResetRate  float64
+	// Logger gets warnings (drops, write failures, skipped reset calls).
+	// Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -89,6 +106,12 @@ type Recorder struct {
 
 	recorded, dropped atomic.Int64
 	subs              subscribers
+
+	// resets limits reset calls per client; nil records them all.
+	resets *resetLimiter
+	// skipped counts reset calls not recorded; skipWarnAt (Unix ns) and
+	// skipWarned (skipped then) are the last log line's.
+	skipped, skipWarnAt, skipWarned atomic.Int64
 }
 
 var _ proxy.Observer = (*Recorder)(nil)
@@ -112,6 +135,12 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Recorder, error) 
 	if opts.FlushEvery <= 0 {
 		opts.FlushEvery = DefaultFlushEvery
 	}
+	if opts.ResetBurst == 0 {
+		opts.ResetBurst = DefaultResetBurst
+	}
+	if opts.ResetRate <= 0 {
+		opts.ResetRate = DefaultResetRate
+	}
 	r := &Recorder{
 		st:     st,
 		opts:   opts,
@@ -125,6 +154,9 @@ func New(ctx context.Context, st *store.Store, opts Options) (*Recorder, error) 
 		r.log = slog.Default()
 	}
 	r.q.init(opts.QueueBytes, opts.MaxBatch)
+	if opts.ResetBurst > 0 {
+		r.resets = newResetLimiter(opts.ResetBurst, opts.ResetRate)
+	}
 	if n, err := st.CloseOpenCalls(ctx); err != nil {
 		// A read-only or full capture: keep going, writes will be counted
 		// as drops.
@@ -141,6 +173,11 @@ type Stats struct {
 	Recorded    int64 // events written
 	Dropped     int64 // events dropped (queue full or write failure)
 	QueuedBytes int64 // bytes waiting in the queue now
+	// SkippedResets counts calls not recorded because their client ended
+	// them before any message or response header, over its rate
+	// (Options.ResetBurst). They are not dropped events: nothing of them
+	// was kept on purpose.
+	SkippedResets int64
 }
 
 // Stats returns the recorder's counters.
@@ -148,7 +185,7 @@ func (r *Recorder) Stats() Stats {
 	r.q.mu.Lock()
 	qb := r.q.bytes
 	r.q.mu.Unlock()
-	return Stats{Recorded: r.recorded.Load(), Dropped: r.dropped.Load(), QueuedBytes: qb}
+	return Stats{Recorded: r.recorded.Load(), Dropped: r.dropped.Load(), QueuedBytes: qb, SkippedResets: r.skipped.Load()}
 }
 
 // Close writes what is queued and stops the writer. Events reported after
@@ -193,16 +230,21 @@ func (r *Recorder) Flush(ctx context.Context) error {
 // StartCall implements proxy.Observer.
 func (r *Recorder) StartCall(cs *proxy.CallStart) proxy.CallObserver {
 	c := &call{r: r, id: r.st.NewKey()}
-	ev := store.Event{Start: &store.CallStart{
+	start := &store.CallStart{
 		ID: c.id, Method: cs.Method, Protocol: cs.Protocol, Backend: cs.Backend, Authority: cs.Authority,
 		Peer: cs.Peer, ContentType: cs.ContentType, Compression: cs.Compression, Deadline: cs.Deadline,
 		Time: cs.Time, Header: r.metadata(cs.Header),
-	}}
-	if !r.q.push(item{ev: ev}, pushStart) {
-		// Without its row nothing else of the call can be stored.
-		c.lost = true
-		r.drop()
 	}
+	if r.resets != nil {
+		// See resets.go: without a token the start waits for the call to
+		// show it is more than a reset.
+		c.bucket, c.reserved = r.resets.reserve(cs.Peer, cs.Time)
+		if !c.reserved {
+			c.held = start
+			return c
+		}
+	}
+	c.queueStart(start)
 	return c
 }
 
@@ -212,6 +254,77 @@ type call struct {
 	id      int64 // the store's key for the call (its id comes with the write)
 	lost    bool
 	dropped int64
+
+	// For the limit on reset calls (resets.go), until the call's first
+	// header or message, or its end: its client's bucket; whether the call
+	// holds a token of it; or else its start, not queued yet.
+	bucket   *bucket
+	reserved bool
+	held     *store.CallStart
+}
+
+// queueStart queues the call's start.
+func (c *call) queueStart(start *store.CallStart) {
+	if !c.r.q.push(item{ev: store.Event{Start: start}}, pushStart) {
+		// Without its row nothing else of the call can be stored.
+		c.lost = true
+		c.r.drop()
+	}
+}
+
+// content settles the reset limit at the call's first header or message:
+// the call is not a reset call.
+func (c *call) content() {
+	switch {
+	case c.reserved:
+		c.r.resets.giveBack(c.bucket)
+		c.reserved = false
+	case c.held != nil:
+		c.queueStart(c.held)
+		c.held = nil
+	}
+}
+
+// settleEnd settles the reset limit at the end of a call that had no
+// header or message, and reports whether the call is recorded.
+func (c *call) settleEnd(e *proxy.CallEnd) bool {
+	reset := clientEnded(e.Status)
+	if c.reserved {
+		if !reset {
+			c.r.resets.giveBack(c.bucket)
+		}
+		c.reserved = false
+		return true
+	}
+	if c.held == nil {
+		return true
+	}
+	start := c.held
+	c.held = nil
+	if reset && !c.r.resets.take(c.bucket, e.Time) {
+		c.r.skipReset(start.Peer)
+		return false
+	}
+	c.queueStart(start)
+	return true
+}
+
+// skipReset counts a reset call left out, and logs at most every 10
+// seconds. It runs on the forwarding path: one goroutine a window logs.
+func (r *Recorder) skipReset(peer string) {
+	total := r.skipped.Add(1)
+	now := time.Now().UnixNano()
+	last := r.skipWarnAt.Load()
+	if last != 0 && now-last < int64(10*time.Second) {
+		return
+	}
+	if !r.skipWarnAt.CompareAndSwap(last, now) {
+		return
+	}
+	since := total - r.skipWarned.Swap(total)
+	r.log.Warn("recorder: not recording calls their client reset before any message, over its rate; forwarding continues",
+		"client", peer, "skipped", since, "skipped_total", total,
+		"burst", r.opts.ResetBurst, "per_second", r.opts.ResetRate, "db", r.st.Path())
 }
 
 func (c *call) enqueue(ev store.Event, kind pushKind) {
@@ -231,10 +344,12 @@ func (c *call) enqueuePayload(ev store.Event, pl *proxy.Payload, kind pushKind) 
 }
 
 func (c *call) ResponseHeader(h *proxy.Header) {
+	c.content()
 	c.enqueue(store.Event{Header: &store.ResponseHeader{CallID: c.id, Time: h.Time, Header: c.r.metadata(h.MD)}}, pushControl)
 }
 
 func (c *call) Message(m *proxy.Message) {
+	c.content()
 	dir := store.DirRequest
 	if m.Direction == proxy.Response {
 		dir = store.DirResponse
@@ -253,6 +368,9 @@ func (c *call) Message(m *proxy.Message) {
 }
 
 func (c *call) EndCall(e *proxy.CallEnd) {
+	if (c.reserved || c.held != nil) && !c.settleEnd(e) {
+		return
+	}
 	if c.lost {
 		c.r.drop()
 		return
