@@ -3,10 +3,12 @@ package webbridge_test
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/tls"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
@@ -17,6 +19,7 @@ import (
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/webbridge"
 )
 
 // jsonPost sends frames as application/grpc-web+json, as curl would, and
@@ -204,4 +207,39 @@ func TestJSONWithoutSchema(t *testing.T) {
 			t.Errorf("status %q %q, messages %q", grpcStatus(resp, tr), grpcMessage(resp, tr), msgs)
 		}
 	})
+}
+
+// TestJSONWebsocket: over the grpc-websockets transport too, JSON messages
+// reach the protobuf-only demo backend and come back as JSON, in a bidi
+// call answered message by message.
+func TestJSONWebsocket(t *testing.T) {
+	b := startDemoBridge(t, bridgeConfig{opts: webbridge.Options{Websockets: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := dialWSType(t, ctx, b.url, "/grpctap.demo.v1.DemoService/Chat", "", "application/grpc-web+json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.send([]byte(`{"author":{"name":"ws"},"text":"one"}`))
+	hdr := c.next()
+	if !hdr.trailer || !strings.Contains(strings.ToLower(string(hdr.data)), "content-type: application/grpc-web+json") {
+		t.Fatalf("header frame %q", hdr.data)
+	}
+	for i, text := range []string{"one", "two"} {
+		if i > 0 {
+			c.send([]byte(`{"author":{"name":"ws"},"text":"` + text + `"}`))
+		}
+		f := c.next()
+		var got demopb.ChatMessage
+		if f.trailer {
+			t.Fatalf("trailer %q instead of answer %d", f.data, i)
+		}
+		if err := protojson.Unmarshal(f.data, &got); err != nil || got.GetText() != "ws said: "+text {
+			t.Fatalf("answer %d %q: %v", i, f.data, err)
+		}
+	}
+	c.closeSend()
+	if tr := c.next(); !tr.trailer || parseTrailer(tr.data).Get("grpc-status") != "0" {
+		t.Fatalf("trailer frame %q", tr.data)
+	}
 }
