@@ -52,6 +52,13 @@ type Options struct {
 	// reaches the bridge's port through the same grpc.Server. Default: off
 	// (such requests get 415).
 	GRPCFallback bool
+	// Schemas gives the message types of methods, so that JSON calls
+	// (application/grpc-web+json) are translated to protobuf for the
+	// backend and their answers back to JSON: any backend serves them.
+	// A call whose method it does not know is forwarded unchanged as
+	// application/grpc+json, and its error says so when it fails.
+	// Default: nil, every JSON call forwarded unchanged.
+	Schemas Schemas
 }
 
 // Bridge is an http.Handler serving gRPC-Web in front of a grpc.Server.
@@ -64,13 +71,14 @@ type Bridge struct {
 	hosts       map[string]bool
 	ws          bool
 	fallback    bool
+	schemas     Schemas
 }
 
 // New returns a Bridge that translates gRPC-Web calls for srv, typically the
 // server from proxy.(*Proxy).NewServer. It fails on a malformed origin or
 // host name.
 func New(srv *grpc.Server, opts Options) (*Bridge, error) {
-	b := &Bridge{srv: srv, origins: map[string]bool{}, hosts: map[string]bool{}, ws: opts.Websockets, fallback: opts.GRPCFallback}
+	b := &Bridge{srv: srv, origins: map[string]bool{}, hosts: map[string]bool{}, ws: opts.Websockets, fallback: opts.GRPCFallback, schemas: opts.Schemas}
 	for _, h := range opts.Hosts {
 		if h == "*" {
 			b.anyHost = true
@@ -277,6 +285,14 @@ func stripHopByHop(h http.Header) {
 // serveWeb serves one gRPC-Web call over HTTP/1.1 or HTTP/2.
 func (b *Bridge) serveWeb(w http.ResponseWriter, r *http.Request, text bool) {
 	resp := newWebResponse(w, text)
-	b.srv.ServeHTTP(resp, grpcRequest(r, text))
+	g := grpcRequest(r, text)
+	if !isJSONCall(g) {
+		b.srv.ServeHTTP(resp, g)
+		resp.finish()
+		return
+	}
+	g, out, end := b.prepareJSON(g, resp)
+	b.srv.ServeHTTP(out, g)
+	end(resp.hdr)
 	resp.finish()
 }

@@ -9,7 +9,8 @@
 // exposed headers), header hygiene (hop-by-hop request headers never reach
 // grpc-go, so never the backend), the protocol translation (request
 // rewriting, trailer frames, trailers-only errors, per-message flushing,
-// base64 both ways) and the HTTP server that serves the bridge (Serve).
+// base64 both ways, JSON messages translated to and from protobuf with the
+// method's schema) and the HTTP server that serves the bridge (Serve).
 //
 // The translation is the package's own rather than improbable-eng/grpc-web's
 // grpcweb wrapper, which was the expected start: importing that package

@@ -19,7 +19,9 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/webbridge"
@@ -58,8 +60,24 @@ type bridge struct {
 }
 
 type bridgeConfig struct {
-	opts webbridge.Options
-	tls  *tls.Config
+	opts      webbridge.Options
+	tls       *tls.Config
+	noSchemas bool // startDemoBridge: no Schemas, every JSON call forwarded as is
+}
+
+// reflectionSchemas returns Schemas learned from backend by server
+// reflection, through grpctap's decoder.
+func reflectionSchemas(t testing.TB, backend string) webbridge.Schemas {
+	t.Helper()
+	dec := decode.New(decode.WithDialer(func(addr string) (grpc.ClientConnInterface, error) {
+		return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}))
+	t.Cleanup(func() {
+		if err := dec.Close(); err != nil {
+			t.Errorf("close decoder: %v", err)
+		}
+	})
+	return webbridge.DecoderSchemas(dec, func(string) (string, bool) { return backend, true })
 }
 
 // startBridge starts a proxy to backend and a bridge in front of it, both on
@@ -128,6 +146,7 @@ func (o *recordingObserver) snapshot() []*recordedCall {
 
 func (c *recordedCall) ResponseHeader(*proxy.Header) {}
 func (c *recordedCall) Message(m *proxy.Message) {
+	m.Bytes() // keeps a copy: the proxy's buffers are valid only until now
 	c.mu.Lock()
 	c.msgs = append(c.msgs, m)
 	c.mu.Unlock()

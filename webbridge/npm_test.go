@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -48,9 +47,9 @@ func requireNode(t *testing.T) string {
 	return node
 }
 
-// jsonCodec lets the in-process demo backend answer application/grpc+json
-// (grpc-go registers only proto). The proxy and bridge pass JSON through
-// as bytes; this codec is the backend's.
+// jsonCodec makes a backend that speaks JSON (grpc.ForceServerCodec): the
+// demo backend, like most, speaks only protobuf. It is never registered
+// globally, so no in-process backend accepts JSON unless told to.
 type jsonCodec struct{}
 
 func (jsonCodec) Marshal(v any) ([]byte, error) {
@@ -71,9 +70,9 @@ func (jsonCodec) Unmarshal(data []byte, v any) error {
 
 func (jsonCodec) Name() string { return "json" }
 
-func init() { encoding.RegisterCodec(jsonCodec{}) }
-
-// startDemoBridge starts the demo backend with the proxy and bridge in front.
+// startDemoBridge starts the demo backend with the proxy and bridge in
+// front. Unless cfg says otherwise, the bridge knows the backend's schemas
+// by server reflection, as grpctap's own decoder learns them.
 func startDemoBridge(t *testing.T, cfg bridgeConfig) *bridge {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -87,6 +86,9 @@ func startDemoBridge(t *testing.T, cfg bridgeConfig) *bridge {
 		defer cancel()
 		_ = backend.Close(cctx)
 	})
+	if cfg.opts.Schemas == nil && !cfg.noSchemas {
+		cfg.opts.Schemas = reflectionSchemas(t, backend.Addr())
+	}
 	return startBridge(t, backend.Addr(), cfg)
 }
 
@@ -99,8 +101,10 @@ type clientResult struct {
 
 // TestWebClients runs real gRPC-Web clients from npm (clients.mjs) against
 // the bridge: @connectrpc/connect-web (fetch, binary and JSON),
-// @connectrpc/connect-node over HTTP/1.1 and HTTP/2, and the official
-// grpc-web client (text and binary).
+// @connectrpc/connect-node over HTTP/1.1 and HTTP/2 (binary, and JSON with
+// gzip), and the official grpc-web client (text and binary). The demo
+// backend speaks only protobuf, so JSON works because the bridge
+// translates it with the schema it learned by reflection.
 func TestWebClients(t *testing.T) {
 	node := requireNode(t)
 	b := startDemoBridge(t, bridgeConfig{})
@@ -113,6 +117,7 @@ func TestWebClients(t *testing.T) {
 		{"connect-web-json", proxy.ProtocolGRPCWeb, []string{"unary", "large", "error-with-headers", "server-streaming", "deadline"}},
 		{"connect-node-h1", proxy.ProtocolGRPCWeb, []string{"unary", "large", "error-with-headers", "server-streaming", "deadline", "client-streaming", "bidi"}},
 		{"connect-node-h2", proxy.ProtocolGRPCWeb, []string{"unary", "large", "error-with-headers", "server-streaming", "deadline", "client-streaming", "bidi"}},
+		{"connect-node-h2-json", proxy.ProtocolGRPCWeb, []string{"unary", "large", "error-with-headers", "server-streaming", "deadline", "client-streaming", "bidi"}},
 		{"grpc-web-text", proxy.ProtocolGRPCWebText, []string{"unary", "large", "error-with-headers", "server-streaming", "deadline"}},
 		{"grpc-web-binary", proxy.ProtocolGRPCWeb, []string{"unary", "large", "error-with-headers", "server-streaming", "deadline"}},
 	}

@@ -90,7 +90,13 @@ func (b *Bridge) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	resp := &wsResponse{conn: conn, ctx: ctx, hdr: make(http.Header)}
-	b.srv.ServeHTTP(resp, req)
+	if isJSONCall(req) {
+		g, out, end := b.prepareJSON(req, resp)
+		b.srv.ServeHTTP(out, g)
+		end(resp.hdr)
+	} else {
+		b.srv.ServeHTTP(resp, req)
+	}
 	resp.finish()
 	// Unblock a reader stuck handing a message to the finished call.
 	_ = body.CloseWithError(io.ErrClosedPipe)

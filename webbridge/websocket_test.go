@@ -25,6 +25,11 @@ type wsCall struct {
 }
 
 func dialWS(t *testing.T, ctx context.Context, url, method, origin string) (*wsCall, *http.Response, error) {
+	return dialWSType(t, ctx, url, method, origin, "application/grpc-web+proto")
+}
+
+// dialWSType opens a grpc-websockets call with this request content type.
+func dialWSType(t *testing.T, ctx context.Context, url, method, origin, contentType string) (*wsCall, *http.Response, error) {
 	hdr := http.Header{}
 	if origin != "" {
 		hdr.Set("Origin", origin)
@@ -42,7 +47,7 @@ func dialWS(t *testing.T, ctx context.Context, url, method, origin string) (*wsC
 	}
 	t.Cleanup(func() { _ = conn.Close(websocket.StatusNormalClosure, "") })
 	c := &wsCall{t: t, ctx: ctx, conn: conn}
-	if err := conn.Write(ctx, websocket.MessageBinary, []byte("content-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\nx-ws-test: yes\r\n")); err != nil {
+	if err := conn.Write(ctx, websocket.MessageBinary, []byte("content-type: "+contentType+"\r\nx-grpc-web: 1\r\nx-ws-test: yes\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	return c, resp, nil

@@ -93,7 +93,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 		return err
 	}
 	defer closeForwarder(fw, f.proxy.shutdownTimeout, log)
-	webAddr, waitWeb, err := f.web.start(ctx, fw.proxy, ls[2], f.proxy.shutdownTimeout, log)
+	webAddr, waitWeb, err := f.web.start(ctx, fw.proxy, fw.decoder, ls[2], f.proxy.shutdownTimeout, log)
 	if err != nil {
 		return err
 	}

@@ -21,8 +21,8 @@ type forwarder struct {
 	proxy   *proxy.Proxy
 	server  *grpc.Server
 	lis     net.Listener
-	decoder *decode.Decoder // nil when not recording
-	tls     *tls.Config     // TLS to backends; nil for plaintext
+	decoder *decode.Decoder
+	tls     *tls.Config // TLS to backends; nil for plaintext
 	closers []func(context.Context) error
 }
 
@@ -58,24 +58,27 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 	}
 	fw.closers = append(fw.closers, closeRec)
 
-	var observers []proxy.Observer
-	if rec != nil {
-		observers = append(observers, rec)
-		// The decoder reaches backends through the proxy's own pool, which
-		// exists once the proxy does; it is first used after that.
-		dial := func(backend string) (grpc.ClientConnInterface, error) {
-			cc, err := fw.proxy.Conn(backend)
-			if err != nil {
-				return nil, err
-			}
-			return shared{cc}, nil
-		}
-		dec, err := capture.OpenDecoder(ctx, rf.store, df.options(dial))
+	// The decoder reaches backends through the proxy's own pool, which
+	// exists once the proxy does; it is first used after that. It decodes
+	// the capture and gives the gRPC-Web bridge the schemas to translate
+	// JSON calls, so it exists without recording too.
+	dial := func(backend string) (grpc.ClientConnInterface, error) {
+		cc, err := fw.proxy.Conn(backend)
 		if err != nil {
 			return nil, err
 		}
-		fw.decoder = dec
-		fw.closers = append(fw.closers, func(context.Context) error { return dec.Close() })
+		return shared{cc}, nil
+	}
+	dec, err := capture.OpenDecoder(ctx, rf.store, df.options(dial))
+	if err != nil {
+		return nil, err
+	}
+	fw.decoder = dec
+	fw.closers = append(fw.closers, func(context.Context) error { return dec.Close() })
+
+	var observers []proxy.Observer
+	if rec != nil {
+		observers = append(observers, rec)
 		if rf.store != nil && (len(df.protos) > 0 || len(df.protosets) > 0) {
 			// Keep the given schemas in the capture too.
 			if err := capture.SaveLearned(ctx, dec, rf.store); err != nil {

@@ -206,7 +206,7 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 					log.Warn("closing", "err", err)
 				}
 			}()
-			_, waitWeb, err := f.web.start(ctx, fw.proxy, ls[1], f.proxy.shutdownTimeout, log)
+			_, waitWeb, err := f.web.start(ctx, fw.proxy, fw.decoder, ls[1], f.proxy.shutdownTimeout, log)
 			if err != nil {
 				return err
 			}

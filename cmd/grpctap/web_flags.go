@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/webbridge"
 )
@@ -61,8 +62,9 @@ func (f *webFlags) listenSpec() listenSpec {
 // like native ones. It returns the address it listens on ("" when --web is
 // unset) and wait, which blocks until the bridge has stopped: after ctx is
 // cancelled, requests in flight get grace to finish before they are cut.
-// Call wait exactly once. The caller closes lis when start fails.
-func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, lis net.Listener, grace time.Duration, log *slog.Logger) (addr string, wait func() error, err error) {
+// Call wait exactly once. The caller closes lis when start fails. dec, when
+// not nil, gives the bridge the schemas it needs to translate JSON calls.
+func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, dec *decode.Decoder, lis net.Listener, grace time.Duration, log *slog.Logger) (addr string, wait func() error, err error) {
 	noop := func() error { return nil }
 	if f.addr == "" {
 		if len(f.origins) > 0 || len(f.hosts) > 0 || f.websockets || f.tlsCert != "" || f.tlsKey != "" {
@@ -82,7 +84,11 @@ func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, lis net.Listener, 
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	srv := p.NewServer()
-	h, err := webbridge.New(srv, webbridge.Options{AllowedOrigins: f.origins, Hosts: f.hosts, Websockets: f.websockets})
+	opts := webbridge.Options{AllowedOrigins: f.origins, Hosts: f.hosts, Websockets: f.websockets}
+	if dec != nil {
+		opts.Schemas = webbridge.DecoderSchemas(dec, p.Route)
+	}
+	h, err := webbridge.New(srv, opts)
 	if err != nil {
 		srv.Stop()
 		return "", noop, fmt.Errorf("--web-origin or --web-host: %w", err)

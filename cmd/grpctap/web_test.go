@@ -62,7 +62,7 @@ func TestWebFlagsServe(t *testing.T) {
 	f := parseWebFlags(t, "--web", "127.0.0.1:0", "--web-origin", "http://page.example:3000", "--web-websockets", "--web-host", "tap.example")
 	webCtx, stopWeb := context.WithCancel(ctx)
 	defer stopWeb()
-	addr, wait, err := f.start(webCtx, p, listenFor(t, f.listenSpec()), 2*time.Second, log)
+	addr, wait, err := f.start(webCtx, p, nil, listenFor(t, f.listenSpec()), 2*time.Second, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestWebFlagsOff(t *testing.T) {
 	}
 	defer p.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	addr, wait, err := parseWebFlags(t).start(context.Background(), p, nil, time.Second, log)
+	addr, wait, err := parseWebFlags(t).start(context.Background(), p, nil, nil, time.Second, log)
 	if err != nil || addr != "" || wait() != nil {
 		t.Fatalf("without --web: addr %q err %v", addr, err)
 	}
@@ -149,7 +149,7 @@ func TestWebFlagsOff(t *testing.T) {
 		{"--web", "127.0.0.1:0", "--web-tls-cert", "/nonexistent.pem", "--web-tls-key", "/nonexistent.key"},
 	} {
 		f := parseWebFlags(t, args...)
-		if _, _, err := f.start(context.Background(), p, listenFor(t, f.listenSpec()), time.Second, log); err == nil {
+		if _, _, err := f.start(context.Background(), p, nil, listenFor(t, f.listenSpec()), time.Second, log); err == nil {
 			t.Errorf("%q: no error", args)
 		}
 	}

@@ -5,12 +5,12 @@
 //   node clients.mjs --addr 127.0.0.1:8080 --client connect-web-binary
 //
 // Clients: connect-web-binary, connect-web-json (fetch), connect-node-h1,
-// connect-node-h2, grpc-web-text, grpc-web-binary (the official client,
+// connect-node-h2, connect-node-h2-json (JSON, gzip), grpc-web-text, grpc-web-binary (the official client,
 // driven without its code generator; XMLHttpRequest from xhr2).
 import { parseArgs } from "node:util";
 import { createClient, ConnectError, Code } from "@connectrpc/connect";
 import { createGrpcWebTransport as webTransport } from "@connectrpc/connect-web";
-import { createGrpcWebTransport as nodeTransport } from "@connectrpc/connect-node";
+import { createGrpcWebTransport as nodeTransport, compressionGzip } from "@connectrpc/connect-node";
 import { create, toBinary, fromBinary } from "@bufbuild/protobuf";
 import grpcWeb from "grpc-web";
 import xhr2 from "xhr2";
@@ -312,6 +312,13 @@ switch (args.client) {
     break;
   case "connect-node-h2":
     await connectSuite(nodeTransport({ baseUrl, httpVersion: "2" }), { clientStreaming: true, bidi: true });
+    break;
+  case "connect-node-h2-json":
+    // JSON in every RPC kind; messages over 1 KiB are sent gzipped.
+    await connectSuite(
+      nodeTransport({ baseUrl, httpVersion: "2", useBinaryFormat: false, sendCompression: compressionGzip }),
+      { clientStreaming: true, bidi: true },
+    );
     break;
   case "grpc-web-text":
     await grpcWebSuite("text");
