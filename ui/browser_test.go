@@ -194,9 +194,14 @@ func TestBrowserTrafficLiveAndDetail(t *testing.T) {
 	b.eval(`location.hash = '#/call/2'`)
 	b.wait(5*time.Second, `!!document.querySelector('.detail') && document.querySelector('.detail').textContent.includes('google.rpc.ErrorInfo') && document.querySelector('.detail').textContent.includes('DEMO_REQUESTED_FAILURE')`)
 	b.shot("detail-failed")
-	// "Copy as grpcurl" builds a runnable command from the recorded call.
+	// "Copy as grpcurl" copies a runnable command for the recorded call,
+	// naming the proxy's gRPC address (TestCopyAsGrpcurlRuns runs them).
+	b.eval(`location.hash = '#/call/1'`)
+	b.wait(5*time.Second, `!!document.querySelector('.detail') && document.querySelector('.detail').textContent.includes('warm-up')`)
+	b.eval(`window.__copied = null; navigator.clipboard.writeText = async t => { window.__copied = t; }; [...document.querySelectorAll('.detail-head button')].find(x => x.textContent === 'Copy as grpcurl').click()`)
+	b.wait(5*time.Second, `typeof window.__copied === 'string'`)
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-	cmdline, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => { const c = await (await fetch('/api/calls/1')).json(); return (await import('/app.js')).grpcurl(c, await (await import('/lib.js')).requestJSON(c)); })()`, chromedp.EvalAwaitPromise))
+	cmdline, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.__copied`))
 	cancel()
 	if err != nil {
 		t.Fatal(err)
