@@ -43,7 +43,7 @@ func TestTemplateEncodes(t *testing.T) {
 			if _, err := d.EncodeMessage(bg(), md, "", tmpl); err != nil {
 				t.Fatalf("template does not encode: %v\n%s", err, tmpl)
 			}
-			pretty, err := json.MarshalIndent(map[string]any{"template": tmpl, "schema": DescribeMessage(md)}, "", "  ")
+			pretty, err := json.MarshalIndent(map[string]any{"template": tmpl, "hints": TemplateHints(md), "schema": DescribeMessage(md)}, "", "  ")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,17 +10,63 @@ import (
 // templateDepth bounds how deep Template fills nested messages.
 const templateDepth = 3
 
-// Template returns a JSON object for md with every field present at its
-// zero value, ready to edit and Encode: repeated fields hold one element,
-// maps one entry, enums their first value, a oneof its first member only
-// (JSON with two members of a oneof does not encode), well-known types
-// their JSON form. Nested messages are filled up to three levels; a type
-// that contains itself is filled once and then left as {}. The enum values
-// to choose from are in DescribeMessage.
+// Template returns a JSON object for md that is a valid request as it
+// stands, sent unchanged, and shows the fields to edit: every field without
+// presence at its zero value (enums their first value), repeated fields as
+// [] and maps as {}. Fields with presence, whose mere setting means
+// something to a server (message fields, well-known types among them,
+// oneof members, optional scalars), are left out unless required (proto2);
+// TemplateHints gives an example for each of them and for the elements of
+// repeated fields and maps. Required nested messages are filled up to
+// three levels; a type that contains itself is filled once and then left
+// as {}. The enum values to choose from are in DescribeMessage.
 func Template(md protoreflect.MessageDescriptor) json.RawMessage {
 	var b bytes.Buffer
 	writeTemplate(&b, md, map[protoreflect.FullName]bool{}, 0)
 	return b.Bytes()
+}
+
+// TemplateHint is an example for a field Template leaves out or leaves
+// empty: the value it would have when set, in JSON.
+type TemplateHint struct {
+	Field string `json:"field"` // JSON name
+	// Example is the field's value when set: a message's own template, a
+	// list of one element, a map of one entry.
+	Example json.RawMessage `json:"example"`
+	// Oneof names the oneof the field is a member of; at most one member
+	// may be set.
+	Oneof string `json:"oneof,omitempty"`
+}
+
+// TemplateHints returns, in field order, an example for every field of md
+// that Template leaves out (fields with presence) or empty (repeated fields,
+// maps).
+func TemplateHints(md protoreflect.MessageDescriptor) []TemplateHint {
+	if _, ok := wellKnownTemplate(md); ok {
+		return nil
+	}
+	hints := []TemplateHint{}
+	open := map[protoreflect.FullName]bool{md.FullName(): true}
+	for i := 0; i < md.Fields().Len(); i++ {
+		fd := md.Fields().Get(i)
+		if !leftOut(fd) && !fd.IsList() && !fd.IsMap() {
+			continue
+		}
+		var b bytes.Buffer
+		writeExample(&b, fd, open, 0)
+		h := TemplateHint{Field: fd.JSONName(), Example: b.Bytes()}
+		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+			h.Oneof = string(od.Name())
+		}
+		hints = append(hints, h)
+	}
+	return hints
+}
+
+// leftOut reports whether Template leaves fd out: setting it at all says
+// something (it has presence) and nothing requires it.
+func leftOut(fd protoreflect.FieldDescriptor) bool {
+	return fd.HasPresence() && fd.Cardinality() != protoreflect.Required
 }
 
 func writeTemplate(b *bytes.Buffer, md protoreflect.MessageDescriptor, open map[protoreflect.FullName]bool, depth int) {
@@ -38,7 +84,7 @@ func writeTemplate(b *bytes.Buffer, md protoreflect.MessageDescriptor, open map[
 	first := true
 	for i := 0; i < md.Fields().Len(); i++ {
 		fd := md.Fields().Get(i)
-		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() && od.Fields().Get(0) != fd {
+		if leftOut(fd) {
 			continue
 		}
 		if !first {
@@ -50,28 +96,40 @@ func writeTemplate(b *bytes.Buffer, md protoreflect.MessageDescriptor, open map[
 		b.WriteByte(':')
 		switch {
 		case fd.IsMap():
-			b.WriteByte('{')
-			key := fd.MapKey()
-			switch key.Kind() {
-			case protoreflect.StringKind:
-				b.WriteString(`""`)
-			case protoreflect.BoolKind:
-				b.WriteString(`"false"`)
-			default:
-				b.WriteString(`"0"`)
-			}
-			b.WriteByte(':')
-			writeValue(b, fd.MapValue(), open, depth)
-			b.WriteByte('}')
+			b.WriteString("{}")
 		case fd.IsList():
-			b.WriteByte('[')
-			writeValue(b, fd, open, depth)
-			b.WriteByte(']')
+			b.WriteString("[]")
 		default:
 			writeValue(b, fd, open, depth)
 		}
 	}
 	b.WriteByte('}')
+}
+
+// writeExample writes the value fd has when set: one element for a list,
+// one entry for a map.
+func writeExample(b *bytes.Buffer, fd protoreflect.FieldDescriptor, open map[protoreflect.FullName]bool, depth int) {
+	switch {
+	case fd.IsMap():
+		b.WriteByte('{')
+		switch fd.MapKey().Kind() {
+		case protoreflect.StringKind:
+			b.WriteString(`"key"`)
+		case protoreflect.BoolKind:
+			b.WriteString(`"true"`)
+		default:
+			b.WriteString(`"1"`)
+		}
+		b.WriteByte(':')
+		writeValue(b, fd.MapValue(), open, depth)
+		b.WriteByte('}')
+	case fd.IsList():
+		b.WriteByte('[')
+		writeValue(b, fd, open, depth)
+		b.WriteByte(']')
+	default:
+		writeValue(b, fd, open, depth)
+	}
 }
 
 func writeValue(b *bytes.Buffer, fd protoreflect.FieldDescriptor, open map[protoreflect.FullName]bool, depth int) {

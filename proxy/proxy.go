@@ -202,7 +202,9 @@ func (p *Proxy) forward(ss grpc.ServerStream, labels bool) error {
 		if p.fallback != nil && fallbackFor(err) {
 			return p.serveFallback(c, ss, md, backend, err)
 		}
-		return c.end(p.backendError(backend, err), nil)
+		err = p.backendError(backend, err)
+		p.readUnsent(ss, c)
+		return c.end(err, nil)
 	}
 
 	// Requests flow on their own goroutine; responses on this one. A
@@ -219,6 +221,60 @@ func (p *Proxy) forward(ss grpc.ServerStream, labels bool) error {
 	tr := responseMD(cs.Trailer())
 	ss.SetTrailer(tr)
 	return c.end(err, tr)
+}
+
+// unsentWait is how long readUnsent waits for the client's next message
+// (or half-close) before answering: unary, server-streaming and most
+// client-streaming clients have sent everything by then; a bidi client
+// waiting for an answer gets it this much later.
+const unsentWait = 250 * time.Millisecond
+
+// readUnsent lets observers see the request messages of a call whose
+// backend could not be reached, so that the recording shows (and replay
+// can send) what the client asked. It reads until the client half-closes,
+// its stream fails, MaxMsgSize bytes or 1,000 messages were read, or no
+// message came for unsentWait; the messages go nowhere.
+func (p *Proxy) readUnsent(ss grpc.ServerStream, c *call) {
+	got := make(chan bool)
+	stop := make(chan struct{})
+	defer close(stop)
+	// The reader ends when the stream does, at the latest once the handler
+	// has returned and grpc-go has closed the stream, as forwardRequests.
+	go func() {
+		size := 0
+		for n := 0; ; n++ {
+			f := &frame{}
+			err := ss.RecvMsg(f)
+			more := err == nil
+			if more {
+				c.message(Request, f)
+				size += f.data.Len()
+				f.data.Free()
+				more = size < p.maxMsg && n < 1000
+			}
+			select {
+			case got <- more:
+			case <-stop:
+				return
+			}
+			if !more {
+				return
+			}
+		}
+	}()
+	t := time.NewTimer(unsentWait)
+	defer t.Stop()
+	for {
+		select {
+		case more := <-got:
+			if !more {
+				return
+			}
+			t.Reset(unsentWait)
+		case <-t.C:
+			return
+		}
+	}
 }
 
 // forwardRequests copies client messages to the backend until the client

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -211,8 +212,16 @@ func TestServicesListSchemasAndTemplates(t *testing.T) {
 	if echoM == nil {
 		t.Fatalf("no Echo in %+v", ans.Backends)
 	}
-	if !strings.Contains(string(echoM.RequestTemplate), `"message"`) || !strings.Contains(string(echoM.RequestTemplate), `"mood"`) {
+	if string(echoM.RequestTemplate) != `{"message":"","tags":[],"labels":{}}` {
 		t.Errorf("template %s", echoM.RequestTemplate)
+	}
+	hints := map[string]string{}
+	for _, h := range echoM.RequestHints {
+		hints[h.Field] = string(h.Example)
+	}
+	if want := map[string]string{"author": `{"name":"","mood":"MOOD_UNSPECIFIED"}`, "tags": `[""]`, "labels": `{"key":""}`,
+		"delay": `"0s"`, "fail": `{"code":0,"message":""}`}; !maps.Equal(hints, want) {
+		t.Errorf("hints %v, want %v", hints, want)
 	}
 	author, ok := ans.Types["grpctap.demo.v1.Author"]
 	if !ok {
@@ -226,6 +235,35 @@ func TestServicesListSchemasAndTemplates(t *testing.T) {
 	}
 	if len(enum) != 4 {
 		t.Errorf("mood enum values %v", enum)
+	}
+}
+
+// TestEveryDemoTemplateSendsOK: the composer's template of every demo
+// method, sent unchanged, is a request the demo answers with OK.
+func TestEveryDemoTemplateSendsOK(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	var ans ui.ServicesAnswer
+	if code := e.do("GET", "/api/services", nil, &ans); code != 200 {
+		t.Fatalf("services: status %d", code)
+	}
+	sent := 0
+	for _, b := range ans.Backends {
+		for _, s := range b.Services {
+			if s.Name != "grpctap.demo.v1.DemoService" {
+				continue
+			}
+			for _, m := range s.Methods {
+				var c store.CallWithMessages
+				code := e.do("POST", "/api/invoke", map[string]any{"method": m.FullMethod, "messages": []json.RawMessage{m.RequestTemplate}}, &c)
+				if code != 200 || c.Status == nil || c.Status.Name != "OK" {
+					t.Errorf("%s with its template %s: %d %+v", m.FullMethod, m.RequestTemplate, code, c.Status)
+				}
+				sent++
+			}
+		}
+	}
+	if sent != 4 {
+		t.Errorf("sent %d demo methods' templates, want 4", sent)
 	}
 }
 

@@ -194,9 +194,14 @@ func TestBrowserTrafficLiveAndDetail(t *testing.T) {
 	b.eval(`location.hash = '#/call/2'`)
 	b.wait(5*time.Second, `!!document.querySelector('.detail') && document.querySelector('.detail').textContent.includes('google.rpc.ErrorInfo') && document.querySelector('.detail').textContent.includes('DEMO_REQUESTED_FAILURE')`)
 	b.shot("detail-failed")
-	// "Copy as grpcurl" builds a runnable command from the recorded call.
+	// "Copy as grpcurl" copies a runnable command for the recorded call,
+	// naming the proxy's gRPC address (TestCopyAsGrpcurlRuns runs them).
+	b.eval(`location.hash = '#/call/1'`)
+	b.wait(5*time.Second, `!!document.querySelector('.detail') && document.querySelector('.detail').textContent.includes('warm-up')`)
+	b.eval(`window.__copied = null; navigator.clipboard.writeText = async t => { window.__copied = t; }; [...document.querySelectorAll('.detail-head button')].find(x => x.textContent === 'Copy as grpcurl').click()`)
+	b.wait(5*time.Second, `typeof window.__copied === 'string'`)
 	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-	cmdline, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => { const c = await (await fetch('/api/calls/1')).json(); return (await import('/app.js')).grpcurl(c, await (await import('/lib.js')).requestJSON(c)); })()`, chromedp.EvalAwaitPromise))
+	cmdline, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.__copied`))
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -259,9 +264,14 @@ func TestBrowserComposerUnaryAndServerStreaming(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	b := newBrowser(t)
 	b.do(15*time.Second, chromedp.Navigate(e.base+"/#/composer?method="+url.QueryEscape("/grpctap.demo.v1.DemoService/Echo")))
-	// The editor starts from the schema's template, every field present.
-	b.wait(10*time.Second, `(() => { const t = document.querySelector('.req-json'); return t && t.value.includes('"author"') && t.value.includes('"mood"') && t.value.includes('"labels"'); })()`)
+	// The editor starts from the schema's template, a valid request: the
+	// fields whose setting means something are hints beside it, added on a
+	// click.
+	b.wait(10*time.Second, `(() => { const t = document.querySelector('.req-json'); return t && t.value.includes('"message"') && t.value.includes('"labels": {}') && !t.value.includes('"fail"') && !t.value.includes('"author"'); })()`)
+	b.wait(5*time.Second, `(() => { const h = document.getElementById('template-hints'); return !!h && h.textContent.includes('fail: {"code":0,"message":""}') && h.textContent.includes('author: {"name":"","mood":"MOOD_UNSPECIFIED"}'); })()`)
 	b.shot("composer-template")
+	b.do(5*time.Second, chromedp.Click(chromedp.CSS(`#template-hints button[data-field="author"]`)))
+	b.wait(5*time.Second, `(() => { const t = document.querySelector('.req-json'); return t.value.includes('"author"') && t.value.includes('"mood": "MOOD_UNSPECIFIED"') && !t.value.includes('"fail"'); })()`)
 	b.setEditor(0, `{"message": "composed in chromium", "author": {"name": "ann", "mood": "MOOD_CURIOUS"}}`)
 	b.do(5*time.Second, chromedp.Click(chromedp.ID("send")))
 	b.wait(10*time.Second, `(() => { const s = document.getElementById('resp-status'); const m = document.getElementById('resp-messages'); return s && s.textContent === 'OK (0)' && m.innerText.includes('composed in chromium') && !!document.querySelector('#response a[href^="#/call/"]'); })()`)
@@ -374,7 +384,7 @@ func TestBrowserReadOnlyCannotSend(t *testing.T) {
 			b.wait(5*time.Second, `(() => { const r = [...document.querySelectorAll('.detail-head button')].find(x => x.textContent === 'Replay'); return !!r && r.disabled && r.title.includes('read-only'); })()`)
 
 			b.eval(`location.hash = '#/composer?method=' + encodeURIComponent('/grpctap.demo.v1.DemoService/Echo')`)
-			b.wait(10*time.Second, `!!document.querySelector('.req-json') && document.querySelector('.req-json').value.includes('"author"')`)
+			b.wait(10*time.Second, `!!document.querySelector('.req-json') && document.querySelector('.req-json').value.includes('"message"')`)
 			b.wait(5*time.Second, disabledWithReason("#send")+` && `+disabledWithReason("#save-btn"))
 			b.shot("composer-read-only-" + strings.ReplaceAll(tc.name, " ", "-"))
 		})

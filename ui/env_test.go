@@ -14,12 +14,14 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
 	"github.com/grpctap/grpctap/internal/stubserver"
+	"github.com/grpctap/grpctap/internal/testcert"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
@@ -49,6 +51,9 @@ type envOpts struct {
 	readOnlyToken string
 	readOnly      bool
 	eventInterval time.Duration // 0: the UI's default
+	// grpcTLS serves the proxy's gRPC listener over TLS with these
+	// certificates (the client trusts their CA). Default nil: plaintext.
+	grpcTLS *testcert.Set
 	// blobEcho routes the service test.Blob, which has no schema anywhere,
 	// to a backend that answers each message with the same bytes.
 	blobEcho bool
@@ -85,7 +90,15 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := p.NewServer()
+	grpcL := ui.GRPCListener{Addr: lis.Addr().String()}
+	clientCreds := insecure.NewCredentials()
+	var srvOpts []grpc.ServerOption
+	if o.grpcTLS != nil {
+		srvOpts = append(srvOpts, grpc.Creds(credentials.NewTLS(o.grpcTLS.ServerConfig(t, false))))
+		clientCreds = credentials.NewTLS(o.grpcTLS.ClientConfig(t, false))
+		grpcL.TLS, grpcL.CACert = true, o.grpcTLS.CAFile
+	}
+	srv := p.NewServer(srvOpts...)
 	served := make(chan struct{})
 	go func() { defer close(served); _ = srv.Serve(lis) }()
 	t.Cleanup(func() { srv.Stop(); <-served })
@@ -95,7 +108,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	t.Cleanup(func() { dec.Close() })
 	u, err := ui.New(ui.Options{Store: st, Recorder: rec, Decoder: dec, Proxy: p, Token: o.token,
-		ReadOnlyToken: o.readOnlyToken, ReadOnly: o.readOnly, EventInterval: o.eventInterval})
+		ReadOnlyToken: o.readOnlyToken, ReadOnly: o.readOnly, EventInterval: o.eventInterval, GRPC: grpcL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +123,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 			t.Errorf("ui shutdown: %v", err)
 		}
 	})
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(clientCreds))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,11 @@ import (
 // MethodInfo is a method as /api/services shows it.
 type MethodInfo struct {
 	decode.MethodSchema
-	RequestTemplate  json.RawMessage `json:"request_template"`
-	ResponseTemplate json.RawMessage `json:"response_template"`
+	// RequestTemplate is a valid request as it stands (decode.Template);
+	// RequestHints are examples of the fields it leaves out or empty.
+	RequestTemplate  json.RawMessage       `json:"request_template"`
+	RequestHints     []decode.TemplateHint `json:"request_hints"`
+	ResponseTemplate json.RawMessage       `json:"response_template"`
 }
 
 // ServiceInfo is a service and its methods.
@@ -75,6 +78,7 @@ func (u *UI) services(w http.ResponseWriter, r *http.Request) {
 				si.Methods = append(si.Methods, MethodInfo{
 					MethodSchema:     decode.DescribeMethod(md),
 					RequestTemplate:  decode.Template(md.Input()),
+					RequestHints:     decode.TemplateHints(md.Input()),
 					ResponseTemplate: decode.Template(md.Output()),
 				})
 				describeTypes(md.Input(), ans.Types)

@@ -48,6 +48,11 @@ type Options struct {
 	// Observer records composer calls sent to a target the proxy does not
 	// route to (they go through a proxy of their own). Default: Recorder.
 	Observer proxy.Observer
+	// GRPC is the proxy's gRPC listener, which the grpcurl commands of
+	// GET /api/calls/{id}/grpcurl call. Default: unknown, and a command
+	// names the address a gRPC call's client dialled (its :authority), with
+	// -plaintext, or, for a gRPC-Web call, a shell variable to set.
+	GRPC GRPCListener
 	// Replay serves POST /api/calls/{id}/replay. Default: the call is sent
 	// again with the replay package and compared with its recording.
 	Replay ReplayFunc
@@ -153,6 +158,7 @@ func New(opts Options) (*UI, error) {
 	u.mux.HandleFunc("GET /api/calls/{id}/messages/{seq}", u.getMessage)
 	u.mux.HandleFunc("GET /api/calls/{id}/messages/{seq}/raw", u.getRaw)
 	u.mux.HandleFunc("POST /api/calls/{id}/replay", u.replay)
+	u.mux.HandleFunc("GET /api/calls/{id}/grpcurl", u.grpcurl)
 	u.mux.HandleFunc("GET /api/events", u.events)
 	u.mux.HandleFunc("GET /api/services", u.services)
 	u.mux.HandleFunc("GET /api/info", u.info)

@@ -97,7 +97,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 	if err != nil {
 		return err
 	}
-	uiURL, waitUI, err := fw.startUI(ctx, &f.ui, ls[3], &f.record, log, nil)
+	uiURL, waitUI, err := fw.startUI(ctx, &f.ui, ls[3], &f.record, &f.proxy, log, nil)
 	if err != nil {
 		cancel()
 		return errors.Join(err, waitWeb())

@@ -62,7 +62,7 @@ and other tools.`,
 				n++
 				full := &store.CallWithMessages{Call: *c, Messages: msgs}
 				capture.DecodeCall(ctx, dec, full)
-				return enc.Encode(full)
+				return enc.Encode(capture.DecodedCall{CallWithMessages: full, StatusDetails: capture.DecodeDetails(ctx, dec, &full.Call)})
 			})
 			if err != nil {
 				return fmt.Errorf("export: %w", readError(ctx, st, err))

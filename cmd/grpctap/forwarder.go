@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 
 	"google.golang.org/grpc"
 
 	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/ui"
 )
 
 // forwarder is the proxy with everything the 'proxy' and 'demo' commands
@@ -126,10 +128,27 @@ func (fw *forwarder) close(ctx context.Context) error {
 }
 
 // startUI starts the web inspector over the forwarder's capture, recorder,
-// proxy and decoder, as uf says. out, when not nil, gets the URL line.
-func (fw *forwarder) startUI(ctx context.Context, uf *uiFlags, lis net.Listener, rf *recordFlags, log *slog.Logger, out io.Writer) (string, func() error, error) {
+// proxy and decoder, as uf says; pf are the flags of the gRPC listener,
+// whose address and TLS the inspector's grpcurl commands name. out, when
+// not nil, gets the URL line.
+func (fw *forwarder) startUI(ctx context.Context, uf *uiFlags, lis net.Listener, rf *recordFlags, pf *proxyFlags, log *slog.Logger, out io.Writer) (string, func() error, error) {
 	return uf.start(ctx, lis, uiDeps{
 		Store: rf.store, Recorder: rf.recorder, Proxy: fw.proxy, Decoder: fw.decoder,
 		BackendTLS: fw.tls, Logger: log, Out: out,
+		GRPC: ui.GRPCListener{Addr: dialAddr(fw.lis.Addr()), TLS: pf.tlsCert != "", CACert: pf.tlsCert},
 	})
+}
+
+// dialAddr is the address a client on this machine dials to reach a
+// listener at a: a wildcard IP becomes loopback.
+func dialAddr(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok || !ta.IP.IsUnspecified() {
+		return a.String()
+	}
+	ip := net.IPv4(127, 0, 0, 1)
+	if ta.IP.To4() == nil {
+		ip = net.IPv6loopback
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(ta.Port))
 }

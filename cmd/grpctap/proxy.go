@@ -210,7 +210,7 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 			if err != nil {
 				return err
 			}
-			_, waitUI, err := fw.startUI(ctx, &f.ui, ls[2], &f.record, log, cmd.OutOrStdout())
+			_, waitUI, err := fw.startUI(ctx, &f.ui, ls[2], &f.record, &f.proxy, log, cmd.OutOrStdout())
 			if err != nil {
 				cancel()
 				return errors.Join(err, waitWeb())

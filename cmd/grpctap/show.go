@@ -69,12 +69,13 @@ prints them whole. Raw bytes (--json) are always whole.`,
 				lim = decode.NoLimits
 			}
 			capture.DecodeCallWithin(ctx, dec, c, lim)
+			dc := capture.DecodedCall{CallWithMessages: c, StatusDetails: capture.DecodeDetails(ctx, dec, &c.Call)}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(c)
+				return enc.Encode(dc)
 			}
-			printCall(cmd.OutOrStdout(), c)
+			printCall(cmd.OutOrStdout(), dc)
 			return nil
 		},
 	}
@@ -88,7 +89,8 @@ prints them whole. Raw bytes (--json) are always whole.`,
 // showBytes is how much of each body the human view dumps.
 const showBytes = 512
 
-func printCall(w io.Writer, c *store.CallWithMessages) {
+func printCall(w io.Writer, dc capture.DecodedCall) {
+	c := dc.CallWithMessages
 	fmt.Fprintf(w, "call %d  %s  (%s, %s)\n", c.ID, c.Method, c.RPC, c.Protocol)
 	fmt.Fprintf(w, "  backend    %s\n  authority  %s\n  peer       %s\n", c.Backend, c.Authority, c.Peer)
 	fmt.Fprintf(w, "  start      %s\n", c.Start.Local().Format("2006-01-02 15:04:05.000000"))
@@ -100,7 +102,7 @@ func printCall(w io.Writer, c *store.CallWithMessages) {
 		}
 		fmt.Fprintln(w)
 		for i, d := range c.Status.Details {
-			fmt.Fprintf(w, "  detail %d   %d bytes\n", i+1, len(d))
+			printDetail(w, i, d, dc.StatusDetails)
 		}
 	} else {
 		fmt.Fprintln(w, "  state      open (still running)")
@@ -152,6 +154,30 @@ func printCall(w io.Writer, c *store.CallWithMessages) {
 			fmt.Fprintf(w, "  … %d more bytes (--json has them all)\n", len(m.Raw)-len(raw))
 		}
 	}
+}
+
+// printDetail prints the i-th status detail: its type and decoded JSON,
+// else its size and why it was not decoded.
+func printDetail(w io.Writer, i int, raw []byte, decoded []capture.DetailView) {
+	fmt.Fprintf(w, "  detail %d   ", i+1)
+	if i >= len(decoded) {
+		fmt.Fprintf(w, "%d bytes\n", len(raw))
+		return
+	}
+	dv := decoded[i]
+	if len(dv.JSON) == 0 {
+		if dv.Type != "" {
+			fmt.Fprintf(w, "%s, ", dv.Type)
+		}
+		fmt.Fprintf(w, "%d bytes (not decoded: %s)\n", len(raw), dv.Error)
+		return
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, dv.JSON, "    ", "  ") != nil {
+		pretty.Reset()
+		pretty.Write(dv.JSON)
+	}
+	fmt.Fprintf(w, "%s\n    %s\n", dv.Type, pretty.Bytes())
 }
 
 func printMD(w io.Writer, title string, md store.Metadata) {

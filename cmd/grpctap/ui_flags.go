@@ -100,6 +100,8 @@ type uiDeps struct {
 	Decoder    *decode.Decoder
 	BackendTLS *tls.Config
 	Logger     *slog.Logger
+	// GRPC is the proxy's gRPC listener; zero when there is none.
+	GRPC ui.GRPCListener
 	// Out is where the URL is printed ("inspector  http://…"); nil: not printed.
 	Out io.Writer
 }
@@ -166,7 +168,7 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 	}
 	h, err := ui.New(ui.Options{Store: d.Store, Recorder: d.Recorder, Proxy: d.Proxy, Decoder: dec,
 		Token: token, ReadOnlyToken: readOnlyToken, ReadOnly: f.readOnly, TLS: tlsCfg,
-		Logger: log, BackendTLS: d.BackendTLS})
+		Logger: log, BackendTLS: d.BackendTLS, GRPC: d.GRPC})
 	if err != nil {
 		return "", nil, errors.Join(err, closeDec())
 	}

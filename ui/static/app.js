@@ -1,6 +1,6 @@
 // grpctap web inspector: a small hand-written single-page app. Views are
 // chosen by the URL hash: #/traffic, #/call/ID, #/composer[?method=…&from=ID].
-import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump, requestJSON, readOnlyNote, blocked } from './lib.js';
+import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump, readOnlyNote, blocked } from './lib.js';
 import { renderComposer } from './composer.js';
 
 const view = document.getElementById('view');
@@ -188,7 +188,7 @@ async function renderCall(id) {
     h('h2', {}, c.method),
     c.state === 'open' ? h('span', { class: 'badge live' }, 'live') : h('span', { class: 'badge ' + statusClass(st.code) }, `${st.name} (${st.code})`),
     h('div', { class: 'actions' },
-      h('button', { onclick: async () => copy(grpcurl(c, await requestJSON(c)), 'grpcurl command copied') }, 'Copy as grpcurl'),
+      h('button', { onclick: async () => { try { copy((await api('GET', `/api/calls/${c.id}/grpcurl`)).command, 'grpcurl command copied'); } catch (e) { toast(e.message); } } }, 'Copy as grpcurl'),
       replayButton(c, replayOut),
       h('button', { onclick: () => { location.hash = `#/composer?from=${c.id}`; } }, 'Open in composer')));
   const item = (k, v, cls) => h('div', {}, h('div', { class: 'k' }, k), h('div', { class: 'v ' + (cls || '') }, v ?? h('span', { class: 'none' }, '—')));
@@ -301,20 +301,6 @@ function bytesToB64(bytes) {
   let s = '';
   for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(s);
-}
-
-function shq(s) { return "'" + String(s).replace(/'/g, `'\\''`) + "'"; }
-const skipHeaders = /^(:|grpctap-|content-type$|user-agent$|te$|grpc-accept-encoding$|grpc-encoding$|grpc-timeout$)/;
-export function grpcurl(c, requests) {
-  const parts = ['grpcurl', '-plaintext'];
-  for (const [k, vs] of Object.entries(c.request_headers || {}).sort()) {
-    if (skipHeaders.test(k)) continue;
-    for (const v of vs) parts.push('-H', shq(`${k}: ${v}`));
-  }
-  const reqs = requests.filter(j => j != null).map(j => JSON.stringify(j));
-  if (reqs.length) parts.push('-d', shq(reqs.join('\n')));
-  parts.push(c.authority || 'localhost:50050', c.method.replace(/^\//, ''));
-  return parts.join(' ');
 }
 
 async function copy(text, done) {

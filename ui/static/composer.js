@@ -59,6 +59,28 @@ function setMethod(full) {
   cs.lastCall = null;
 }
 
+// hintsBox lists the fields the template leaves out (setting them means
+// something: a message, a oneof member, an optional value) or empty (lists,
+// maps), each with an example a click adds to the last message.
+function hintsBox(m, redraw) {
+  const hints = (m && m.request_hints) || [];
+  if (!hints.length) return null;
+  const add = x => {
+    const i = cs.messages.length - 1;
+    let obj;
+    try { obj = JSON.parse(cs.messages[i]); } catch (e) { toast(`message ${i + 1}: ${e.message}`); return; }
+    if (x.oneof) for (const o of hints) if (o.oneof === x.oneof) delete obj[o.field];
+    obj[x.field] = x.example;
+    cs.messages[i] = pretty(obj);
+    redraw();
+  };
+  return h('div', { class: 'template-hints', id: 'template-hints' },
+    h('div', { class: 'hint' }, 'Not set in the template (a server may act on a field just because it is set). Click one to add it:'),
+    ...hints.map(x => h('button', { class: 'small ghost mono', 'data-field': x.field, onclick: () => add(x),
+      title: x.oneof ? `one of the oneof ${x.oneof}: adding it removes the others` : 'add to the request' },
+    `${x.field}${x.oneof ? ` (${x.oneof})` : ''}: ${JSON.stringify(x.example)}`)));
+}
+
 function sidebar(view, params, info) {
   const tree = h('ul', { class: 'tree', id: 'tree' });
   const fill = filter => {
@@ -156,7 +178,8 @@ function editor(view, params, info) {
       streamingIn && cs.messages.length > 1 ? h('button', { class: 'small ghost', onclick: () => { cs.messages.splice(i, 1); drawMsgs(); } }, 'remove') : null),
     h('textarea', { rows: Math.min(18, Math.max(4, text.split('\n').length + 1)), spellcheck: 'false', 'aria-label': `Request message ${i + 1}`, class: 'req-json',
       oninput: e => { cs.messages[i] = e.target.value; }, onkeydown: e => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); send(); } }, value: text }))),
-    streamingIn ? h('button', { class: 'small', onclick: () => { cs.messages.push(pretty(m ? m.request_template : {})); drawMsgs(); } }, '+ message') : null].filter(Boolean));
+    streamingIn ? h('button', { class: 'small', onclick: () => { cs.messages.push(pretty(m ? m.request_template : {})); drawMsgs(); } }, '+ message') : null,
+    hintsBox(m, () => drawMsgs())].filter(Boolean));
   drawMsgs();
 
   const ro = info && info.read_only;
