@@ -313,6 +313,12 @@ func (c *call) settleEnd(e *proxy.CallEnd) bool {
 // seconds. It runs on the forwarding path: one goroutine a window logs.
 func (r *Recorder) skipReset(peer string) {
 	total := r.skipped.Add(1)
+	// Let the writer carry the count to the capture even when nothing
+	// else is queued.
+	select {
+	case r.q.wake <- struct{}{}:
+	default:
+	}
 	now := time.Now().UnixNano()
 	last := r.skipWarnAt.Load()
 	if last != 0 && now-last < int64(10*time.Second) {
@@ -508,8 +514,10 @@ type writer struct {
 	// lost holds calls whose start could not be written; their later
 	// events are dropped instead of failing batch after batch.
 	lost map[int64]bool
-	// unsaved counts drops not yet added to the capture's counter.
-	unsaved     int64
+	// unsaved counts drops not yet added to the capture's counter;
+	// skippedSaved, the reset calls skipped that the capture counts.
+	unsaved      int64
+	skippedSaved int64
 	lastWarn    time.Time
 	warnPending int64
 	warnErr     error
@@ -557,11 +565,12 @@ func (w *writer) write(ctx context.Context, items []item) {
 	if len(kept) == 0 {
 		return
 	}
-	if w.unsaved > 0 {
-		kept = append(kept, store.Event{Dropped: w.unsaved})
+	counts, hasCounts := w.counts()
+	if hasCounts {
+		kept = append(kept, counts)
 	}
 	if err := w.r.st.WriteBatch(ctx, kept); err != nil {
-		if w.unsaved > 0 {
+		if hasCounts {
 			kept = kept[:len(kept)-1] // the counter event itself
 		}
 		// The batch is lost. Calls it started are lost with it; calls it
@@ -595,18 +604,33 @@ func (w *writer) write(ctx context.Context, items []item) {
 		w.warn(n, err)
 		return
 	}
-	w.unsaved = 0
+	w.saved(counts)
 	w.r.recorded.Add(int64(len(kept)))
 	w.r.subs.publish(kept)
 }
 
-// persistDrops stores the drop count when nothing else carries it.
+// counts is the event that carries the counts the capture does not have
+// yet (drops, skipped reset calls), and whether there are any.
+func (w *writer) counts() (store.Event, bool) {
+	skipped := w.r.skipped.Load() - w.skippedSaved
+	return store.Event{Dropped: w.unsaved, SkippedCalls: skipped}, w.unsaved != 0 || skipped != 0
+}
+
+// saved notes that the counts of ev are in the capture.
+func (w *writer) saved(ev store.Event) {
+	w.unsaved -= ev.Dropped
+	w.skippedSaved += ev.SkippedCalls
+}
+
+// persistDrops stores the counts (drops, skipped reset calls) when
+// nothing else carries them.
 func (w *writer) persistDrops(ctx context.Context) {
-	if w.unsaved == 0 {
+	counts, ok := w.counts()
+	if !ok {
 		return
 	}
-	if err := w.r.st.WriteBatch(ctx, []store.Event{{Dropped: w.unsaved}}); err == nil {
-		w.unsaved = 0
+	if err := w.r.st.WriteBatch(ctx, []store.Event{counts}); err == nil {
+		w.saved(counts)
 	}
 }
 

@@ -199,6 +199,13 @@ func TestResetFloodIsCountedNotRecorded(t *testing.T) {
 	if int64(len(resets))+stats.SkippedResets != sent {
 		t.Errorf("%d recorded + %d counted, want the %d reset streams", len(resets), stats.SkippedResets, sent)
 	}
+	// The capture keeps the count, for 'grpctap calls' and other readers.
+	if err := x.r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := x.st.SkippedCalls(ctx); err != nil || n != x.r.Stats().SkippedResets {
+		t.Errorf("the capture counts %d skipped calls (%v), the recorder %d", n, err, x.r.Stats().SkippedResets)
+	}
 	for _, c := range resets {
 		if c.Method != "/test.S/Unary" || c.RequestCount+c.ResponseCount != 0 {
 			t.Fatalf("a recorded reset call: %+v", c)

@@ -71,6 +71,9 @@ type Event struct {
 	End     *CallEnd
 	// Dropped adds to the capture's count of dropped events.
 	Dropped int64
+	// SkippedCalls adds to the capture's count of calls left out on
+	// purpose (reset by their client before any message, over its rate).
+	SkippedCalls int64
 }
 
 // Size estimates the memory an event holds, for bounding queues.

@@ -356,6 +356,24 @@ func (s *Store) DroppedEvents(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// SkippedCalls returns how many calls the recorder left out of the capture
+// on purpose over its life (calls their client reset before any message,
+// over the client's rate); 0 for a capture of schema 1.
+func (s *Store) SkippedCalls(ctx context.Context) (int64, error) {
+	if s.version < 2 {
+		return 0, nil
+	}
+	var n int64
+	err := s.rdb.QueryRowContext(ctx, "SELECT value FROM counters WHERE name = 'skipped_calls'").Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("skipped calls: %w: the counters row is missing", ErrCorrupt)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("skipped calls: %w", damaged(err))
+	}
+	return n, nil
+}
+
 // damaged marks SQLite's "the file is damaged" errors as ErrCorrupt, so
 // that every reader can say so.
 func damaged(err error) error {

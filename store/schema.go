@@ -132,6 +132,7 @@ CREATE TABLE segments (
 );
 
 INSERT INTO counters(name, value) SELECT 'next_call_id', coalesce(max(id), 0) FROM calls;
+INSERT INTO counters(name, value) VALUES ('skipped_calls', 0);
 
 INSERT INTO batches(first_id, last_id, min_start_ns, max_start_ns, methods)
 	SELECT min(id), max(id), min(start_ns), max(start_ns), '' FROM calls GROUP BY id / 1024;

@@ -208,8 +208,8 @@ func (s *Store) WriteBatch(ctx context.Context, events []Event) error {
 }
 
 // fold groups events by call, in the order calls first appear, and
-// returns the sum of their Dropped counts.
-func (w *writer) fold(events []Event) int64 {
+// returns the sums of their Dropped and SkippedCalls counts.
+func (w *writer) fold(events []Event) (dropped, skipped int64) {
 	for i := range w.folds {
 		w.folds[i] = callFold{msgs: w.folds[i].msgs[:0]}
 	}
@@ -229,10 +229,10 @@ func (w *writer) fold(events []Event) int64 {
 		}
 		return &w.folds[i]
 	}
-	var dropped int64
 	for i := range events {
 		e := &events[i]
 		dropped += e.Dropped
+		skipped += e.SkippedCalls
 		switch {
 		case e.Start != nil:
 			get(e.Start.ID).start = e.Start
@@ -253,7 +253,7 @@ func (w *writer) fold(events []Event) int64 {
 			get(e.End.CallID).end = e.End
 		}
 	}
-	return dropped
+	return dropped, skipped
 }
 
 const insCall = `INSERT INTO calls(id, method, protocol, backend, authority, peer, content_type, compression,
@@ -281,7 +281,7 @@ type segWrite struct {
 }
 
 func (w *writer) writeBatch(events []Event) (err error) {
-	dropped := w.fold(events)
+	dropped, skipped := w.fold(events)
 	if _, err := w.run("BEGIN IMMEDIATE", nil); err != nil {
 		return err
 	}
@@ -387,10 +387,16 @@ func (w *writer) writeBatch(events []Event) (err error) {
 			return fmt.Errorf("batch row: %w", err)
 		}
 	}
-	if dropped != 0 {
-		if _, err := w.run(`UPDATE counters SET value = value + ? WHERE name = 'dropped_events'`,
-			func(st *sqlite.Stmt) { st.BindInt64(1, dropped) }); err != nil {
-			return fmt.Errorf("dropped count: %w", err)
+	for _, c := range []struct {
+		name string
+		n    int64
+	}{{"dropped_events", dropped}, {"skipped_calls", skipped}} {
+		if c.n == 0 {
+			continue
+		}
+		if _, err := w.run(`UPDATE counters SET value = value + ? WHERE name = ?`,
+			func(st *sqlite.Stmt) { st.BindInt64(1, c.n); st.BindText(2, c.name) }); err != nil {
+			return fmt.Errorf("%s count: %w", c.name, err)
 		}
 	}
 	if _, err := w.run("COMMIT", nil); err != nil {

@@ -196,6 +196,10 @@ docs/capture.md without messages.`,
 			if droppedErr != nil {
 				droppedErr = damaged(ctx, st, "its count of dropped events cannot be read", droppedErr)
 			}
+			skipped, err := st.SkippedCalls(ctx)
+			if err != nil && droppedErr == nil {
+				droppedErr = damaged(ctx, st, "its count of skipped calls cannot be read", err)
+			}
 			// A schema tells each call's real RPC kind; without one it is
 			// guessed from the message counts.
 			dec, err := capture.OpenDecoder(ctx, st, df.options(nil))
@@ -216,9 +220,12 @@ docs/capture.md without messages.`,
 				if dropped > 0 {
 					fmt.Fprintf(cmd.ErrOrStderr(), "grpctap: %d events were dropped while recording this capture; some calls are incomplete\n", dropped)
 				}
+				if skipped > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "grpctap: %s\n", skippedLine(skipped))
+				}
 				return droppedErr
 			}
-			return errors.Join(printCallTable(cmd.OutOrStdout(), calls, dropped), droppedErr)
+			return errors.Join(printCallTable(cmd.OutOrStdout(), calls, dropped, skipped), droppedErr)
 		},
 	}
 	f.register(cmd.Flags(), 50)
@@ -227,7 +234,7 @@ docs/capture.md without messages.`,
 	return cmd
 }
 
-func printCallTable(w io.Writer, calls []store.Call, dropped int64) error {
+func printCallTable(w io.Writer, calls []store.Call, dropped, skipped int64) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTART\tDURATION\tMETHOD\tPROTOCOL\tSTATUS\tREQ\tRESP\tBYTES")
 	for i := range calls {
@@ -254,7 +261,14 @@ func printCallTable(w io.Writer, calls []store.Call, dropped int64) error {
 	if dropped > 0 {
 		fmt.Fprintf(w, "%d events were dropped while recording this capture; calls marked (incomplete) miss some\n", dropped)
 	}
+	if skipped > 0 {
+		fmt.Fprintln(w, skippedLine(skipped))
+	}
 	return nil
+}
+
+func skippedLine(n int64) string {
+	return fmt.Sprintf("%d calls were not recorded: their client reset them before any message, more often than its rate allows (a flood)", n)
 }
 
 func formatMS(ms float64) string {

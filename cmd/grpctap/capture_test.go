@@ -663,3 +663,23 @@ func TestStatsCommand(t *testing.T) {
 		t.Errorf("stats with an invalid glob: %v", err)
 	}
 }
+
+// TestCallsSaysWhatWasSkipped: calls left out on purpose (a reset flood
+// over the client's rate) are counted in the capture and 'calls' says so.
+func TestCallsSaysWhatWasSkipped(t *testing.T) {
+	db := sampleCapture(t)
+	st, err := store.Open(context.Background(), db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.WriteBatch(context.Background(), []store.Event{{SkippedCalls: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if out := mustRun(t, "calls", "--db", db); !strings.Contains(out, "7 calls were not recorded") {
+		t.Errorf("calls does not say what was skipped:\n%s", out)
+	}
+	if _, errOut, err := runCmd(t, "calls", "--db", db, "--json"); err != nil || !strings.Contains(errOut, "7 calls were not recorded") {
+		t.Errorf("calls --json: %v %s", err, errOut)
+	}
+}

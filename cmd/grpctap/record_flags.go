@@ -108,6 +108,9 @@ func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observe
 		if stats.Dropped > 0 {
 			log.Warn("some events were not recorded", "db", f.db, "dropped", stats.Dropped)
 		}
+		if stats.SkippedResets > 0 {
+			log.Info("calls reset before any message, over their client's rate, were counted, not recorded", "db", f.db, "skipped", stats.SkippedResets)
+		}
 		return errors.Join(err, st.Close())
 	}
 	return rec, closeFn, nil
