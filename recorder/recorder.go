@@ -518,9 +518,9 @@ type writer struct {
 	// skippedSaved, the reset calls skipped that the capture counts.
 	unsaved      int64
 	skippedSaved int64
-	lastWarn    time.Time
-	warnPending int64
-	warnErr     error
+	lastWarn     time.Time
+	warnPending  int64
+	warnErr      error
 }
 
 // drain writes everything queued, in batches.
