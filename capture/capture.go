@@ -38,8 +38,9 @@ type DecoderOptions struct {
 	Dial decode.Dialer
 }
 
-// OpenDecoder returns a decoder for the calls of st (which may be nil).
-func OpenDecoder(ctx context.Context, st *store.Store, o DecoderOptions) (*decode.Decoder, error) {
+// GivenSources returns the sources of the schemas o names explicitly
+// (ProtoFiles, Protosets), in the order a decoder consults them.
+func GivenSources(o DecoderOptions) ([]decode.Source, error) {
 	var sources []decode.Source
 	if len(o.ProtoFiles) > 0 {
 		src, err := decode.NewProtoFiles(o.ImportPaths, o.ProtoFiles)
@@ -56,6 +57,15 @@ func OpenDecoder(ctx context.Context, st *store.Store, o DecoderOptions) (*decod
 			return nil, err
 		}
 		sources = append(sources, src)
+	}
+	return sources, nil
+}
+
+// OpenDecoder returns a decoder for the calls of st (which may be nil).
+func OpenDecoder(ctx context.Context, st *store.Store, o DecoderOptions) (*decode.Decoder, error) {
+	sources, err := GivenSources(o)
+	if err != nil {
+		return nil, err
 	}
 	if st != nil {
 		raw, _, err := st.LoadDescriptors(ctx, savedKey)

@@ -47,6 +47,18 @@ type Options struct {
 	// Fallback answers calls whose backend is unreachable. Default: none,
 	// and such calls fail with UNAVAILABLE.
 	Fallback Fallback
+	// Own makes the handlers of the methods the proxy answers itself
+	// instead of forwarding them (grpctap's server reflection), keyed by
+	// full method name ("/pkg.Service/Method"). New calls it once, with
+	// the proxy it is making, whose Backends, Route and Conn the handlers
+	// may use once calls come. A method a Route names explicitly is still
+	// forwarded (the default Backend does not count). The handlers' streams
+	// carry protobuf messages (RecvMsg and SendMsg take a proto.Message),
+	// and their contexts the client's request headers as outgoing metadata,
+	// as the proxy would forward them.
+	// Calls answered here are not reported to the Observer. Default: nil,
+	// every method is forwarded.
+	Own func(*Proxy) map[string]grpc.StreamHandler
 }
 
 // Proxy forwards gRPC calls to backends and reports them to an Observer.
@@ -59,7 +71,8 @@ type Proxy struct {
 	log    *slog.Logger
 
 	fallback  Fallback
-	plaintext bool // backends are dialled without TLS
+	plaintext bool                          // backends are dialled without TLS
+	own       map[string]grpc.StreamHandler // by full method
 }
 
 // New makes a Proxy. It dials nothing until the first call.
@@ -76,7 +89,7 @@ func New(opts Options) (*Proxy, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Proxy{
+	p := &Proxy{
 		router: r,
 		pool:   newPool(opts.BackendTLS, maxMsg, opts.DialOptions),
 		maxMsg: maxMsg,
@@ -85,7 +98,11 @@ func New(opts Options) (*Proxy, error) {
 
 		fallback:  opts.Fallback,
 		plaintext: opts.BackendTLS == nil,
-	}, nil
+	}
+	if opts.Own != nil {
+		p.own = opts.Own(p)
+	}
+	return p, nil
 }
 
 // Backends lists every backend address the proxy may forward to.
@@ -168,6 +185,9 @@ func (p *Proxy) forward(ss grpc.ServerStream, labels bool) error {
 	ctx := ss.Context()
 	start := time.Now()
 	method, _ := grpc.MethodFromServerStream(ss)
+	if h, ok := p.own[method]; ok && !p.router.explicit(method) {
+		return p.answer(ss, method, h, start)
+	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	backend, routed := p.router.lookup(method)
 	comp := recvCompression(ctx)
@@ -222,6 +242,31 @@ func (p *Proxy) forward(ss grpc.ServerStream, labels bool) error {
 	ss.SetTrailer(tr)
 	return c.end(err, tr)
 }
+
+// answer serves a call with the proxy's own handler for its method. The
+// call is not reported to the Observer: it is grpctap's, not traffic to a
+// backend.
+func (p *Proxy) answer(ss grpc.ServerStream, method string, h grpc.StreamHandler, start time.Time) error {
+	md, _ := metadata.FromIncomingContext(ss.Context())
+	err := h(nil, ownStream{ServerStream: ss, ctx: metadata.NewOutgoingContext(ss.Context(), requestMD(md))})
+	if p.log.Enabled(context.Background(), slog.LevelDebug) {
+		p.log.LogAttrs(context.Background(), slog.LevelDebug, "call answered by grpctap",
+			slog.String("method", method), slog.String("code", status.Code(err).String()),
+			slog.Duration("duration", time.Since(start)))
+	}
+	return err
+}
+
+// ownStream is the stream an Options.Own handler serves: its context
+// carries the client's request headers as outgoing metadata, as a
+// forwarded call would send them, so that what the handler asks a backend
+// with it carries them too (a backend's authorization, say).
+type ownStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s ownStream) Context() context.Context { return s.ctx }
 
 // unsentWait is how long readUnsent waits for the client's next message
 // (or half-close) before answering: unary, server-streaming and most

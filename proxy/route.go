@@ -70,6 +70,16 @@ func (r *router) lookup(method string) (string, bool) {
 	return r.def, r.def != ""
 }
 
+// explicit reports whether a route (not the default) matches method.
+func (r *router) explicit(method string) bool {
+	for _, rt := range r.routes {
+		if strings.HasPrefix(method, rt.match) {
+			return true
+		}
+	}
+	return false
+}
+
 // backends lists every backend address the router can choose.
 func (r *router) backends() []string {
 	var out []string

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"go/build"
 	"io"
 	"net"
 	"net/http"
@@ -20,34 +19,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/testcert"
 	"github.com/grpctap/grpctap/store"
 	"github.com/grpctap/grpctap/ui"
 	"github.com/grpctap/grpctap/webbridge"
 )
-
-// grpcurlBinary finds grpcurl on PATH or in $(go env GOPATH)/bin, where
-// scripts/setup installs it. Without it the test is skipped, except in CI.
-func grpcurlBinary(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("grpcurl"); err == nil {
-		return p
-	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		gopath = build.Default.GOPATH
-	}
-	p := filepath.Join(strings.Split(gopath, string(os.PathListSeparator))[0], "bin", "grpcurl")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	msg := "grpcurl is not installed (on PATH or in $(go env GOPATH)/bin): run bash scripts/setup"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // startBridge serves the gRPC-Web bridge in front of e's proxy on a
 // loopback port until the test ends, and returns its address.
@@ -110,7 +87,7 @@ func webEcho(t *testing.T, bridge string, req *demopb.EchoRequest, hdr ...string
 // authorization header's variable is set, and sends the same request and
 // metadata again.
 func TestCopyAsGrpcurlRuns(t *testing.T) {
-	grpcurl := grpcurlBinary(t)
+	grpcurl := stubserver.Grpcurl(t)
 	for _, tc := range []struct {
 		name string
 		tls  bool

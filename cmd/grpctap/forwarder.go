@@ -10,10 +10,12 @@ import (
 	"strconv"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/selfreflect"
 	"github.com/grpctap/grpctap/ui"
 )
 
@@ -94,6 +96,22 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 		}
 	}
 	opts.Observer = proxy.Tee(observers...)
+	if !df.noReflection {
+		// The proxy answers reflection itself, merging every backend's
+		// schemas and the given files (only those: a capture's saved
+		// schemas may be of backends no longer routed to).
+		given, err := capture.GivenSources(df.options(nil))
+		if err != nil {
+			return nil, err
+		}
+		var files []protoreflect.FileDescriptor
+		for _, src := range given {
+			files = append(files, src.Files()...)
+		}
+		opts.Own = func(p *proxy.Proxy) map[string]grpc.StreamHandler {
+			return selfreflect.Handlers(p, selfreflect.Options{Files: files, Logger: log})
+		}
+	}
 	for _, hook := range hooks {
 		release, err := hook(&opts)
 		if err != nil {

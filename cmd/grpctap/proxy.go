@@ -167,6 +167,11 @@ Point clients at --listen instead of the backend. Calls are routed by
 recorded in --db (see 'grpctap calls'); schemas are learned from backends by
 server reflection and kept in the capture, or given with --proto/--protoset.
 
+Server reflection (grpcurl list/describe) is answered by grpctap itself,
+with the services of every backend merged; --route
+grpc.reflection.v1.ServerReflection=ADDR forwards it to ADDR instead, and
+with --no-reflection it is forwarded like any other call.
+
 With --listen 127.0.0.1:0 a free port is picked: the log line
 "grpctap proxy listening" names it (addr=...).`,
 		Example: `  grpctap proxy --backend 127.0.0.1:9000

@@ -1,10 +1,16 @@
 // Package stubserver holds the gRPC test servers more than one package's
-// tests need: a server on a loopback port stopped with the test, and a raw
-// echo backend that needs no schema, which can count the calls it gets.
+// tests need: a server on a loopback port stopped with the test, a raw
+// echo backend that needs no schema, which can count the calls it gets, and
+// where to find grpcurl.
 package stubserver
 
 import (
+	"go/build"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -46,4 +52,28 @@ func CountedRawEcho(t testing.TB) (string, *atomic.Int64) {
 			calls.Add(1)
 			return rawcodec.Echo(srv, ss)
 		}))), &calls
+}
+
+// Grpcurl finds the grpcurl binary on PATH or in $(go env GOPATH)/bin,
+// where scripts/setup installs it. Without it the test is skipped, except
+// in CI (CI=true), where it fails.
+func Grpcurl(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("grpcurl"); err == nil {
+		return p
+	}
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		gopath = build.Default.GOPATH
+	}
+	p := filepath.Join(strings.Split(gopath, string(os.PathListSeparator))[0], "bin", "grpcurl")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	msg := "grpcurl is not installed (on PATH or in $(go env GOPATH)/bin): run bash scripts/setup"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
 }
