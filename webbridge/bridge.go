@@ -285,7 +285,7 @@ func stripHopByHop(h http.Header) {
 // serveWeb serves one gRPC-Web call over HTTP/1.1 or HTTP/2.
 func (b *Bridge) serveWeb(w http.ResponseWriter, r *http.Request, text bool) {
 	resp := newWebResponse(w, text)
-	g := grpcRequest(r, text)
+	g := grpcRequest(r, text, resp.malformedText)
 	if !isJSONCall(g) {
 		b.srv.ServeHTTP(resp, g)
 		resp.finish()

@@ -725,3 +725,44 @@ func TestGRPCFallback(t *testing.T) {
 		}
 	}
 }
+
+// TestMalformedText: a grpc-web-text body that is not base64 is the
+// client's mistake: it is answered INVALID_ARGUMENT saying so, not
+// UNAVAILABLE as if the backend were down, whether the bad bytes come
+// first or after a well-formed message.
+func TestMalformedText(t *testing.T) {
+	backend := rawBackend(t, func(_ any, ss grpc.ServerStream) error {
+		for {
+			var b []byte
+			if err := ss.RecvMsg(&b); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+		}
+	})
+	b := startBridge(t, backend, bridgeConfig{})
+	c := h1Client(nil)
+	defer closeClient(c)
+	for name, body := range map[string]string{
+		"garbage":            "!!!! not base64 ****",
+		"after a message":    base64.StdEncoding.EncodeToString(dataFrame([]byte("a"))) + "%%%%",
+		"cut in a quadruple": "AAAAAAFh" + "AA",
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := post(t, c, b.url+"/test.Sink/Take", "application/grpc-web-text", strings.NewReader(body), nil)
+			_, tr, err := newFrameReader(resp.Body, true).all()
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			msg := tr.Get("grpc-message")
+			if msg == "" {
+				msg = resp.Header.Get("Grpc-Message")
+			}
+			if got := grpcStatus(resp, tr); resp.StatusCode != http.StatusOK || got != "3" || !strings.Contains(msg, "base64") {
+				t.Errorf("HTTP %d, grpc-status %q (want 3, INVALID_ARGUMENT), grpc-message %q (want it to name the base64)", resp.StatusCode, got, msg)
+			}
+		})
+	}
+}

@@ -76,7 +76,7 @@ func (b *Bridge) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	req.Method = http.MethodPost
 	req.Header = hdr
 	req.Body = body
-	req = grpcRequest(req, false)
+	req = grpcRequest(req, false, nil)
 
 	// The reader feeds the request body and notices the client going away.
 	readerDone := make(chan struct{})
