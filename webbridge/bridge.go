@@ -213,7 +213,8 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// started (client streaming whose backend answers headers first).
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
-		b.serveWeb(w, r.WithContext(proxy.WithProtocol(r.Context(), protocol)), protocol == proxy.ProtocolGRPCWebText)
+		ctx := proxy.WithClientContentType(proxy.WithProtocol(r.Context(), protocol), r.Header.Get("Content-Type"))
+		b.serveWeb(w, r.WithContext(ctx), protocol == proxy.ProtocolGRPCWebText)
 		return
 	}
 	if b.fallback && r.ProtoMajor == 2 && r.Method == http.MethodPost && strings.HasPrefix(ct, "application/grpc") {

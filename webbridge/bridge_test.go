@@ -766,3 +766,52 @@ func TestMalformedText(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordedContentType: a gRPC-Web call is recorded with the content
+// type the browser sent in its request headers, as 'show' lists them, while
+// the backend still gets application/grpc (the recorded ContentType says
+// which, as the messages' format).
+func TestRecordedContentType(t *testing.T) {
+	backend := rawBackend(t, func(_ any, ss grpc.ServerStream) error {
+		md, _ := metadata.FromIncomingContext(ss.Context())
+		if err := ss.SendHeader(metadata.Pairs("x-backend-content-type", strings.Join(md.Get("content-type"), ","))); err != nil {
+			return err
+		}
+		var b []byte
+		for ss.RecvMsg(&b) == nil {
+		}
+		return nil
+	})
+	b := startBridge(t, backend, bridgeConfig{})
+	for _, v := range variants {
+		if strings.HasSuffix(v.contentType, "+json") {
+			continue // JSON is transcoded only with a schema; TestJSON covers it
+		}
+		t.Run(v.name, func(t *testing.T) {
+			c := v.client(nil)
+			defer closeClient(c)
+			resp := post(t, c, b.url+"/test.Sink/Take", v.contentType, encodeBody(v, dataFrame([]byte("x"))), nil)
+			if _, _, err := newFrameReader(resp.Body, v.text).all(); err != nil {
+				t.Fatal(err)
+			}
+			wantBackend := strings.Replace(strings.Replace(v.contentType, "-web-text", "", 1), "-web", "", 1)
+			if got := resp.Header.Get("X-Backend-Content-Type"); got != wantBackend {
+				t.Errorf("the backend got content-type %q, want %q", got, wantBackend)
+			}
+		})
+	}
+	calls := b.obs.snapshot()
+	i := 0
+	for _, v := range variants {
+		if strings.HasSuffix(v.contentType, "+json") {
+			continue
+		}
+		if i >= len(calls) {
+			t.Fatalf("%d calls recorded", len(calls))
+		}
+		if got := calls[i].start.Header.Get("content-type"); len(got) != 1 || got[0] != v.contentType {
+			t.Errorf("%s: recorded request header content-type %q, want the client's %q", v.name, got, v.contentType)
+		}
+		i++
+	}
+}

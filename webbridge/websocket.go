@@ -72,7 +72,7 @@ func (b *Bridge) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	}
 
 	body, bodyW := io.Pipe()
-	req := r.Clone(proxy.WithProtocol(ctx, proxy.ProtocolGRPCWeb))
+	req := r.Clone(proxy.WithClientContentType(proxy.WithProtocol(ctx, proxy.ProtocolGRPCWeb), hdr.Get("Content-Type")))
 	req.Method = http.MethodPost
 	req.Header = hdr
 	req.Body = body
