@@ -288,12 +288,24 @@ func (d *Decoder) EncodeMessage(ctx context.Context, md protoreflect.MessageDesc
 }
 
 // FindMethod resolves a method through the explicit sources, then the
+// built-in services (server reflection v1 and v1alpha, health), then the
 // backend's reflection. It returns the name of the source that knew it.
 func (d *Decoder) FindMethod(ctx context.Context, method, backend string) (protoreflect.MethodDescriptor, string, error) {
 	if _, _, err := SplitMethod(method); err != nil {
 		return nil, "", fmt.Errorf("no descriptor for method: %w", err)
 	}
 	sources := d.sourcesFor(backend)
+	var whys []string
+	for _, s := range sources[:len(d.sources)] {
+		md, err := s.FindMethod(ctx, method)
+		if err == nil {
+			return md, s.String(), nil
+		}
+		whys = append(whys, err.Error())
+	}
+	if md, ok := findBuiltin(ctx, method); ok {
+		return md, builtin.String(), nil
+	}
 	if len(sources) == 0 {
 		why := "no descriptor source (give --proto or --protoset, or allow reflection)"
 		if err := d.dialErr(backend); err != nil {
@@ -301,8 +313,7 @@ func (d *Decoder) FindMethod(ctx context.Context, method, backend string) (proto
 		}
 		return nil, "", fmt.Errorf("no descriptor for method %s: %s", method, why)
 	}
-	var whys []string
-	for _, s := range sources {
+	for _, s := range sources[len(d.sources):] {
 		md, err := s.FindMethod(ctx, method)
 		if err == nil {
 			return md, s.String(), nil
@@ -326,11 +337,21 @@ func (d *Decoder) messageFor(ctx context.Context, method, backend string, dir Di
 	return md.Input(), src, nil
 }
 
-// FindMessage resolves a message type by full name.
+// FindMessage resolves a message type by full name, in the order of
+// FindMethod.
 func (d *Decoder) FindMessage(ctx context.Context, fullName, backend string) (protoreflect.MessageDescriptor, error) {
 	var whys []string
-	for _, s := range d.sourcesFor(backend) {
-		md, err := s.FindMessage(ctx, fullName)
+	sources := d.sourcesFor(backend)
+	for i := 0; i <= len(sources); i++ {
+		if i == len(d.sources) && isBuiltinName(fullName) {
+			if md, err := builtin.FindMessage(ctx, fullName); err == nil {
+				return md, nil
+			}
+		}
+		if i == len(sources) {
+			break
+		}
+		md, err := sources[i].FindMessage(ctx, fullName)
 		if err == nil {
 			return md, nil
 		}

@@ -73,9 +73,11 @@ type CallStart struct {
 	Peer      string // the client's address
 	Protocol  string // ProtocolGRPC, ProtocolGRPCWeb or ProtocolGRPCWebText
 	// Header holds the request headers as received, with content-type,
-	// user-agent and :authority among them.
+	// user-agent and :authority among them; through a bridge, content-type
+	// is the one the client sent (WithClientContentType).
 	Header metadata.MD
-	// ContentType is the request's content-type, e.g. "application/grpc+json".
+	// ContentType is the request's content-type as forwarded, which says
+	// how the messages are encoded, e.g. "application/grpc+json".
 	ContentType string
 	// Compression is the request's grpc-encoding; "" when uncompressed.
 	Compression string

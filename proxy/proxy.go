@@ -170,6 +170,16 @@ func ProtocolFromContext(ctx context.Context) string {
 	return ProtocolGRPC
 }
 
+type clientContentTypeKey struct{}
+
+// WithClientContentType marks a request context with the content type the
+// client sent, for a bridge that changed it on the way in
+// (application/grpc-web-text became application/grpc). Observers see it in
+// CallStart.Header; the backend gets the content type the proxy received.
+func WithClientContentType(ctx context.Context, contentType string) context.Context {
+	return context.WithValue(ctx, clientContentTypeKey{}, contentType)
+}
+
 // bidi is the widest stream shape; the proxy need not know a method's real one.
 var bidi = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 
@@ -507,6 +517,10 @@ func (p *Proxy) startCall(ctx context.Context, method, backend, comp string, md 
 		ContentType: first(md, "content-type"),
 		Compression: comp,
 		Time:        start,
+	}
+	if ct, ok := ctx.Value(clientContentTypeKey{}).(string); ok && ct != "" {
+		cs.Header = md.Copy() // md also goes to the backend
+		cs.Header.Set("content-type", ct)
 	}
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		cs.Peer = pr.Addr.String()

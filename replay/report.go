@@ -76,5 +76,13 @@ func show(v any) string {
 
 // WriteSummary prints the closing line of a replay run.
 func WriteSummary(w io.Writer, s Summary) {
-	fmt.Fprintf(w, "replayed %d calls: %d match, %d mismatch, %d errors\n", s.Calls, s.Match, s.Mismatch, s.Errors)
+	fmt.Fprintf(w, "replayed %s: %d match, %d mismatch, %s\n", count(s.Calls, "call"), s.Match, s.Mismatch, count(s.Errors, "error"))
+}
+
+// count says "1 call", "3 calls".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	msqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -25,6 +26,21 @@ type Filter struct {
 	Limit int
 	// AfterID selects calls with an id above it (for following a capture).
 	AfterID int64
+}
+
+// MaxPatternLen bounds a method glob and a search text, in characters.
+// SQLite refuses LIKE and GLOB patterns longer than 50,000 bytes ("LIKE or
+// GLOB pattern too complex"), and a search of thousands of characters is a
+// mistake, not a search.
+const MaxPatternLen = 1000
+
+// CheckPatternLen reports a method glob or search text longer than
+// MaxPatternLen; name says which ("--text", "q").
+func CheckPatternLen(name, pattern string) error {
+	if n := utf8.RuneCountInString(pattern); n > MaxPatternLen {
+		return fmt.Errorf("%s is %d characters long: at most %d characters are allowed", name, n, MaxPatternLen)
+	}
+	return nil
 }
 
 const callColumns = `id, method, protocol, backend, authority, peer, content_type, compression, rpc,

@@ -22,6 +22,11 @@ func parsePageQuery(r *http.Request, now time.Time) (store.PageQuery, error) {
 		State:    v.Get("state"),
 		Text:     strings.TrimSpace(v.Get("q")),
 	}
+	for name, s := range map[string]string{"method": q.Method, "q": q.Text} {
+		if err := store.CheckPatternLen(name, s); err != nil {
+			return q, err
+		}
+	}
 	if s := v.Get("status"); s != "" {
 		code, err := store.ParseCode(s)
 		if err != nil {

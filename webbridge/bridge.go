@@ -213,7 +213,8 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// started (client streaming whose backend answers headers first).
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
-		b.serveWeb(w, r.WithContext(proxy.WithProtocol(r.Context(), protocol)), protocol == proxy.ProtocolGRPCWebText)
+		ctx := proxy.WithClientContentType(proxy.WithProtocol(r.Context(), protocol), r.Header.Get("Content-Type"))
+		b.serveWeb(w, r.WithContext(ctx), protocol == proxy.ProtocolGRPCWebText)
 		return
 	}
 	if b.fallback && r.ProtoMajor == 2 && r.Method == http.MethodPost && strings.HasPrefix(ct, "application/grpc") {
@@ -285,7 +286,7 @@ func stripHopByHop(h http.Header) {
 // serveWeb serves one gRPC-Web call over HTTP/1.1 or HTTP/2.
 func (b *Bridge) serveWeb(w http.ResponseWriter, r *http.Request, text bool) {
 	resp := newWebResponse(w, text)
-	g := grpcRequest(r, text)
+	g := grpcRequest(r, text, resp.malformedText)
 	if !isJSONCall(g) {
 		b.srv.ServeHTTP(resp, g)
 		resp.finish()

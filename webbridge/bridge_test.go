@@ -725,3 +725,93 @@ func TestGRPCFallback(t *testing.T) {
 		}
 	}
 }
+
+// TestMalformedText: a grpc-web-text body that is not base64 is the
+// client's mistake: it is answered INVALID_ARGUMENT saying so, not
+// UNAVAILABLE as if the backend were down, whether the bad bytes come
+// first or after a well-formed message.
+func TestMalformedText(t *testing.T) {
+	backend := rawBackend(t, func(_ any, ss grpc.ServerStream) error {
+		for {
+			var b []byte
+			if err := ss.RecvMsg(&b); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+		}
+	})
+	b := startBridge(t, backend, bridgeConfig{})
+	c := h1Client(nil)
+	defer closeClient(c)
+	for name, body := range map[string]string{
+		"garbage":            "!!!! not base64 ****",
+		"after a message":    base64.StdEncoding.EncodeToString(dataFrame([]byte("a"))) + "%%%%",
+		"cut in a quadruple": "AAAAAAFh" + "AA",
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := post(t, c, b.url+"/test.Sink/Take", "application/grpc-web-text", strings.NewReader(body), nil)
+			_, tr, err := newFrameReader(resp.Body, true).all()
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			msg := tr.Get("grpc-message")
+			if msg == "" {
+				msg = resp.Header.Get("Grpc-Message")
+			}
+			if got := grpcStatus(resp, tr); resp.StatusCode != http.StatusOK || got != "3" || !strings.Contains(msg, "base64") {
+				t.Errorf("HTTP %d, grpc-status %q (want 3, INVALID_ARGUMENT), grpc-message %q (want it to name the base64)", resp.StatusCode, got, msg)
+			}
+		})
+	}
+}
+
+// TestRecordedContentType: a gRPC-Web call is recorded with the content
+// type the browser sent in its request headers, as 'show' lists them, while
+// the backend still gets application/grpc (the recorded ContentType says
+// which, as the messages' format).
+func TestRecordedContentType(t *testing.T) {
+	backend := rawBackend(t, func(_ any, ss grpc.ServerStream) error {
+		md, _ := metadata.FromIncomingContext(ss.Context())
+		if err := ss.SendHeader(metadata.Pairs("x-backend-content-type", strings.Join(md.Get("content-type"), ","))); err != nil {
+			return err
+		}
+		var b []byte
+		for ss.RecvMsg(&b) == nil {
+		}
+		return nil
+	})
+	b := startBridge(t, backend, bridgeConfig{})
+	for _, v := range variants {
+		if strings.HasSuffix(v.contentType, "+json") {
+			continue // JSON is transcoded only with a schema; TestJSON covers it
+		}
+		t.Run(v.name, func(t *testing.T) {
+			c := v.client(nil)
+			defer closeClient(c)
+			resp := post(t, c, b.url+"/test.Sink/Take", v.contentType, encodeBody(v, dataFrame([]byte("x"))), nil)
+			if _, _, err := newFrameReader(resp.Body, v.text).all(); err != nil {
+				t.Fatal(err)
+			}
+			wantBackend := strings.Replace(strings.Replace(v.contentType, "-web-text", "", 1), "-web", "", 1)
+			if got := resp.Header.Get("X-Backend-Content-Type"); got != wantBackend {
+				t.Errorf("the backend got content-type %q, want %q", got, wantBackend)
+			}
+		})
+	}
+	calls := b.obs.snapshot()
+	i := 0
+	for _, v := range variants {
+		if strings.HasSuffix(v.contentType, "+json") {
+			continue
+		}
+		if i >= len(calls) {
+			t.Fatalf("%d calls recorded", len(calls))
+		}
+		if got := calls[i].start.Header.Get("content-type"); len(got) != 1 || got[0] != v.contentType {
+			t.Errorf("%s: recorded request header content-type %q, want the client's %q", v.name, got, v.contentType)
+		}
+		i++
+	}
+}

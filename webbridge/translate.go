@@ -7,9 +7,12 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/codes"
 )
 
 // Content types (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md).
@@ -22,15 +25,19 @@ const (
 // grpcRequest turns a gRPC-Web request into the gRPC request grpc-go's
 // ServeHTTP expects: HTTP/2, content-type application/grpc[+sub], the body
 // decoded from base64 for the text protocol, no content-length.
-// The request is the bridge's own: its Header is changed in place.
-func grpcRequest(r *http.Request, text bool) *http.Request {
+// The request is the bridge's own: its Header is changed in place. A text
+// body that is not base64 reads as an error, and badText is called first
+// (nil: not told).
+func grpcRequest(r *http.Request, text bool, badText func()) *http.Request {
 	g := r.WithContext(r.Context()) // shallow: only fields set below differ
 	g.ProtoMajor, g.ProtoMinor, g.Proto = 2, 0, "HTTP/2.0"
 	ct := strings.ToLower(r.Header.Get("Content-Type"))
 	web := ctGRPCWeb
 	if text {
 		web = ctGRPCWebText
-		g.Body = &readCloser{Reader: newPaddedBase64Decoder(r.Body), Closer: r.Body}
+		dec := newPaddedBase64Decoder(r.Body)
+		dec.onBad = badText
+		g.Body = &readCloser{Reader: dec, Closer: r.Body}
 	}
 	g.Header.Set("Content-Type", ctGRPC+strings.TrimPrefix(ct, web))
 	g.Header.Del("Content-Length")
@@ -52,6 +59,8 @@ type paddedBase64Decoder struct {
 	quad [4]byte
 	out  [3]byte
 	pend []byte // decoded, not yet returned
+	// onBad, when set, is called once the body turns out not to be base64.
+	onBad func()
 }
 
 func newPaddedBase64Decoder(r io.Reader) *paddedBase64Decoder {
@@ -67,6 +76,15 @@ func NewTextReader(r io.Reader) io.Reader { return newPaddedBase64Decoder(r) }
 var errBase64 = errors.New("grpc-web-text: malformed base64 body")
 
 func (d *paddedBase64Decoder) Read(p []byte) (int, error) {
+	n, err := d.read(p)
+	if err == errBase64 && d.onBad != nil {
+		d.onBad()
+		d.onBad = nil
+	}
+	return n, err
+}
+
+func (d *paddedBase64Decoder) read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
 		if len(d.pend) > 0 {
@@ -138,6 +156,7 @@ type webResponse struct {
 	timer   *time.Timer
 	done    bool  // finish ran: the handler is over, w is off limits
 	err     error // first write error
+	badText bool  // the request body was not base64
 }
 
 func newWebResponse(w http.ResponseWriter, text bool) *webResponse {
@@ -149,6 +168,27 @@ func newWebResponse(w http.ResponseWriter, text bool) *webResponse {
 }
 
 func (r *webResponse) Header() http.Header { return r.hdr }
+
+// malformedText notes that the client's grpc-web-text body is not base64.
+// grpc-go reports a failed body read as UNAVAILABLE, as if the backend
+// were gone; finish answers INVALID_ARGUMENT instead, which is the
+// client's to fix. It may be called from grpc-go's body reader.
+func (r *webResponse) malformedText() {
+	r.mu.Lock()
+	r.badText = true
+	r.mu.Unlock()
+}
+
+// blameBody replaces the status grpc-go wrote with INVALID_ARGUMENT for a
+// malformed text body.
+func (r *webResponse) blameBody() {
+	for _, k := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"} {
+		r.hdr.Del(k)
+		r.hdr.Del(http.TrailerPrefix + k)
+	}
+	r.hdr.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(int(codes.InvalidArgument)))
+	r.hdr.Set(http.TrailerPrefix+"Grpc-Message", "grpctap: "+errBase64.Error()+" (grpc-web-text bodies are standard base64, padded pieces allowed)")
+}
 
 func (r *webResponse) WriteHeader(code int) {
 	r.mu.Lock()
@@ -274,6 +314,9 @@ func (r *webResponse) finish() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.done = true
+	if r.badText {
+		r.blameBody()
+	}
 	if r.timer != nil {
 		r.timer.Stop() // a callback already running sees done and leaves
 	}

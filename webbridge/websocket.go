@@ -72,11 +72,11 @@ func (b *Bridge) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	}
 
 	body, bodyW := io.Pipe()
-	req := r.Clone(proxy.WithProtocol(ctx, proxy.ProtocolGRPCWeb))
+	req := r.Clone(proxy.WithClientContentType(proxy.WithProtocol(ctx, proxy.ProtocolGRPCWeb), hdr.Get("Content-Type")))
 	req.Method = http.MethodPost
 	req.Header = hdr
 	req.Body = body
-	req = grpcRequest(req, false)
+	req = grpcRequest(req, false, nil)
 
 	// The reader feeds the request body and notices the client going away.
 	readerDone := make(chan struct{})

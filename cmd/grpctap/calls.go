@@ -40,14 +40,18 @@ func (f *filterFlags) register(fs *pflag.FlagSet, defaultLimit int) {
 	fs.StringVar(&f.method, "method", "", "only methods matching this glob (e.g. '/pkg.Svc/*', '*Watch*')")
 	fs.StringVar(&f.status, "status", "", "only calls that ended with this status: a number or a name in any case (5, not_found, NotFound)")
 	fs.StringVar(&f.protocol, "protocol", "", "only calls that came in with this protocol: "+strings.Join(protocols, ", "))
-	fs.StringVar(&f.text, "text", "", "only calls with this text in their method, backend, peer, headers, trailers or status message (any case), or in a message body as sent (as the inspector's search)")
+	fs.StringVar(&f.text, "text", "", "only calls with this text in their method, backend, peer, headers, trailers or status message (any case), or in a message body as sent (as the inspector's search); at most 1000 characters")
 	fs.DurationVar(&f.since, "since", 0, "only calls started within this long (e.g. 10m)")
 	fs.IntVar(&f.limit, "limit", defaultLimit, "at most the newest N calls (0: all)")
 }
 
 // checkGlob reports a pattern SQLite's GLOB would take without complaint
-// and match nothing with: a '[' that opens a set never closed.
+// and match nothing with: a '[' that opens a set never closed; and one
+// longer than store.MaxPatternLen, which SQLite may refuse.
 func checkGlob(flag, pattern string) error {
+	if err := store.CheckPatternLen(flag, pattern); err != nil {
+		return err
+	}
 	for i := 0; i < len(pattern); i++ {
 		if pattern[i] != '[' {
 			continue
@@ -74,6 +78,9 @@ func (f *filterFlags) filter() (store.Filter, error) {
 		return flt, fmt.Errorf("--limit must not be negative")
 	}
 	if err := checkGlob("--method", f.method); err != nil {
+		return flt, err
+	}
+	if err := store.CheckPatternLen("--text", f.text); err != nil {
 		return flt, err
 	}
 	if f.protocol != "" && !slices.Contains(protocols, f.protocol) {

@@ -107,8 +107,8 @@ func printCall(w io.Writer, dc capture.DecodedCall) {
 	} else {
 		fmt.Fprintln(w, "  state      open (still running)")
 	}
-	fmt.Fprintf(w, "  messages   %d request (%s), %d response (%s)\n", c.RequestCount, formatBytes(c.RequestBytes),
-		c.ResponseCount, formatBytes(c.ResponseBytes))
+	fmt.Fprintf(w, "  messages   %s (%s), %s (%s)\n", plural(c.RequestCount, "request"), formatBytes(c.RequestBytes),
+		plural(c.ResponseCount, "response"), formatBytes(c.ResponseBytes))
 	if c.DroppedEvents > 0 {
 		fmt.Fprintf(w, "  INCOMPLETE %d events of this call were dropped while recording\n", c.DroppedEvents)
 	}
@@ -139,6 +139,9 @@ func printCall(w io.Writer, dc capture.DecodedCall) {
 		}
 		if m.DecodeError != "" {
 			fmt.Fprintf(w, "  (decode error: %s)\n", m.DecodeError)
+		}
+		if printSchemaless(w, m) {
+			continue
 		}
 		raw := m.Raw
 		if len(raw) > showBytes {
