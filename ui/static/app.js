@@ -1,8 +1,9 @@
 // grpctap web inspector: a small hand-written single-page app. Views are
 // chosen by the URL hash: #/traffic[?method=…&since=…], #/call/ID,
-// #/composer[?method=…&from=ID].
+// #/overview[?since=…], #/composer[?method=…&from=ID].
 import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump, readOnlyNote, blocked } from './lib.js';
 import { renderComposer } from './composer.js';
+import { renderOverview } from './overview.js';
 
 const view = document.getElementById('view');
 const state = {
@@ -28,12 +29,13 @@ function route() {
   const hash = location.hash || '#/traffic';
   const [path, query] = hash.slice(1).split('?');
   const params = new URLSearchParams(query || '');
-  document.getElementById('nav-traffic').classList.toggle('active', !path.startsWith('/composer'));
-  document.getElementById('nav-composer').classList.toggle('active', path.startsWith('/composer'));
+  const section = ['/composer', '/overview'].find(p => path.startsWith(p)) || '/traffic';
+  for (const p of ['/traffic', '/overview', '/composer']) document.getElementById('nav-' + p.slice(1)).classList.toggle('active', p === section);
   state.rows.clear();
   let m;
   if ((m = path.match(/^\/call\/(\d+)$/))) return renderCall(+m[1]);
   if (path.startsWith('/composer')) return renderComposer(view, params, state.info);
+  if (path.startsWith('/overview')) { trafficEl = null; return renderOverview(view, params, state.info); }
   if (query) { for (const k of Object.keys(state.filters)) state.filters[k] = params.get(k) || ''; resetPaging(); }
   history.replaceState(null, '', trafficHash());
   return renderTraffic();
@@ -364,6 +366,7 @@ addEventListener('keydown', e => {
     gPending = false;
     if (e.key === 't') location.hash = '#/traffic';
     if (e.key === 'c') location.hash = '#/composer';
+    if (e.key === 'o') location.hash = '#/overview';
     return;
   }
   switch (e.key) {
