@@ -1,7 +1,9 @@
 // grpctap web inspector: a small hand-written single-page app. Views are
-// chosen by the URL hash: #/traffic, #/call/ID, #/composer[?method=…&from=ID].
+// chosen by the URL hash: #/traffic[?method=…&since=…], #/call/ID,
+// #/overview[?since=…], #/composer[?method=…&from=ID].
 import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump, readOnlyNote, blocked } from './lib.js';
 import { renderComposer } from './composer.js';
+import { renderOverview } from './overview.js';
 
 const view = document.getElementById('view');
 const state = {
@@ -27,12 +29,15 @@ function route() {
   const hash = location.hash || '#/traffic';
   const [path, query] = hash.slice(1).split('?');
   const params = new URLSearchParams(query || '');
-  document.getElementById('nav-traffic').classList.toggle('active', !path.startsWith('/composer'));
-  document.getElementById('nav-composer').classList.toggle('active', path.startsWith('/composer'));
+  const section = ['/composer', '/overview'].find(p => path.startsWith(p)) || '/traffic';
+  for (const p of ['/traffic', '/overview', '/composer']) document.getElementById('nav-' + p.slice(1)).classList.toggle('active', p === section);
   state.rows.clear();
   let m;
   if ((m = path.match(/^\/call\/(\d+)$/))) return renderCall(+m[1]);
   if (path.startsWith('/composer')) return renderComposer(view, params, state.info);
+  if (path.startsWith('/overview')) { trafficEl = null; return renderOverview(view, params, state.info); }
+  if (query) { for (const k of Object.keys(state.filters)) state.filters[k] = params.get(k) || ''; resetPaging(); }
+  history.replaceState(null, '', trafficHash());
   return renderTraffic();
 }
 addEventListener('hashchange', route);
@@ -75,8 +80,8 @@ function callRow(c, i) {
 let trafficEl = null;
 function renderTraffic() {
   const f = state.filters;
-  const input = (key, attrs) => h('input', { ...attrs, value: f[key], oninput: debounce(e => { f[key] = e.target.value.trim(); resetPaging(); loadPage(); }, 250) });
-  const select = (key, label, opts) => h('select', { 'aria-label': label, onchange: e => { f[key] = e.target.value; resetPaging(); loadPage(); } },
+  const input = (key, attrs) => h('input', { ...attrs, value: f[key], oninput: debounce(e => { f[key] = e.target.value.trim(); filtersChanged(); }, 250) });
+  const select = (key, label, opts) => h('select', { 'aria-label': label, onchange: e => { f[key] = e.target.value; filtersChanged(); } },
     ...opts.map(([v, t]) => h('option', { value: v, selected: f[key] === v }, t)));
   const codes = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
     'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
@@ -87,7 +92,7 @@ function renderTraffic() {
       select('status', 'Status', [['', 'Any status'], ...codes.map(c => [c, c])]),
       select('protocol', 'Protocol', [['', 'Any protocol'], ['grpc', 'gRPC'], ['grpc-web', 'gRPC-Web'], ['grpc-web-text', 'gRPC-Web text']]),
       select('state', 'State', [['', 'Open and closed'], ['open', 'Open (live)'], ['closed', 'Closed']]),
-      select('since', 'Since', [['', 'Any time'], ['5m', 'Last 5 min'], ['1h', 'Last hour'], ['24h', 'Last day']])),
+      select('since', 'Since', [['', 'Any time'], ['5m', 'Last 5 min'], ['15m', 'Last 15 min'], ['1h', 'Last hour'], ['24h', 'Last day']])),
     h('div', { class: 'pager', id: 'pager' }),
     h('table', { class: 'calls', id: 'calls' },
       h('thead', {}, h('tr', {}, h('th', { class: 'num c-id' }, '#'), h('th', { class: 'c-time' }, 'Time'), h('th', {}, 'Method'), h('th', { class: 'h-rpc' }, 'Kind'),
@@ -99,6 +104,17 @@ function renderTraffic() {
 }
 
 function resetPaging() { state.cursors = [0]; state.sel = -1; state.newCalls = 0; }
+// The URL keeps the traffic's filters (#/traffic?method=…, as the
+// overview links to it).
+function trafficHash() {
+  const q = String(new URLSearchParams(Object.entries(state.filters).filter(([, v]) => v)));
+  return '#/traffic' + (q ? '?' + q : '');
+}
+function filtersChanged() {
+  history.replaceState(null, '', trafficHash());
+  resetPaging();
+  loadPage();
+}
 
 let loading = false, reloadAgain = false;
 async function loadPage() {
@@ -350,6 +366,7 @@ addEventListener('keydown', e => {
     gPending = false;
     if (e.key === 't') location.hash = '#/traffic';
     if (e.key === 'c') location.hash = '#/composer';
+    if (e.key === 'o') location.hash = '#/overview';
     return;
   }
   switch (e.key) {
