@@ -361,15 +361,7 @@ func (s *Store) batchMessages(ctx context.Context, callID int64, out *[]Message)
 // DroppedEvents returns how many events the recorder could not store over
 // the capture's life.
 func (s *Store) DroppedEvents(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.rdb.QueryRowContext(ctx, "SELECT value FROM counters WHERE name = 'dropped_events'").Scan(&n)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("dropped events: %w: the counters row is missing", ErrCorrupt)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("dropped events: %w", damaged(err))
-	}
-	return n, nil
+	return s.counter(ctx, "dropped_events")
 }
 
 // SkippedCalls returns how many calls the recorder left out of the capture
@@ -379,13 +371,19 @@ func (s *Store) SkippedCalls(ctx context.Context) (int64, error) {
 	if s.version < 2 {
 		return 0, nil
 	}
+	return s.counter(ctx, "skipped_calls")
+}
+
+// counter reads a row of the counters table; a missing row means the
+// capture is damaged.
+func (s *Store) counter(ctx context.Context, name string) (int64, error) {
 	var n int64
-	err := s.rdb.QueryRowContext(ctx, "SELECT value FROM counters WHERE name = 'skipped_calls'").Scan(&n)
+	err := s.rdb.QueryRowContext(ctx, "SELECT value FROM counters WHERE name = ?", name).Scan(&n)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("skipped calls: %w: the counters row is missing", ErrCorrupt)
+		return 0, fmt.Errorf("%s: %w: the counters row is missing", name, ErrCorrupt)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("skipped calls: %w", damaged(err))
+		return 0, fmt.Errorf("%s: %w", name, damaged(err))
 	}
 	return n, nil
 }
