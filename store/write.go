@@ -282,6 +282,9 @@ type segWrite struct {
 
 func (w *writer) writeBatch(events []Event) (err error) {
 	dropped, skipped := w.fold(events)
+	// When the batch is done its events are the caller's again: keep no
+	// pointers into them (their bodies may be the proxy's buffers).
+	defer w.forget()
 	if _, err := w.run("BEGIN IMMEDIATE", nil); err != nil {
 		return err
 	}
@@ -447,6 +450,15 @@ func (w *writer) writeBatch(events []Event) (err error) {
 		}
 	}
 	return nil
+}
+
+// forget drops the folds' pointers to the batch's events.
+func (w *writer) forget() {
+	for i := range w.folds {
+		clear(w.folds[i].msgs)
+		w.folds[i] = callFold{msgs: w.folds[i].msgs[:0]}
+	}
+	w.folds = w.folds[:0]
 }
 
 func containsString(list []string, s string) bool {
