@@ -1,17 +1,21 @@
 // Command webbench compares gRPC-Web unary throughput of grpctap's bridge
 // (the real 'grpctap proxy --web' binary, recording to SQLite) with
-// improbable-eng's grpcwebproxy v0.15.0, in one run, on loopback.
+// improbable-eng's grpc-web v0.15.0, in one run, on loopback.
 //
 //	go run ./bench/webbench [-n 20000] [-c 32] [-rounds 3]
 //
 // It starts the demo backend in-process, builds grpctap from this module
-// and installs grpcwebproxy@v0.15.0 into a temporary GOBIN (or takes
-// -grpcwebproxy PATH; without either the comparison is skipped with a
-// message), starts both in front of the same backend and sends the same
-// load to each, alternating, over HTTP/1.1 (plaintext) and HTTP/2 (TLS,
-// since grpcwebproxy speaks HTTP/2 only over TLS), plus h2c for grpctap
-// alone. It prints the median over the rounds of throughput, p50 and p99,
-// and the ratio grpctap/grpcwebproxy.
+// and starts it in front of that backend. The baseline, named grpcwebproxy
+// in the output, is what improbable's grpcwebproxy serves:
+// grpcweb.WrapServer around a grpc.Server whose unknown-service handler is
+// mwitkow/grpc-proxy's transparent handler, both from this module's go.mod.
+// It is built into webbench, which re-executes itself ('webbench
+// -serve-baseline ...', see baseline.go) so that the baseline runs in a
+// process of its own, as grpctap does. Both get the same load, alternating,
+// over HTTP/1.1 (plaintext) and HTTP/2 (TLS, since grpcwebproxy speaks
+// HTTP/2 only over TLS), plus h2c for grpctap alone. It prints the median
+// over the rounds of throughput, p50 and p99, and the ratio
+// grpctap/grpcwebproxy.
 package main
 
 import (
@@ -52,18 +56,23 @@ type config struct {
 	n, c, rounds int
 	size         int
 	timeout      time.Duration
-	gwp          string
 	noRecord     bool
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == serveBaselineArg {
+		if err := runBaseline(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "webbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var cfg config
 	flag.IntVar(&cfg.n, "n", 20000, "requests per measurement")
 	flag.IntVar(&cfg.c, "c", 32, "concurrent requests")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "measurements per target and transport (the median is reported)")
 	flag.IntVar(&cfg.size, "size", 128, "request message size in bytes")
 	flag.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "bound on the whole run")
-	flag.StringVar(&cfg.gwp, "grpcwebproxy", "", "grpcwebproxy binary (default: go install github.com/improbable-eng/grpc-web/go/grpcwebproxy@v0.15.0 into a temp GOBIN)")
 	flag.BoolVar(&cfg.noRecord, "no-record-too", false, "also measure grpctap with --no-record, to show what recording costs")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
@@ -162,33 +171,22 @@ func run(ctx context.Context, cfg config) error {
 		}}
 	}
 
-	gwpBin := cfg.gwp
-	if gwpBin == "" {
-		fmt.Println("installing grpcwebproxy@v0.15.0 ...")
-		gobin := filepath.Join(tmp, "bin")
-		inst := exec.CommandContext(ctx, "go", "install", "github.com/improbable-eng/grpc-web/go/grpcwebproxy@v0.15.0")
-		inst.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=-mod=mod")
-		inst.Dir = tmp // outside this module: its go.mod stays as it is
-		if out, err := inst.CombinedOutput(); err != nil {
-			fmt.Printf("SKIPPING grpcwebproxy: it did not build (%v):\n%s\n", err, out)
-		} else {
-			gwpBin = filepath.Join(gobin, "grpcwebproxy")
-		}
+	// The baseline: grpcwebproxy's server (grpcweb.WrapServer around
+	// grpc-proxy), built into this binary and run as a process of its own,
+	// as grpctap is, with the flags webbench gave grpcwebproxy.
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find webbench's own binary for the baseline: %w", err)
 	}
-	if gwpBin != "" {
-		h1, tlsPort := freePort(), freePort()
-		_, h1p, _ := net.SplitHostPort(h1)
-		_, tlsp, _ := net.SplitHostPort(tlsPort)
-		if err := start(gwpBin, "--backend_addr", backend.Addr(), "--server_bind_address", "127.0.0.1",
-			"--run_tls_server=true", "--server_http_debug_port", h1p, "--server_http_tls_port", tlsp,
-			"--server_tls_cert_file", certFile, "--server_tls_key_file", keyFile,
-			"--allow_all_origins", "--backend_max_call_recv_msg_size", "67108864"); err != nil {
-			return err
-		}
-		targets = append(targets, &target{name: "grpcwebproxy", urls: map[string]string{
-			"http/1.1": "http://" + h1, "h2 (TLS)": "https://" + tlsPort,
-		}})
+	gwpH1, gwpTLS := freePort(), freePort()
+	life := cfg.timeout + time.Minute // outlives the run, not an orphaned parent
+	if err := start(self, serveBaselineArg, "-http", gwpH1, "-tls", gwpTLS, "-backend", backend.Addr(),
+		"-tls-cert", certFile, "-tls-key", keyFile, "-max-life", life.String()); err != nil {
+		return fmt.Errorf("start the baseline: %w", err)
 	}
+	targets = append(targets, &target{name: "grpcwebproxy", urls: map[string]string{
+		"http/1.1": "http://" + gwpH1, "h2 (TLS)": "https://" + gwpTLS,
+	}})
 	targets = append(targets, tap)
 	if tapNoRec != nil {
 		targets = append(targets, tapNoRec)
