@@ -180,6 +180,33 @@ func WithClientContentType(ctx context.Context, contentType string) context.Cont
 	return context.WithValue(ctx, clientContentTypeKey{}, contentType)
 }
 
+type requestFailureKey struct{}
+
+// WithRequestFailure marks a request context with a function that says why
+// reading the client's request failed, for a bridge that knows better than
+// grpc-go: through ServeHTTP, grpc-go reports any failed read of the
+// request body as UNAVAILABLE, and no typed error survives its RecvMsg.
+// When reading the client fails, the proxy calls f; an error carrying a
+// gRPC status (what the bridge answers the client) becomes the call's
+// status for observers in place of grpc-go's, and nil leaves grpc-go's.
+// Forwarding is the same either way: the backend leg is cancelled.
+func WithRequestFailure(ctx context.Context, f func() error) context.Context {
+	return context.WithValue(ctx, requestFailureKey{}, f)
+}
+
+// requestFailure is the reason for err, a failed read of the client's
+// request: the one WithRequestFailure's function gives, or err itself.
+func requestFailure(ctx context.Context, err error) error {
+	if f, ok := ctx.Value(requestFailureKey{}).(func() error); ok {
+		if why := f(); why != nil {
+			if _, ok := status.FromError(why); ok {
+				return why
+			}
+		}
+	}
+	return err
+}
+
 // bidi is the widest stream shape; the proxy need not know a method's real one.
 var bidi = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 
@@ -344,7 +371,7 @@ func (p *Proxy) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, c *c
 				_ = cs.CloseSend()
 				return
 			}
-			c.setRequestError(err)
+			c.setRequestError(requestFailure(ss.Context(), err))
 			cancel()
 			return
 		}

@@ -287,6 +287,9 @@ func stripHopByHop(h http.Header) {
 func (b *Bridge) serveWeb(w http.ResponseWriter, r *http.Request, text bool) {
 	resp := newWebResponse(w, text)
 	g := grpcRequest(r, text, resp.malformedText)
+	if text {
+		g = g.WithContext(proxy.WithRequestFailure(g.Context(), resp.requestFailure))
+	}
 	if !isJSONCall(g) {
 		b.srv.ServeHTTP(resp, g)
 		resp.finish()

@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -30,6 +31,8 @@ import (
 
 	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/store"
 	"github.com/grpctap/grpctap/webbridge"
 )
 
@@ -729,8 +732,26 @@ func TestGRPCFallback(t *testing.T) {
 // TestMalformedText: a grpc-web-text body that is not base64 is the
 // client's mistake: it is answered INVALID_ARGUMENT saying so, not
 // UNAVAILABLE as if the backend were down, whether the bad bytes come
-// first or after a well-formed message.
+// first or after a well-formed message. The capture (a real recorder and
+// store) records the call with the status and message the client got.
 func TestMalformedText(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "cap.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := recorder.New(ctx, st, recorder.Options{Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the bridge's own cleanup, which is registered later
+		if err := rec.Close(ctx); err != nil {
+			t.Errorf("close recorder: %v", err)
+		}
+		if err := st.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
 	backend := rawBackend(t, func(_ any, ss grpc.ServerStream) error {
 		for {
 			var b []byte
@@ -742,16 +763,16 @@ func TestMalformedText(t *testing.T) {
 			}
 		}
 	})
-	b := startBridge(t, backend, bridgeConfig{})
+	b := startBridge(t, backend, bridgeConfig{observer: rec})
 	c := h1Client(nil)
 	defer closeClient(c)
-	for name, body := range map[string]string{
-		"garbage":            "!!!! not base64 ****",
-		"after a message":    base64.StdEncoding.EncodeToString(dataFrame([]byte("a"))) + "%%%%",
-		"cut in a quadruple": "AAAAAAFh" + "AA",
+	for _, tc := range []struct{ name, body string }{
+		{"garbage", "!!!! not base64 ****"},
+		{"after a message", base64.StdEncoding.EncodeToString(dataFrame([]byte("a"))) + "%%%%"},
+		{"cut in a quadruple", "AAAAAAFh" + "AA"},
 	} {
-		t.Run(name, func(t *testing.T) {
-			resp := post(t, c, b.url+"/test.Sink/Take", "application/grpc-web-text", strings.NewReader(body), nil)
+		t.Run(tc.name, func(t *testing.T) {
+			resp := post(t, c, b.url+"/test.Sink/Take", "application/grpc-web-text", strings.NewReader(tc.body), nil)
 			_, tr, err := newFrameReader(resp.Body, true).all()
 			if err != nil {
 				t.Fatalf("reading the answer: %v", err)
@@ -762,6 +783,20 @@ func TestMalformedText(t *testing.T) {
 			}
 			if got := grpcStatus(resp, tr); resp.StatusCode != http.StatusOK || got != "3" || !strings.Contains(msg, "base64") {
 				t.Errorf("HTTP %d, grpc-status %q (want 3, INVALID_ARGUMENT), grpc-message %q (want it to name the base64)", resp.StatusCode, got, msg)
+			}
+
+			// The proxy ended the call before the answer was written, so
+			// Flush finds its end queued.
+			if err := rec.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			calls, err := st.ListCalls(ctx, store.Filter{})
+			if err != nil || len(calls) == 0 {
+				t.Fatalf("recorded calls: %d, %v", len(calls), err)
+			}
+			got := calls[len(calls)-1] // in id order: this subtest's call is the last
+			if got.Status == nil || got.Status.Name != "INVALID_ARGUMENT" || got.Status.Message != msg {
+				t.Errorf("recorded status %+v, want INVALID_ARGUMENT with the message the client got, %q", got.Status, msg)
 			}
 		})
 	}

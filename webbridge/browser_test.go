@@ -25,7 +25,9 @@ const chromiumPath = "/usr/bin/chromium"
 // connect-web (binary and JSON) and the official grpc-web client (text):
 // CORS preflights with custom headers, exposed response headers, an error
 // keeping its headers, server streaming arriving tick by tick, a deadline,
-// and a second bridge that refuses the page's origin.
+// and a second bridge that refuses the page's origin. The JSON calls must
+// arrive as application/grpc-web+json and reach the protobuf-only demo
+// backend as protobuf (the bridge learned its schema by reflection).
 func TestBrowser(t *testing.T) {
 	requireNode(t)
 	_, err := os.Stat(chromiumPath)
@@ -119,10 +121,18 @@ func TestBrowser(t *testing.T) {
 	if n := len(refusing.obs.snapshot()); n != 0 {
 		t.Errorf("the refusing bridge forwarded %d calls", n)
 	}
-	text := 0
+	text, jsonCalls := 0, 0
 	for _, c := range b.obs.snapshot() {
 		if c.start.Protocol == proxy.ProtocolGRPCWebText {
 			text++
+		}
+		if ct := c.start.Header.Get("content-type"); len(ct) == 1 && ct[0] == "application/grpc-web+json" {
+			// connect-web's JSON mode really sent JSON, and the backend
+			// got the protobuf the bridge made of it.
+			jsonCalls++
+			if c.start.ContentType != "application/grpc" {
+				t.Errorf("%s: a JSON call from the browser was forwarded as %q, want application/grpc", c.start.Method, c.start.ContentType)
+			}
 		}
 		if c.start.Header.Get("origin") == nil || c.start.Header.Get("origin")[0] != pageOrigin {
 			t.Errorf("%s: recorded origin %q", c.start.Method, c.start.Header.Get("origin"))
@@ -130,5 +140,8 @@ func TestBrowser(t *testing.T) {
 	}
 	if text != 2 {
 		t.Errorf("%d calls recorded as grpc-web-text, want 2", text)
+	}
+	if jsonCalls != 4 {
+		t.Errorf("%d calls recorded with content-type application/grpc-web+json, want the 4 connect-web-json cases", jsonCalls)
 	}
 }

@@ -62,7 +62,8 @@ type bridge struct {
 type bridgeConfig struct {
 	opts      webbridge.Options
 	tls       *tls.Config
-	noSchemas bool // startDemoBridge: no Schemas, every JSON call forwarded as is
+	noSchemas bool           // startDemoBridge: no Schemas, every JSON call forwarded as is
+	observer  proxy.Observer // startBridge: also sees every call (a real recorder)
 }
 
 // reflectionSchemas returns Schemas learned from backend by server
@@ -85,7 +86,11 @@ func reflectionSchemas(t testing.TB, backend string) webbridge.Schemas {
 func startBridge(t testing.TB, backend string, cfg bridgeConfig) *bridge {
 	t.Helper()
 	obs := &recordingObserver{}
-	p, err := proxy.New(proxy.Options{Backend: backend, Observer: obs, Logger: quietLog})
+	var seen proxy.Observer = obs
+	if cfg.observer != nil {
+		seen = proxy.Tee(obs, cfg.observer)
+	}
+	p, err := proxy.New(proxy.Options{Backend: backend, Observer: seen, Logger: quietLog})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Content types (https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md).
@@ -179,6 +180,23 @@ func (r *webResponse) malformedText() {
 	r.mu.Unlock()
 }
 
+// badTextMessage is the grpc-message of the answer to a malformed text body.
+var badTextMessage = "grpctap: " + errBase64.Error() + " (grpc-web-text bodies are standard base64, padded pieces allowed)"
+
+// requestFailure is the status the client is answered with when its text
+// body was not base64, nil otherwise. The proxy asks it (through
+// proxy.WithRequestFailure) once reading the body failed, so that the
+// capture records the call as the client saw it end.
+func (r *webResponse) requestFailure() error {
+	r.mu.Lock()
+	bad := r.badText
+	r.mu.Unlock()
+	if !bad {
+		return nil
+	}
+	return status.Error(codes.InvalidArgument, badTextMessage)
+}
+
 // blameBody replaces the status grpc-go wrote with INVALID_ARGUMENT for a
 // malformed text body.
 func (r *webResponse) blameBody() {
@@ -187,7 +205,7 @@ func (r *webResponse) blameBody() {
 		r.hdr.Del(http.TrailerPrefix + k)
 	}
 	r.hdr.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(int(codes.InvalidArgument)))
-	r.hdr.Set(http.TrailerPrefix+"Grpc-Message", "grpctap: "+errBase64.Error()+" (grpc-web-text bodies are standard base64, padded pieces allowed)")
+	r.hdr.Set(http.TrailerPrefix+"Grpc-Message", badTextMessage)
 }
 
 func (r *webResponse) WriteHeader(code int) {
