@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 )
 
@@ -47,17 +47,7 @@ func (c bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
 func (c bytesCodec) Name() string { return c.name }
 
 // startServer serves srv on a fresh loopback port until the test ends.
-func startServer(t testing.TB, srv *grpc.Server) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-	return lis.Addr().String()
-}
+func startServer(t testing.TB, srv *grpc.Server) string { return stubserver.Serve(t, srv) }
 
 // rawBackend starts a backend whose every method is handled by h.
 func rawBackend(t testing.TB, h grpc.StreamHandler, opts ...grpc.ServerOption) string {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/syncbuf"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
@@ -378,17 +379,7 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 func (rawCodec) Name() string { return "grpctap-test-raw" }
 
-func serve(t *testing.T, srv *grpc.Server) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-	return lis.Addr().String()
-}
+func serve(t *testing.T, srv *grpc.Server) string { return stubserver.Serve(t, srv) }
 
 // backend answers by method: Unary, Client (sums), Server (4 replies),
 // Bidi (echo), Fail (headers, then FAILED_PRECONDITION with details).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/grpctap/grpctap/internal/rawcodec"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
@@ -64,15 +64,7 @@ func (s *slowBidi) handle(_ any, ss grpc.ServerStream) error {
 
 func serveRaw(t *testing.T, h grpc.StreamHandler) string {
 	t.Helper()
-	srv := grpc.NewServer(grpc.UnknownServiceHandler(h), grpc.ForceServerCodecV2(rawcodec.Codec{}))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-	return lis.Addr().String()
+	return stubserver.Serve(t, grpc.NewServer(grpc.UnknownServiceHandler(h), grpc.ForceServerCodecV2(rawcodec.Codec{})))
 }
 
 type endCounter struct {

@@ -785,16 +785,24 @@ func TestMalformedText(t *testing.T) {
 				t.Errorf("HTTP %d, grpc-status %q (want 3, INVALID_ARGUMENT), grpc-message %q (want it to name the base64)", resp.StatusCode, got, msg)
 			}
 
-			// The proxy ended the call before the answer was written, so
-			// Flush finds its end queued.
-			if err := rec.Flush(ctx); err != nil {
-				t.Fatal(err)
+			// The answer can reach the client before the proxy's handler
+			// has returned and the observer has seen the call end: wait
+			// (at most 10 s) until the recorded call is closed.
+			var got store.Call
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				if err := rec.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+				calls, err := st.ListCalls(ctx, store.Filter{})
+				if err != nil || len(calls) == 0 {
+					t.Fatalf("recorded calls: %d, %v", len(calls), err)
+				}
+				got = calls[len(calls)-1] // in id order: this subtest's call is the last
+				if got.Status != nil || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
-			calls, err := st.ListCalls(ctx, store.Filter{})
-			if err != nil || len(calls) == 0 {
-				t.Fatalf("recorded calls: %d, %v", len(calls), err)
-			}
-			got := calls[len(calls)-1] // in id order: this subtest's call is the last
 			if got.Status == nil || got.Status.Name != "INVALID_ARGUMENT" || got.Status.Message != msg {
 				t.Errorf("recorded status %+v, want INVALID_ARGUMENT with the message the client got, %q", got.Status, msg)
 			}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/internal/rawcodec"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/webbridge"
 )
@@ -32,17 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 // serveGRPC serves srv on a loopback port until the test ends.
-func serveGRPC(t testing.TB, srv *grpc.Server) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-	return lis.Addr().String()
-}
+func serveGRPC(t testing.TB, srv *grpc.Server) string { return stubserver.Serve(t, srv) }
 
 // rawBackend starts a backend whose every method is handled by h.
 func rawBackend(t testing.TB, h grpc.StreamHandler) string {
