@@ -503,108 +503,71 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 			bodies = w.bodies
 		}
 	}
-	var endNS, code int64
-	var stMsg, details string
 	var drops int64
-	e := f.end
-	if e != nil {
-		endNS, code, stMsg, details = e.Time.UnixNano(), int64(e.Code), e.Message, detailsJSON(e.Details)
-		drops = e.Dropped
+	if f.end != nil {
+		drops = f.end.Dropped
 	}
+	var err error
 	if f.start != nil {
-		st, err := w.prep(insCall)
-		if err != nil {
-			return err
-		}
-		s := f.start
-		st.BindInt64(1, f.id)
-		st.BindText(2, s.Method)
-		st.BindText(3, s.Protocol)
-		st.BindText(4, s.Backend)
-		st.BindText(5, s.Authority)
-		st.BindText(6, s.Peer)
-		st.BindText(7, s.ContentType)
-		st.BindText(8, s.Compression)
-		st.BindInt64(9, s.Time.UnixNano())
-		if s.Deadline.IsZero() {
-			st.BindNull(10)
-		} else {
-			st.BindInt64(10, s.Deadline.UnixNano())
-		}
-		w.bindMD(st, 11, s.Header)
-		if f.header != nil {
-			w.bindMD(st, 12, f.header.Header)
-		} else {
-			st.BindText(12, "{}")
-		}
-		if e != nil {
-			st.BindInt64(13, endNS)
-			st.BindInt64(14, code)
-			st.BindText(15, stMsg)
-			st.BindText(16, details)
-			w.bindMD(st, 17, e.Trailers)
-		} else {
-			st.BindNull(13)
-			st.BindNull(14)
-			st.BindNull(15)
-			st.BindNull(16)
-			st.BindText(17, "{}")
-		}
-		st.BindInt64(18, f.reqN)
-		st.BindInt64(19, f.respN)
-		st.BindInt64(20, f.reqB)
-		st.BindInt64(21, f.respB)
-		st.BindInt64(22, drops)
-		st.BindInt64(23, w.writerID)
-		if inline && msgs != nil {
-			st.BindText(24, unsafeString(msgs))
-			seg.bind(st, 25, bodies)
-		} else {
-			for i := 24; i <= 29; i++ {
-				st.BindNull(i)
+		_, err = w.run(insCall, func(st *sqlite.Stmt) {
+			s := f.start
+			st.BindInt64(1, f.id)
+			st.BindText(2, s.Method)
+			st.BindText(3, s.Protocol)
+			st.BindText(4, s.Backend)
+			st.BindText(5, s.Authority)
+			st.BindText(6, s.Peer)
+			st.BindText(7, s.ContentType)
+			st.BindText(8, s.Compression)
+			st.BindInt64(9, s.Time.UnixNano())
+			if s.Deadline.IsZero() {
+				st.BindNull(10)
+			} else {
+				st.BindInt64(10, s.Deadline.UnixNano())
 			}
-		}
-		_, err = st.Step()
-		if rerr := st.Reset(); err == nil {
-			err = rerr
-		}
-		if err != nil {
-			return err
-		}
+			w.bindMD(st, 11, s.Header)
+			if f.header != nil {
+				w.bindMD(st, 12, f.header.Header)
+			} else {
+				st.BindText(12, "{}")
+			}
+			w.bindEnd(st, 13, f.end)
+			if f.end == nil {
+				st.BindText(17, "{}") // trailers: none yet
+			}
+			st.BindInt64(18, f.reqN)
+			st.BindInt64(19, f.respN)
+			st.BindInt64(20, f.reqB)
+			st.BindInt64(21, f.respB)
+			st.BindInt64(22, drops)
+			st.BindInt64(23, w.writerID)
+			if inline && msgs != nil {
+				st.BindText(24, unsafeString(msgs))
+				seg.bind(st, 25, bodies)
+			} else {
+				for i := 24; i <= 29; i++ {
+					st.BindNull(i)
+				}
+			}
+		})
 	} else {
-		st, err := w.prep(updCall)
-		if err != nil {
-			return err
-		}
-		if f.header != nil {
-			w.bindMD(st, 1, f.header.Header)
-		} else {
-			st.BindNull(1)
-		}
-		st.BindInt64(2, f.reqN)
-		st.BindInt64(3, f.respN)
-		st.BindInt64(4, f.reqB)
-		st.BindInt64(5, f.respB)
-		if e != nil {
-			st.BindInt64(6, endNS)
-			st.BindInt64(7, code)
-			st.BindText(8, stMsg)
-			st.BindText(9, details)
-			w.bindMD(st, 10, e.Trailers)
-		} else {
-			for i := 6; i <= 10; i++ {
-				st.BindNull(i)
+		_, err = w.run(updCall, func(st *sqlite.Stmt) {
+			if f.header != nil {
+				w.bindMD(st, 1, f.header.Header)
+			} else {
+				st.BindNull(1)
 			}
-		}
-		st.BindInt64(11, drops)
-		st.BindInt64(12, f.id)
-		_, err = st.Step()
-		if rerr := st.Reset(); err == nil {
-			err = rerr
-		}
-		if err != nil {
-			return err
-		}
+			st.BindInt64(2, f.reqN)
+			st.BindInt64(3, f.respN)
+			st.BindInt64(4, f.reqB)
+			st.BindInt64(5, f.respB)
+			w.bindEnd(st, 6, f.end)
+			st.BindInt64(11, drops)
+			st.BindInt64(12, f.id)
+		})
+	}
+	if err != nil {
+		return err
 	}
 	if msgs != nil && !inline {
 		if _, err := w.run(`INSERT INTO chunks(call_id, base_ns, msgs, bodies, seg, seg_off, seg_len, seg_crc)
@@ -674,6 +637,23 @@ func rowBodies(f *callFold) int64 {
 		n += int64(len(m.Raw))
 	}
 	return n
+}
+
+// bindEnd binds how a call ended to parameters i to i+4: end_ns,
+// status_code, status_message, status_details, trailers; all NULL when
+// e is nil (not ended yet).
+func (w *writer) bindEnd(st *sqlite.Stmt, i int, e *CallEnd) {
+	if e == nil {
+		for j := i; j <= i+4; j++ {
+			st.BindNull(j)
+		}
+		return
+	}
+	st.BindInt64(i, e.Time.UnixNano())
+	st.BindInt64(i+1, int64(e.Code))
+	st.BindText(i+2, e.Message)
+	st.BindText(i+3, detailsJSON(e.Details))
+	w.bindMD(st, i+4, e.Trailers)
 }
 
 // bindMD binds md's JSON as text, built in w's scratch buffer.
