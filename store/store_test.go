@@ -115,6 +115,20 @@ func TestJournalModeWAL(t *testing.T) {
 	}
 }
 
+// listIDs returns the ids of the calls f selects, in order.
+func listIDs(t *testing.T, s *Store, f Filter) []int64 {
+	t.Helper()
+	cs, err := s.ListCalls(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
 func TestFilters(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTemp(t)
@@ -130,17 +144,7 @@ func TestFilters(t *testing.T) {
 	if err := s.WriteBatch(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
-	ids := func(f Filter) []int64 {
-		cs, err := s.ListCalls(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []int64
-		for _, c := range cs {
-			out = append(out, c.ID)
-		}
-		return out
-	}
+	ids := func(f Filter) []int64 { return listIDs(t, s, f) }
 	two := 2
 	for _, tc := range []struct {
 		f    Filter

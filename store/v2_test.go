@@ -138,17 +138,7 @@ func TestV1Capture(t *testing.T) {
 	if ev[0].Start.ID != 43 {
 		t.Fatalf("new call got id %d, want 43", ev[0].Start.ID)
 	}
-	ids := func(f Filter) []int64 {
-		cs, err := s.ListCalls(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []int64
-		for _, c := range cs {
-			out = append(out, c.ID)
-		}
-		return out
-	}
+	ids := func(f Filter) []int64 { return listIDs(t, s, f) }
 	echo := ids(Filter{Method: "*/Echo"})
 	if len(echo) != 33 || echo[0] != 1 || echo[len(echo)-1] != 43 {
 		t.Fatalf("Echo calls across v1 and v2 rows: %v", echo)

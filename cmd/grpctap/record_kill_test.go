@@ -19,51 +19,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 
+	"github.com/grpctap/grpctap/internal/rawcodec"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
 )
-
-type killRawCodec struct{}
-
-func (killRawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-func (killRawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-func (killRawCodec) Name() string { return "grpctap-kill-raw" }
-
-// startEchoBackend serves a backend that echoes every message of every
-// method.
-func startEchoBackend(t *testing.T) string {
-	t.Helper()
-	srv := grpc.NewServer(grpc.ForceServerCodecV2(killRawCodec{}), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
-		for {
-			var b []byte
-			if err := ss.RecvMsg(&b); err != nil {
-				if err == io.EOF {
-					return nil
-				}
-				return err
-			}
-			if err := ss.SendMsg(&b); err != nil {
-				return err
-			}
-		}
-	}))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-	return lis.Addr().String()
-}
 
 // TestRecordHelperProcess is not a test: TestRecordKill9 runs the test
 // binary as a separate process that proxies and records until killed.
@@ -102,7 +64,7 @@ func TestRecordKill9(t *testing.T) {
 		t.Skip("runs processes")
 	}
 	t.Run("helper", func(t *testing.T) {
-		backend := startEchoBackend(t)
+		backend := stubserver.RawEcho(t)
 		db := filepath.Join(t.TempDir(), "cap.db")
 		cmd := exec.Command(os.Args[0], "-test.run=^TestRecordHelperProcess$")
 		cmd.Env = append(os.Environ(), "GRPCTAP_RECORD_HELPER=1", "GRPCTAP_DB="+db, "GRPCTAP_BACKEND="+backend)
@@ -118,7 +80,7 @@ func TestRecordKill9(t *testing.T) {
 		if !strings.Contains(string(help), "--db") {
 			t.Skip("grpctap proxy has no --db flag yet (recordFlags not wired into the proxy command)")
 		}
-		backend := startEchoBackend(t)
+		backend := stubserver.RawEcho(t)
 		db := filepath.Join(t.TempDir(), "cap.db")
 		// The echo backend has no reflection service: do not ask it.
 		cmd := exec.Command(bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend, "--db", db, "--no-reflection", "--ui", "")
@@ -171,7 +133,7 @@ func killScenario(t *testing.T, cmd *exec.Cmd, fromStderr bool, db string) {
 	}
 
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(killRawCodec{})))
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawcodec.Codec{})))
 	if err != nil {
 		t.Fatal(err)
 	}

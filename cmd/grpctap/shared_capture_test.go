@@ -117,6 +117,22 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
+// readCapture opens a capture read-only for the rest of the test and
+// returns it with all its calls.
+func readCapture(t *testing.T, path string) (*store.Store, []store.Call) {
+	t.Helper()
+	st, err := store.Open(context.Background(), path, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	calls, err := st.ListCalls(context.Background(), store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, calls
+}
+
 // TestSharedCaptureUnderLoad: two proxy processes, repeated imports and
 // composer calls record into one capture at the same time. Every call a
 // client completed is in it, once, under a unique id, and nothing was
@@ -237,15 +253,7 @@ func TestSharedCaptureUnderLoad(t *testing.T) {
 		p.stop(t)
 	}
 
-	st, err := store.Open(context.Background(), db, store.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	calls, err := st.ListCalls(context.Background(), store.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, calls := readCapture(t, db)
 	want := completed.Load() + imported.Load() + composed.Load()
 	t.Logf("%d client calls, %d imported, %d composer calls; %d recorded", completed.Load(), imported.Load(), composed.Load(), len(calls))
 	if int64(len(calls)) != want {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/testcert"
 )
 
@@ -22,7 +23,7 @@ func TestPlaintextProxyToTLSBackendHints(t *testing.T) {
 	certs := testcert.New(t)
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(certs.ServerConfig(t, false))))
 	demo.Register(srv)
-	backend := serveGRPCTest(t, srv)
+	backend := stubserver.Serve(t, srv)
 
 	s := start(t, "proxy", "--listen", "127.0.0.1:0", "--ui", "", "--no-record", "--backend", backend)
 	_, err := demoClient(t, s.waitFor(t, listeningLine)).Echo(context.Background(), &demopb.EchoRequest{Message: "hi"})

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -32,6 +31,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpctap/grpctap/internal/rawcodec"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/webbridge"
 )
@@ -107,15 +107,9 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 func servers(t *testing.T) (ours, ref string) {
 	t.Helper()
 	srv := grpc.NewServer(grpc.UnknownServiceHandler(backend), grpc.ForceServerCodecV2(rawcodec.Codec{}))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() { defer close(served); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-served })
+	backendAddr := stubserver.Serve(t, srv)
 
-	p, err := proxy.New(proxy.Options{Backend: lis.Addr().String(), Logger: quiet})
+	p, err := proxy.New(proxy.Options{Backend: backendAddr, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
