@@ -41,8 +41,22 @@ type Service struct {
 func NewService() *Service { return &Service{} }
 
 // Register registers the demo service and server reflection (v1 and v1alpha) on s.
-func Register(s *grpc.Server) {
-	demopb.RegisterDemoServiceServer(s, NewService())
+func Register(s *grpc.Server) { register(s, Options{}) }
+
+// Options choose how a demo backend answers. The zero value is the demo
+// service as documented.
+type Options struct {
+	// Changed serves Changed instead: the same methods, some answers
+	// altered, as a changed backend.
+	Changed bool
+}
+
+func register(s *grpc.Server, o Options) {
+	var impl demopb.DemoServiceServer = NewService()
+	if o.Changed {
+		impl = Changed{NewService()}
+	}
+	demopb.RegisterDemoServiceServer(s, impl)
 	reflection.Register(s)
 }
 
@@ -215,9 +229,12 @@ func Start(ctx context.Context, addr string) (*Server, error) {
 
 // Serve serves the demo service and reflection on lis until Close, which
 // closes lis.
-func Serve(lis net.Listener) *Server {
+func Serve(lis net.Listener) *Server { return ServeWith(lis, Options{}) }
+
+// ServeWith is Serve answering as o says.
+func ServeWith(lis net.Listener, o Options) *Server {
 	s := &Server{lis: lis, srv: grpc.NewServer(), done: make(chan struct{})}
-	Register(s.srv)
+	register(s.srv, o)
 	go func() {
 		defer close(s.done)
 		s.err = s.srv.Serve(lis)

@@ -156,6 +156,63 @@ func (p FieldPath) matches(q FieldPath) bool {
 	return true
 }
 
+// Lookup returns the value at path p in a decoded message (a JSON tree as
+// DiffTrees takes it), and false when there is none. Field names match
+// loosely, as in patterns (receivedAt = received_at), and * takes the
+// first element or key there is.
+func (p FieldPath) Lookup(tree any) (any, bool) {
+	v := tree
+	for _, s := range p {
+		switch cur := v.(type) {
+		case map[string]any:
+			next, ok := lookupKey(cur, s)
+			if !ok {
+				return nil, false
+			}
+			v = next
+		case []any:
+			switch {
+			case s.kind == 'i' && s.idx >= 0 && s.idx < len(cur):
+				v = cur[s.idx]
+			case s.kind == '*' && len(cur) > 0:
+				v = cur[0]
+			default:
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+func lookupKey(m map[string]any, s seg) (any, bool) {
+	switch s.kind {
+	case 'k':
+		v, ok := m[s.name]
+		return v, ok
+	case 'f':
+		if v, ok := m[s.name]; ok {
+			return v, true
+		}
+		for k, v := range m {
+			if normField(k) == normField(s.name) {
+				return v, true
+			}
+		}
+	case '*':
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		if len(keys) > 0 {
+			sort.Strings(keys)
+			return m[keys[0]], true
+		}
+	}
+	return nil, false
+}
+
 // FieldDiff is one difference between two decoded messages.
 type FieldDiff struct {
 	Path     string `json:"path"` // "" for the message as a whole

@@ -39,6 +39,12 @@ func WriteText(w io.Writer, r Result) {
 	default:
 		fmt.Fprintf(w, " (%s, %.1fms)\n", r.Got, r.DurationMS)
 	}
+	WriteDetails(w, r)
+}
+
+// WriteDetails prints a result's differences (where, path, recorded value
+// → new value), one a line, and its notes, each indented by two spaces.
+func WriteDetails(w io.Writer, r Result) {
 	for _, d := range r.Diffs {
 		where := d.Where
 		if d.Path != "" {

@@ -36,6 +36,7 @@ type demoFlags struct {
 	ui      uiFlags
 	traffic time.Duration
 	backend string
+	changed bool
 }
 
 func newDemoCmd() *cobra.Command {
@@ -62,6 +63,7 @@ every kind through the proxy now and then, so there is something to look at.`,
 	f.web.register(cmd.Flags(), demoWebAddr)
 	f.ui.register(cmd.Flags(), true)
 	cmd.Flags().DurationVar(&f.traffic, "traffic", 3*time.Second, "send a round of sample calls through the proxy this often (0 turns it off)")
+	cmd.Flags().BoolVar(&f.changed, "changed", false, "answer as a changed backend would (some Echo, Sum, Countdown and Chat fields altered), for trying 'grpctap test' and 'grpctap replay' against it")
 	cmd.Flags().StringVar(&f.backend, "backend-listen", demoBackendAddr, "address the demo backend listens on (when the default is taken, a free port)")
 	return cmd
 }
@@ -81,7 +83,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 		return err
 	}
 	defer closeListeners(ls)
-	backend := demo.Serve(ls[0])
+	backend := demo.ServeWith(ls[0], demo.Options{Changed: f.changed})
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), f.proxy.shutdownTimeout)
 		defer cancel()

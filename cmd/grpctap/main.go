@@ -86,6 +86,8 @@ Start with 'grpctap demo' to see it work against a built-in backend.`,
 		newCompactCmd(),
 		newStatsCmd(),
 		newReplayCmd(),
+		newCollectionCmd(),
+		newTestCmd(),
 		newMockCmd(),
 		newUICmd(),
 	)

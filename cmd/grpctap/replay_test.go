@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
@@ -186,66 +185,10 @@ func driveDemo(t *testing.T, ctx context.Context, cl demopb.DemoServiceClient) {
 	}
 }
 
-// changedService answers like the demo service with a few fields changed,
-// as a new version of a backend might.
-type changedService struct {
-	*demo.Service
-}
-
-func (c changedService) Echo(ctx context.Context, req *demopb.EchoRequest) (*demopb.EchoResponse, error) {
-	resp, err := c.Service.Echo(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	resp.Author.Name = strings.ToUpper(resp.GetAuthor().GetName())
-	resp.Labels = map[string]string{"k": "changed"}
-	resp.Tags = append(resp.Tags, "extra")
-	return resp, nil
-}
-
-func (c changedService) Sum(stream grpc.ClientStreamingServer[demopb.SumRequest, demopb.SumResponse]) error {
-	var n int32
-	for {
-		_, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&demopb.SumResponse{Total: 42, Count: n})
-		}
-		if err != nil {
-			return err
-		}
-		n++
-	}
-}
-
-func (c changedService) Countdown(req *demopb.CountdownRequest, stream grpc.ServerStreamingServer[demopb.Tick]) error {
-	for i := req.GetCount(); i > 0; i-- {
-		if err := stream.Send(&demopb.Tick{Remaining: i, At: timestamppb.Now()}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (c changedService) Chat(stream grpc.BidiStreamingServer[demopb.ChatMessage, demopb.ChatMessage]) error {
-	for {
-		in, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&demopb.ChatMessage{Author: &demopb.Author{Name: "grpctap-demo", Mood: demopb.Mood_MOOD_CURIOUS},
-			Text: "you said: " + in.GetText(), SentAt: timestamppb.Now(), Mentions: []string{in.GetAuthor().GetName()}}); err != nil {
-			return err
-		}
-	}
-}
-
 func startChanged(t *testing.T) string {
 	t.Helper()
 	srv := grpc.NewServer()
-	demopb.RegisterDemoServiceServer(srv, changedService{demo.NewService()})
+	demopb.RegisterDemoServiceServer(srv, demo.Changed{Service: demo.NewService()})
 	reflection.Register(srv)
 	return stubserver.Serve(t, srv)
 }
