@@ -84,6 +84,12 @@ type CallStart struct {
 	// Deadline is the client's deadline; zero when it set none.
 	Deadline time.Time
 	Time     time.Time // when the call arrived
+	// Recorded, when not nil, is how grpctap's own in-process calls
+	// (LocalOptions.Recorded) learn the id of their recording: an observer
+	// that stores calls calls it once, from any goroutine, with the call's
+	// id once its start is stored, or with 0 when the call is not stored.
+	// Observers that store nothing ignore it.
+	Recorded func(id int64)
 }
 
 // Header is a set of response headers and when they arrived.

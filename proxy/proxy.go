@@ -130,13 +130,6 @@ func (p *Proxy) NewServer(extra ...grpc.ServerOption) *grpc.Server {
 	return p.newServer(p.handle, extra)
 }
 
-// NewInternalServer is NewServer for grpctap's own in-process clients (the
-// composer): observers see their InternalHeaderPrefix headers as sent,
-// as labels. Never serve it where anyone else can connect.
-func (p *Proxy) NewInternalServer(extra ...grpc.ServerOption) *grpc.Server {
-	return p.newServer(p.handleInternal, extra)
-}
-
 func (p *Proxy) newServer(handler grpc.StreamHandler, extra []grpc.ServerOption) *grpc.Server {
 	opts := append([]grpc.ServerOption{
 		grpc.UnknownServiceHandler(handler),
@@ -213,20 +206,21 @@ var bidi = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 // handle forwards one call of any kind from a client.
 func (p *Proxy) handle(_ any, ss grpc.ServerStream) error { return p.forward(ss, false) }
 
-// handleInternal forwards one call of grpctap's own clients.
-func (p *Proxy) handleInternal(_ any, ss grpc.ServerStream) error { return p.forward(ss, true) }
-
 // forward forwards one call of any kind; labels says whether its
 // InternalHeaderPrefix headers are grpctap's own.
 func (p *Proxy) forward(ss grpc.ServerStream, labels bool) error {
 	ctx := ss.Context()
 	start := time.Now()
 	method, _ := grpc.MethodFromServerStream(ss)
-	if h, ok := p.own[method]; ok && !p.router.explicit(method) {
+	local := localOptions(ctx)
+	if h, ok := p.own[method]; ok && !p.router.explicit(method) && (local == nil || local.Backend == "") {
 		return p.answer(ss, method, h, start)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	backend, routed := p.router.lookup(method)
+	if local != nil && local.Backend != "" {
+		backend, routed = local.Backend, true
+	}
 	comp := recvCompression(ctx)
 	seen := md
 	if !labels {
@@ -554,6 +548,9 @@ func (p *Proxy) startCall(ctx context.Context, method, backend, comp string, md 
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		cs.Deadline = dl
+	}
+	if local := localOptions(ctx); local != nil {
+		cs.Recorded = local.Recorded
 	}
 	c.obs = p.obs.StartCall(cs)
 	return c

@@ -24,6 +24,20 @@ type item struct {
 	ev store.Event
 	pl *proxy.Payload
 	n  int64 // the memory it holds, for bounding the queue (set by push)
+	// report is a start's proxy.CallStart.Recorded: called with the
+	// call's id once written, with 0 when the start is lost.
+	report func(id int64)
+}
+
+// reportLost tells the makers of the starts among items that their calls
+// were not stored.
+func reportLost(items []item) {
+	for i := range items {
+		if items[i].report != nil {
+			items[i].report(0)
+			items[i].report = nil
+		}
+	}
 }
 
 // release gives back the proxy's buffers held by items.
@@ -210,5 +224,6 @@ func (q *queue) abandon() int64 {
 	q.bytes = 0
 	q.mu.Unlock()
 	release(items)
+	reportLost(items)
 	return n
 }

@@ -229,7 +229,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 
 // StartCall implements proxy.Observer.
 func (r *Recorder) StartCall(cs *proxy.CallStart) proxy.CallObserver {
-	c := &call{r: r, id: r.st.NewKey()}
+	c := &call{r: r, id: r.st.NewKey(), report: cs.Recorded}
 	start := &store.CallStart{
 		ID: c.id, Method: cs.Method, Protocol: cs.Protocol, Backend: cs.Backend, Authority: cs.Authority,
 		Peer: cs.Peer, ContentType: cs.ContentType, Compression: cs.Compression, Deadline: cs.Deadline,
@@ -254,6 +254,8 @@ type call struct {
 	id      int64 // the store's key for the call (its id comes with the write)
 	lost    bool
 	dropped int64
+	// report is CallStart.Recorded, until the start is queued.
+	report func(id int64)
 
 	// For the limit on reset calls (resets.go), until the call's first
 	// header or message, or its end: its client's bucket; whether the call
@@ -265,10 +267,15 @@ type call struct {
 
 // queueStart queues the call's start.
 func (c *call) queueStart(start *store.CallStart) {
-	if !c.r.q.push(item{ev: store.Event{Start: start}}, pushStart) {
+	report := c.report
+	c.report = nil
+	if !c.r.q.push(item{ev: store.Event{Start: start}, report: report}, pushStart) {
 		// Without its row nothing else of the call can be stored.
 		c.lost = true
 		c.r.drop()
+		if report != nil {
+			report(0)
+		}
 	}
 }
 
@@ -303,6 +310,10 @@ func (c *call) settleEnd(e *proxy.CallEnd) bool {
 	c.held = nil
 	if reset && !c.r.resets.take(c.bucket, e.Time) {
 		c.r.skipReset(start.Peer)
+		if c.report != nil {
+			c.report(0)
+			c.report = nil
+		}
 		return false
 	}
 	c.queueStart(start)
@@ -540,14 +551,20 @@ func (w *writer) drain(ctx context.Context) {
 }
 
 func (w *writer) write(ctx context.Context, items []item) {
-	// The proxy's buffers go back once the batch is written or lost.
+	// The proxy's buffers go back once the batch is written or lost, and
+	// the makers of calls whose starts were not written hear so.
 	defer release(items)
+	defer reportLost(items)
 	kept := make([]store.Event, 0, len(items))
 	var skipped int64
 	for i := range items {
 		e := items[i].ev
 		if id := eventCall(&e); id != 0 && w.lost[id] {
 			skipped++
+			if items[i].report != nil {
+				items[i].report(0)
+				items[i].report = nil
+			}
 			if e.End != nil {
 				delete(w.lost, id)
 			}
@@ -607,6 +624,13 @@ func (w *writer) write(ctx context.Context, items []item) {
 	w.saved(counts)
 	w.r.recorded.Add(int64(len(kept)))
 	w.r.subs.publish(kept)
+	for i := range items {
+		// The start shares its CallStart with kept: it holds the id now.
+		if it := &items[i]; it.report != nil {
+			it.report(it.ev.Start.ID)
+			it.report = nil
+		}
+	}
 }
 
 // counts is the event that carries the counts the capture does not have

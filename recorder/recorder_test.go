@@ -896,3 +896,47 @@ func benchEndToEnd(b *testing.B, record bool) {
 	b.ReportMetric(float64(2*b.N)/el.Seconds(), "msgs/s")
 	b.ReportMetric(float64(r.Stats().Dropped), "dropped")
 }
+
+// TestRecordedReportsTheCallsID: CallStart.Recorded hears each call's id
+// in the capture once its start is written, and 0 for a call that is not
+// stored (a reset call over the limit); the call maker finds the call by
+// it after Flush, with no polling.
+func TestRecordedReportsTheCallsID(t *testing.T) {
+	x := newRec(t, Options{ResetBurst: 1, ResetRate: 0.001})
+	got := make(chan int64, 4)
+	report := func(id int64) { got <- id }
+	// A call before, so that the id is not just the first.
+	x.r.StartCall(&proxy.CallStart{Method: "/a/first", Time: time.Now()}).EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: time.Now()})
+	co := x.r.StartCall(&proxy.CallStart{Method: "/a/b", Time: time.Now(), Recorded: report})
+	co.Message(proxy.NewMessage(1, proxy.Request, time.Now(), []byte("q")))
+	co.EndCall(&proxy.CallEnd{Status: status.New(codes.OK, ""), Time: time.Now()})
+	x.flush(t)
+	var id int64
+	select {
+	case id = <-got:
+	default:
+		t.Fatal("Recorded was not called by the time Flush returned")
+	}
+	c, err := x.st.GetCall(context.Background(), id)
+	if err != nil || c.Method != "/a/b" || c.State != "closed" || len(c.Messages) != 1 {
+		t.Fatalf("call %d: %+v, %v", id, c, err)
+	}
+
+	// Two reset calls from one client: the first takes the only token, the
+	// second is not stored, and says so.
+	for i := 0; i < 2; i++ {
+		co := x.r.StartCall(&proxy.CallStart{Method: "/a/reset", Peer: "10.0.0.1:5", Time: time.Now(), Recorded: report})
+		co.EndCall(&proxy.CallEnd{Status: status.New(codes.Canceled, "reset"), Time: time.Now()})
+	}
+	x.flush(t)
+	// (The one not stored hears so at once, the other once written.)
+	a, b := <-got, <-got
+	if min(a, b) != 0 || max(a, b) <= id {
+		t.Errorf("reset calls reported %d and %d, want 0 and an id above %d", a, b, id)
+	}
+	select {
+	case extra := <-got:
+		t.Errorf("Recorded called again: %d", extra)
+	default:
+	}
+}

@@ -331,8 +331,11 @@ func TestInvokeServerStreamingStreams(t *testing.T) {
 		if ev.Event == "end" {
 			end = ev.Call
 		}
+		if ev.Event == "trailers" && (ev.Status == nil || ev.Status.Name != "OK") {
+			t.Errorf("trailers event %+v", ev)
+		}
 	}
-	if got := strings.Join(kinds, ","); got != "header,message,message,message,end" {
+	if got := strings.Join(kinds, ","); got != "header,message,message,message,trailers,end" {
 		t.Errorf("events %s", got)
 	}
 	if end == nil || end.ID == 0 || end.ResponseCount != 3 || end.RPC != store.RPCServerStreaming {
@@ -481,7 +484,7 @@ func TestClientCannotForgeLabels(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ctx = metadata.AppendToOutgoingContext(ctx, ui.OriginHeader, ui.OriginComposer, ui.InvokeHeader, "forged",
+	ctx = metadata.AppendToOutgoingContext(ctx, ui.OriginHeader, ui.OriginComposer, "grpctap-invoke", "forged",
 		"grpctap-replay-of", "1", "x-trace", "t1")
 	var backendSaw metadata.MD
 	if _, err := e.client.Echo(ctx, &demopb.EchoRequest{Message: "forged"}, grpc.Header(&backendSaw)); err != nil {

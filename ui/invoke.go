@@ -2,40 +2,32 @@ package ui
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
-	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
 
-// Composer labels: every composer call carries OriginHeader: OriginComposer,
-// and InvokeHeader with a nonce the UI finds the recorded call by. Both
-// start with proxy.InternalHeaderPrefix, so backends never see them.
+// Composer label: every composer call carries OriginHeader: OriginComposer.
+// It starts with proxy.InternalHeaderPrefix, so backends never see it.
 const (
 	OriginHeader   = proxy.InternalHeaderPrefix + "origin"
 	OriginComposer = "composer"
-	InvokeHeader   = proxy.InternalHeaderPrefix + "invoke"
 )
 
-// InvokeRequest is the body of POST /api/invoke.
+// InvokeRequest is the body of POST /api/invoke, and, without Messages,
+// the first message of a live call (GET /api/invoke/live).
 type InvokeRequest struct {
 	Method string `json:"method"` // "/pkg.Service/Method" or "pkg.Service/Method"
 	// Target is the backend address; "" for the one the proxy routes the
@@ -49,107 +41,31 @@ type InvokeRequest struct {
 	TimeoutMS int `json:"timeout_ms"`
 }
 
-// lane is one path for composer calls: an in-memory listener served by a
-// proxy's grpc.Server, and a client connection to it.
-type lane struct {
-	own  *proxy.Proxy // a proxy made for this lane, closed with it; nil for the main one
-	srv  *grpc.Server
-	cc   *grpc.ClientConn
-	done chan struct{}
-}
-
-func newLane(p *proxy.Proxy, own bool) (*lane, error) {
-	lis := bufconn.Listen(1 << 20)
-	l := &lane{srv: p.NewInternalServer(), done: make(chan struct{})}
-	if own {
-		l.own = p
-	}
-	go func() {
-		defer close(l.done)
-		_ = l.srv.Serve(lis)
-	}()
-	cc, err := grpc.NewClient("passthrough:///grpctap-composer",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(proxy.DefaultMaxMsgSize), grpc.MaxCallSendMsgSize(proxy.DefaultMaxMsgSize)))
-	if err != nil {
-		l.srv.Stop()
-		<-l.done
-		return nil, err
-	}
-	l.cc = cc
-	return l, nil
-}
-
-func (l *lane) close() error {
-	err := l.cc.Close()
-	l.srv.Stop()
-	<-l.done
-	if l.own != nil {
-		err = errors.Join(err, l.own.Close())
-	}
-	return err
-}
-
-// laneFor returns the lane for method and target and the backend it
-// reaches.
-func (u *UI) laneFor(method, target string) (*lane, string, error) {
-	p := u.opts.Proxy
-	routed, ok := p.Route(method)
-	if target == "" {
-		if !ok {
-			return nil, "", fmt.Errorf("no backend is routed for %s: choose a target", method)
-		}
-		target = routed
-	}
-	key := ""
-	if !ok || target != routed {
-		key = target
-	}
-	u.lanesMu.Lock()
-	defer u.lanesMu.Unlock()
-	if u.closed {
-		return nil, "", errors.New("shutting down")
-	}
-	if l, ok := u.lanes[key]; ok {
-		return l, target, nil
-	}
-	lp, own := p, false
-	if key != "" {
-		var err error
-		lp, err = proxy.New(proxy.Options{Backend: target, Observer: u.opts.Observer, Logger: u.log, BackendTLS: u.opts.BackendTLS})
-		if err != nil {
-			return nil, "", err
-		}
-		own = true
-	}
-	l, err := newLane(lp, own)
-	if err != nil {
-		if own {
-			lp.Close()
-		}
-		return nil, "", err
-	}
-	u.lanes[key] = l
-	return l, target, nil
-}
-
-// StreamEvent is one line of POST /api/invoke?stream=1 (NDJSON): the
-// response headers, each response message as it arrives, and at the end
-// the finished call.
+// StreamEvent is one line of POST /api/invoke?stream=1 (NDJSON), or one
+// message of a live call: the response headers, each message as it goes,
+// the trailers and status, and at the end the finished call.
 type StreamEvent struct {
-	Event string `json:"event"` // "header", "message", "end" or "error"
-	// Header events.
+	// "open" (live calls: the call is under way), "sent" (live calls: a
+	// request message went), "rejected" (live calls: a request message
+	// was refused; the call goes on), "header", "message", "trailers",
+	// "end" or "error".
+	Event string `json:"event"`
+	// Open events: the backend the call goes to.
+	Backend string `json:"backend,omitempty"`
+	// Header and trailers events.
 	Metadata store.Metadata `json:"metadata,omitempty"`
-	// Message events.
+	// Sent and message events.
 	Seq         int             `json:"seq,omitempty"`
 	OffsetMS    float64         `json:"offset_ms,omitempty"`
 	Size        int             `json:"size,omitempty"`
 	JSON        json.RawMessage `json:"json,omitempty"`
 	DecodeError string          `json:"decode_error,omitempty"`
-	// End events: the call as GET /api/calls/{id} shows it.
+	// Trailers events: how the call ended.
+	Status *store.Status `json:"status,omitempty"`
+	// End events: the call as GET /api/calls/{id} shows it (the
+	// recording, or what the composer saw when nothing recorded it).
 	Call *store.CallWithMessages `json:"call,omitempty"`
-	// Error events: the call could not be made.
+	// Error and rejected events: what went wrong.
 	Error string `json:"error,omitempty"`
 }
 
@@ -165,7 +81,7 @@ func (e *invocationError) Error() string { return e.msg }
 // StreamEvents as the call goes, else the finished call.
 func (u *UI) invoke(w http.ResponseWriter, r *http.Request) {
 	if u.opts.Proxy == nil {
-		writeErr(w, http.StatusNotImplemented, "the composer needs a proxy: run grpctap proxy or grpctap demo (grpctap ui only reads a capture)")
+		writeErr(w, http.StatusNotImplemented, noComposer)
 		return
 	}
 	var req InvokeRequest
@@ -174,73 +90,104 @@ func (u *UI) invoke(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "body: "+err.Error())
 		return
 	}
-	if !strings.HasPrefix(req.Method, "/") {
-		req.Method = "/" + req.Method
-	}
 	stream := r.URL.Query().Get("stream") == "1"
-	if !stream {
-		c, err := u.call(r.Context(), &req, nil)
-		if err != nil {
-			var ie *invocationError
-			if errors.As(err, &ie) {
-				writeErr(w, ie.code, ie.msg)
-				return
+	var emit func(StreamEvent)
+	if stream {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Accel-Buffering", "no")
+		fl, _ := w.(http.Flusher)
+		enc := json.NewEncoder(w)
+		emit = func(ev StreamEvent) {
+			_ = enc.Encode(ev)
+			if fl != nil {
+				fl.Flush()
 			}
-			writeErr(w, http.StatusBadGateway, err.Error())
-			return
-		}
-		writeJSON(w, http.StatusOK, c)
-		return
-	}
-	fl, _ := w.(http.Flusher)
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Accel-Buffering", "no")
-	enc := json.NewEncoder(w)
-	emit := func(ev StreamEvent) {
-		_ = enc.Encode(ev)
-		if fl != nil {
-			fl.Flush()
 		}
 	}
 	c, err := u.call(r.Context(), &req, emit)
-	if err != nil {
+	var ie *invocationError
+	switch {
+	case errors.As(err, &ie) && !stream:
+		writeErr(w, ie.code, ie.msg)
+	case err != nil && !stream:
+		writeErr(w, http.StatusBadGateway, err.Error())
+	case err != nil:
 		emit(StreamEvent{Event: "error", Error: err.Error()})
-		return
+	case stream:
+		emit(StreamEvent{Event: "end", Call: c})
+	default:
+		writeJSON(w, http.StatusOK, c)
 	}
-	emit(StreamEvent{Event: "end", Call: c})
 }
 
-func nonce() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+const noComposer = "the composer needs a proxy: run grpctap proxy or grpctap demo (grpctap ui only reads a capture)"
 
-// call makes one composer call through the proxy and returns it as
+// call makes one composer call with all its messages and returns it as
 // recorded (or, when nothing records, as the composer saw it).
 func (u *UI) call(ctx context.Context, req *InvokeRequest, emit func(StreamEvent)) (*store.CallWithMessages, error) {
-	if req.Method == "/" || strings.Count(req.Method, "/") != 2 {
-		return nil, &invocationError{http.StatusBadRequest, fmt.Sprintf("method %q: want /pkg.Service/Method", req.Method)}
-	}
-	l, backend, err := u.laneFor(req.Method, req.Target)
+	s, err := u.open(ctx, req)
 	if err != nil {
-		return nil, &invocationError{http.StatusBadRequest, err.Error()}
+		return nil, err
 	}
-	if md, _, err := u.dec.FindMethod(ctx, req.Method, backend); err == nil && !md.IsStreamingClient() && len(req.Messages) != 1 {
-		return nil, &invocationError{http.StatusBadRequest, fmt.Sprintf("%s is not client-streaming: send exactly one message (got %d)", req.Method, len(req.Messages))}
+	defer s.close()
+	if md, _, err := u.dec.FindMethod(ctx, s.method, s.backend); err == nil && !md.IsStreamingClient() && len(req.Messages) != 1 {
+		return nil, &invocationError{http.StatusBadRequest, fmt.Sprintf("%s is not client-streaming: send exactly one message (got %d)", s.method, len(req.Messages))}
 	}
 	bodies := make([][]byte, len(req.Messages))
 	for i, js := range req.Messages {
-		b, err := u.dec.Encode(ctx, req.Method, backend, decode.Request, js)
+		b, err := s.encode(ctx, js)
 		if err != nil {
 			return nil, &invocationError{http.StatusBadRequest, fmt.Sprintf("message %d: %v", i+1, err)}
 		}
 		bodies[i] = b
 	}
-	timeout := u.opts.InvokeTimeout
-	if req.TimeoutMS > 0 {
-		timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+	s.start()
+	for _, b := range bodies {
+		if err := s.send(b); err != nil {
+			break // the reason comes with the end of the call
+		}
+	}
+	s.closeSend()
+	s.receive(ctx, emit)
+	return s.finish(ctx), nil
+}
+
+// session is one composer call: opened through the proxy's own handler
+// (proxy.Open), fed request messages one at a time, read to its end. It
+// notes what it sees, for when nothing records the call, and learns the
+// id of the call's recording from the recorder.
+type session struct {
+	u       *UI
+	method  string
+	backend string
+	md      metadata.MD
+	ctx     context.Context
+	cancel  context.CancelFunc
+	lc      *proxy.LocalCall
+	began   time.Time
+	// recorded gets the id of the call's recording (0: not recorded).
+	recorded chan int64
+
+	mu   sync.Mutex
+	seen *store.CallWithMessages
+}
+
+// open checks req and prepares its call; nothing is sent until start.
+func (u *UI) open(ctx context.Context, req *InvokeRequest) (*session, error) {
+	if !strings.HasPrefix(req.Method, "/") {
+		req.Method = "/" + req.Method
+	}
+	if req.Method == "/" || strings.Count(req.Method, "/") != 2 {
+		return nil, &invocationError{http.StatusBadRequest, fmt.Sprintf("method %q: want /pkg.Service/Method", req.Method)}
+	}
+	backend := req.Target
+	if backend == "" {
+		routed, ok := u.opts.Proxy.Route(req.Method)
+		if !ok {
+			return nil, &invocationError{http.StatusBadRequest, fmt.Sprintf("no backend is routed for %s: choose a target", req.Method)}
+		}
+		backend = routed
 	}
 	md := metadata.MD{}
 	for k, vs := range req.Metadata {
@@ -250,64 +197,139 @@ func (u *UI) call(ctx context.Context, req *InvokeRequest, emit func(StreamEvent
 		}
 		md.Append(k, vs...)
 	}
-	id := nonce()
 	md.Set(OriginHeader, OriginComposer)
-	md.Set(InvokeHeader, id)
-	wm, _ := u.opts.Store.CurrentWatermark(ctx)
-
-	cctx, cancel := context.WithTimeout(metadata.NewOutgoingContext(ctx, md), timeout)
-	defer cancel()
-	start := time.Now()
-	seen := &store.CallWithMessages{Call: store.Call{
-		Method: req.Method, Backend: backend, Protocol: proxy.ProtocolGRPC, Start: start.UTC(),
+	timeout := u.opts.InvokeTimeout
+	if req.TimeoutMS > 0 {
+		timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+	}
+	s := &session{u: u, method: req.Method, backend: req.Target, md: md, recorded: make(chan int64, 1)}
+	s.ctx, s.cancel = context.WithTimeout(ctx, timeout)
+	if s.backend == "" {
+		s.backend = backend
+	}
+	s.seen = &store.CallWithMessages{Call: store.Call{
+		Method: req.Method, Backend: backend, Protocol: proxy.ProtocolGRPC,
 		RequestHeaders: store.Metadata(md.Copy()), ResponseHeaders: store.Metadata{}, Trailers: store.Metadata{},
 	}, Messages: []store.Message{}}
-	seen.Service, _ = store.SplitMethod(req.Method)
-	seq := 0
-	note := func(dir string, b []byte) {
-		seq++
-		seen.Messages = append(seen.Messages, store.Message{Seq: seq, Direction: dir, Time: time.Now().UTC(), Size: int64(len(b)), Raw: b})
+	s.seen.Service, _ = store.SplitMethod(req.Method)
+	return s, nil
+}
+
+// encode turns one request message from JSON into bytes.
+func (s *session) encode(ctx context.Context, js json.RawMessage) ([]byte, error) {
+	return s.u.dec.Encode(ctx, s.method, s.backend, decode.Request, js)
+}
+
+// start sends the call's headers through the proxy.
+func (s *session) start() {
+	s.began = time.Now()
+	s.seen.Start = s.began.UTC()
+	o := proxy.LocalOptions{Method: s.method, Header: s.md, Recorded: func(id int64) {
+		select {
+		case s.recorded <- id:
+		default:
+		}
+	}}
+	if routed, ok := s.u.opts.Proxy.Route(s.method); !ok || routed != s.backend {
+		o.Backend = s.backend
 	}
-	cs, err := l.cc.NewStream(cctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, req.Method, grpc.ForceCodecV2(rawcodec.Codec{}))
-	var callErr error
-	if err != nil {
-		callErr = err
-	} else {
-		for _, b := range bodies {
-			if err := cs.SendMsg(&b); err != nil {
-				break // the reason comes from RecvMsg
-			}
-			note(store.DirRequest, b)
+	s.lc = s.u.opts.Proxy.Open(s.ctx, o)
+}
+
+func (s *session) note(dir string, b []byte) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seq := len(s.seen.Messages) + 1
+	s.seen.Messages = append(s.seen.Messages, store.Message{Seq: seq, Direction: dir, Time: time.Now().UTC(), Size: int64(len(b)), Raw: b})
+	return seq
+}
+
+// send sends one request message and returns its sequence number; an
+// error when the call is over.
+func (s *session) send(b []byte) error {
+	if err := s.lc.Send(b); err != nil {
+		return err
+	}
+	s.note(store.DirRequest, b)
+	return nil
+}
+
+func (s *session) closeSend() { s.lc.CloseSend() }
+
+// receive reports the response headers and messages as they come, until
+// the call ends; then its trailers and status.
+func (s *session) receive(ctx context.Context, emit func(StreamEvent)) {
+	if h := s.lc.Header(); h != nil {
+		s.mu.Lock()
+		s.seen.ResponseHeaders = store.Metadata(h)
+		s.mu.Unlock()
+		if emit != nil {
+			emit(StreamEvent{Event: "header", Metadata: store.Metadata(h)})
 		}
-		_ = cs.CloseSend()
-		if h, err := cs.Header(); err == nil {
-			seen.ResponseHeaders = store.Metadata(h)
-			if emit != nil {
-				emit(StreamEvent{Event: "header", Metadata: seen.ResponseHeaders})
+	}
+	for {
+		b, err := s.lc.Recv()
+		if err != nil {
+			break
+		}
+		seq := s.note(store.DirResponse, b)
+		if emit != nil {
+			res := s.u.dec.Decode(ctx, decode.Input{Method: s.method, Backend: s.backend, Direction: decode.Response, Raw: b})
+			emit(StreamEvent{Event: "message", Seq: seq, OffsetMS: msSince(s.began), Size: len(b), JSON: res.JSON, DecodeError: res.Error})
+		}
+	}
+	<-s.lc.Done()
+	if emit != nil {
+		st := s.lc.Status()
+		emit(StreamEvent{Event: "trailers", Metadata: store.Metadata(s.lc.Trailer()),
+			Status: &store.Status{Code: int(st.Code()), Name: store.CodeName(int(st.Code())), Message: st.Message(), Details: [][]byte{}}})
+	}
+}
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
+
+// close cancels the call if it is still going and waits for the proxy to
+// finish it.
+func (s *session) close() {
+	s.cancel()
+	if s.lc != nil {
+		<-s.lc.Done()
+	}
+}
+
+// finish returns the ended call: its recording, decoded, when the
+// recorder stored it, else what the composer saw.
+func (s *session) finish(ctx context.Context) *store.CallWithMessages {
+	<-s.lc.Done()
+	if rec := s.u.opts.Recorder; rec != nil {
+		// Everything of the call was queued before Done: once Flush
+		// returns it is written, and the recorder has told its id.
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := rec.Flush(fctx)
+		cancel()
+		if err != nil {
+			s.u.log.Warn("composer call: recording not flushed; answering with what the composer saw", "err", err)
+		}
+	}
+	select {
+	case id := <-s.recorded:
+		if id != 0 {
+			if c, err := s.u.opts.Store.GetCall(ctx, id); err == nil && c.State == "closed" {
+				capture.DecodeCall(ctx, s.u.dec, c)
+				return c
 			}
 		}
-		for {
-			var b []byte
-			if err := cs.RecvMsg(&b); err != nil {
-				if !errors.Is(err, io.EOF) {
-					callErr = err
-				}
-				break
-			}
-			note(store.DirResponse, b)
-			if emit != nil {
-				res := u.dec.Decode(ctx, decode.Input{Method: req.Method, Backend: backend, Direction: decode.Response, Raw: b})
-				emit(StreamEvent{Event: "message", Seq: seq, OffsetMS: float64(time.Since(start).Microseconds()) / 1000,
-					Size: len(b), JSON: res.JSON, DecodeError: res.Error})
-			}
-		}
-		seen.Trailers = store.Metadata(cs.Trailer())
+	default:
 	}
 	end := time.Now()
-	st := status.Convert(callErr)
-	dms := float64(end.Sub(start).Microseconds()) / 1000
+	st := s.lc.Status()
+	s.mu.Lock()
+	seen := s.seen
+	s.mu.Unlock()
+	dms := float64(end.Sub(s.began).Microseconds()) / 1000
 	endUTC := end.UTC()
 	seen.End, seen.DurationMS, seen.State = &endUTC, &dms, "closed"
+	seen.Trailers = store.Metadata(s.lc.Trailer())
 	seen.Status = &store.Status{Code: int(st.Code()), Name: store.CodeName(int(st.Code())), Message: st.Message(), Details: [][]byte{}}
 	for _, m := range seen.Messages {
 		if m.Direction == store.DirRequest {
@@ -319,43 +341,6 @@ func (u *UI) call(ctx context.Context, req *InvokeRequest, emit func(StreamEvent
 		}
 	}
 	seen.RPC = store.GuessRPC(seen.RequestCount, seen.ResponseCount)
-
-	if rec := u.recorded(ctx, wm.MaxID, id); rec != nil {
-		capture.DecodeCall(ctx, u.dec, rec)
-		return rec, nil
-	}
-	capture.DecodeCall(ctx, u.dec, seen)
-	return seen, nil
-}
-
-// recorded waits (up to 5s) for the call labelled id to be stored closed
-// and returns it; nil when nothing records composer calls or it did not
-// arrive.
-func (u *UI) recorded(ctx context.Context, afterID int64, id string) *store.CallWithMessages {
-	if u.opts.Observer == nil {
-		return nil
-	}
-	deadline := time.NewTimer(5 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var callID int64
-	for {
-		if callID == 0 {
-			callID, _ = u.opts.Store.FindCallByHeader(ctx, afterID, InvokeHeader, id)
-		}
-		if callID != 0 {
-			if c, err := u.opts.Store.GetCall(ctx, callID); err == nil && c.State == "closed" {
-				return c
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-deadline.C:
-			u.log.Warn("composer call not found in the capture; answering with what the composer saw", "invoke", id)
-			return nil
-		case <-tick.C:
-		}
-	}
+	capture.DecodeCall(ctx, s.u.dec, seen)
+	return seen
 }

@@ -42,11 +42,14 @@ type Options struct {
 	// Decoder decodes messages and lists services. Default: a decoder with
 	// no schema source (every message shown schemaless).
 	Decoder *decode.Decoder
-	// Proxy is what the composer sends its calls through. Default nil:
-	// /api/invoke answers 501.
+	// Proxy is what the composer sends its calls through, with its own
+	// forwarding handler (proxy.Open): they are routed and observed as any
+	// call, and a call to a target the proxy does not route to is sent
+	// there by the proxy's backend pool. Default nil: /api/invoke answers
+	// 501.
 	Proxy *proxy.Proxy
-	// Observer records composer calls sent to a target the proxy does not
-	// route to (they go through a proxy of their own). Default: Recorder.
+	// Observer records the inspector's replays (the composer's calls are
+	// the proxy's own to observe). Default: Recorder.
 	Observer proxy.Observer
 	// GRPC is the proxy's gRPC listener, which the grpcurl commands of
 	// GET /api/calls/{id}/grpcurl call. Default: unknown, and a command
@@ -59,7 +62,7 @@ type Options struct {
 	// DisableReplay turns POST /api/calls/{id}/replay off (501).
 	DisableReplay bool
 	// BackendTLS, when set, is used to dial backends the inspector reaches
-	// itself (composer targets the proxy does not route to, replays).
+	// itself (replays, collection runs); composer calls use the proxy's.
 	// Default: plaintext.
 	BackendTLS *tls.Config
 	// Token, when set, is required of every request: an
@@ -92,8 +95,8 @@ type Options struct {
 	InvokeTimeout time.Duration
 }
 
-// UI is the inspector's http.Handler. Close it to end live feeds and the
-// composer's in-process servers.
+// UI is the inspector's http.Handler. Close it to end live feeds and
+// composer calls.
 type UI struct {
 	opts   Options
 	dec    *decode.Decoder
@@ -105,9 +108,8 @@ type UI struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup // live feeds
 
-	lanesMu sync.Mutex
-	lanes   map[string]*lane // composer paths, by target
-	closed  bool
+	mu     sync.Mutex
+	closed bool // Close was called: no new live feeds, calls or replays
 
 	replays replayers
 }
@@ -136,7 +138,7 @@ func New(opts Options) (*UI, error) {
 		opts.Observer = opts.Recorder
 	}
 	u := &UI{opts: opts, dec: opts.Decoder, mux: http.NewServeMux(), log: opts.Logger,
-		closing: make(chan struct{}), lanes: map[string]*lane{}, replays: replayers{byDest: map[string]*replay.Replayer{}}}
+		closing: make(chan struct{}), replays: replayers{byDest: map[string]*replay.Replayer{}}}
 	if u.opts.Replay == nil && !opts.DisableReplay {
 		u.opts.Replay = u.builtinReplay
 	}
@@ -163,6 +165,7 @@ func New(opts Options) (*UI, error) {
 	u.mux.HandleFunc("GET /api/services", u.services)
 	u.mux.HandleFunc("GET /api/info", u.info)
 	u.mux.HandleFunc("POST /api/invoke", u.invoke)
+	u.mux.HandleFunc("GET /api/invoke/live", u.invokeLive)
 	u.mux.HandleFunc("GET /api/collections", u.listCollections)
 	u.mux.HandleFunc("POST /api/collections", u.createCollection)
 	u.mux.HandleFunc("GET /api/collections/{id}", u.getCollection)
@@ -171,20 +174,15 @@ func New(opts Options) (*UI, error) {
 	return u, nil
 }
 
-// Close ends every live feed and the composer's in-process servers, and
-// waits for them. The Store, Recorder, Decoder and Proxy stay open: they
+// Close ends every live feed and live composer call, and waits for
+// them. The Store, Recorder, Decoder and Proxy stay open: they
 // are the caller's.
 func (u *UI) Close(ctx context.Context) error {
 	u.closeOnce.Do(func() { close(u.closing) })
-	u.lanesMu.Lock()
+	u.mu.Lock()
 	u.closed = true
-	lanes := u.lanes
-	u.lanes = map[string]*lane{}
-	u.lanesMu.Unlock()
+	u.mu.Unlock()
 	var errs []error
-	for _, l := range lanes {
-		errs = append(errs, l.close())
-	}
 	done := make(chan struct{})
 	go func() { u.wg.Wait(); close(done) }()
 	select {
@@ -201,8 +199,8 @@ func (u *UI) Close(ctx context.Context) error {
 
 // enter registers a long-running request with Close; false once closed.
 func (u *UI) enter() bool {
-	u.lanesMu.Lock()
-	defer u.lanesMu.Unlock()
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if u.closed {
 		return false
 	}
