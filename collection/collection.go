@@ -122,9 +122,24 @@ func (a *Assertion) check() error {
 	return nil
 }
 
+// ErrInvalid is wrapped by every error of Validate (errors.Is).
+var ErrInvalid = errors.New("invalid collection")
+
+type invalidError struct{ error }
+
+func (invalidError) Is(target error) bool { return target == ErrInvalid }
+
 // Validate trims the collection's name, normalises method names and checks
-// every request and assertion; its errors name the request.
+// every request and assertion; its errors name the request and wrap
+// ErrInvalid.
 func (c *Collection) Validate() error {
+	if err := c.validate(); err != nil {
+		return invalidError{err}
+	}
+	return nil
+}
+
+func (c *Collection) validate() error {
 	c.Name = strings.TrimSpace(c.Name)
 	if c.Name == "" {
 		return errors.New("a collection needs a name")

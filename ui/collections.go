@@ -1,72 +1,31 @@
 package ui
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
+	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/collection"
+	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/replay"
 	"github.com/grpctap/grpctap/store"
 )
 
-// Collection is a named set of saved composer requests; its JSON is also
-// the export file format (import it back with POST /api/collections).
-type Collection struct {
-	ID       int64          `json:"id,omitempty"` // assigned by the store; ignored on import
-	Name     string         `json:"name"`
-	Requests []SavedRequest `json:"requests"`
-	Updated  *time.Time     `json:"updated,omitempty"`
-}
+// Collection is a named set of saved requests; its JSON is also the
+// export file format (docs/collections.md; import it back with POST
+// /api/collections).
+type Collection = collection.Collection
 
-// SavedRequest is one composer request kept in a collection.
-type SavedRequest struct {
-	Name     string              `json:"name"`
-	Method   string              `json:"method"`
-	Target   string              `json:"target,omitempty"`
-	Metadata map[string][]string `json:"metadata,omitempty"`
-	Messages []json.RawMessage   `json:"messages"`
-	// Examples are responses saved with the request: any JSON, normally
-	// the call of an /api/invoke answer.
-	Examples []json.RawMessage `json:"examples,omitempty"`
-}
-
-const maxCollectionBytes = 16 << 20
+// SavedRequest is one request kept in a collection.
+type SavedRequest = collection.Request
 
 func readCollection(r *http.Request) (*Collection, error) {
-	var c Collection
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxCollectionBytes))
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("body: %w", err)
-	}
-	c.Name = strings.TrimSpace(c.Name)
-	if c.Name == "" {
-		return nil, errors.New("a collection needs a name")
-	}
-	if c.Requests == nil {
-		c.Requests = []SavedRequest{}
-	}
-	for i, q := range c.Requests {
-		if q.Method == "" {
-			return nil, fmt.Errorf("request %d has no method", i+1)
-		}
-	}
-	return &c, nil
-}
-
-func fromStore(sc *store.Collection) (Collection, error) {
-	var c Collection
-	if err := json.Unmarshal(sc.Body, &c); err != nil {
-		return c, fmt.Errorf("collection %d: %w", sc.ID, err)
-	}
-	t := sc.Updated
-	c.ID, c.Name, c.Updated = sc.ID, sc.Name, &t
-	if c.Requests == nil {
-		c.Requests = []SavedRequest{}
-	}
-	return c, nil
+	return collection.Parse(r.Body)
 }
 
 func storeErr(w http.ResponseWriter, err error) {
@@ -91,7 +50,7 @@ func (u *UI) listCollections(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []Collection{}
 	for i := range list {
-		c, err := fromStore(&list[i])
+		c, err := collection.FromStore(&list[i])
 		if err != nil {
 			storeErr(w, err)
 			return
@@ -114,7 +73,7 @@ func (u *UI) getCollection(w http.ResponseWriter, r *http.Request) {
 		storeErr(w, err)
 		return
 	}
-	c, err := fromStore(sc)
+	c, err := collection.FromStore(sc)
 	if err != nil {
 		storeErr(w, err)
 		return
@@ -135,11 +94,6 @@ func safeFileName(s string) string {
 	}, s)
 }
 
-func body(c *Collection) []byte {
-	b, _ := json.Marshal(Collection{Name: c.Name, Requests: c.Requests})
-	return b
-}
-
 // createCollection serves POST /api/collections (create, or import an
 // exported file).
 func (u *UI) createCollection(w http.ResponseWriter, r *http.Request) {
@@ -148,7 +102,7 @@ func (u *UI) createCollection(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	id, err := u.opts.Store.CreateCollection(r.Context(), c.Name, body(c))
+	id, err := u.opts.Store.CreateCollection(r.Context(), c.Name, c.Body())
 	if err != nil {
 		storeErr(w, err)
 		return
@@ -169,7 +123,7 @@ func (u *UI) updateCollection(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := u.opts.Store.UpdateCollection(r.Context(), id, c.Name, body(c)); err != nil {
+	if err := u.opts.Store.UpdateCollection(r.Context(), id, c.Name, c.Body()); err != nil {
 		storeErr(w, err)
 		return
 	}
@@ -189,4 +143,128 @@ func (u *UI) deleteCollection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// SaveCallRequest is the body of POST /api/calls/{id}/save.
+type SaveCallRequest struct {
+	// Collection is the name of the collection to add to; made when there
+	// is none.
+	Collection string `json:"collection"`
+	// Name names the request; default "Method #id".
+	Name string `json:"name"`
+	// IgnoreFields are saved with the request: field paths a test run
+	// leaves out of its diff (receivedAt, items[*].id).
+	IgnoreFields []string `json:"ignore_fields"`
+}
+
+// saveCall serves POST /api/calls/{id}/save: the captured call becomes a
+// saved request of a collection, its answer the expected example.
+func (u *UI) saveCall(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var req SaveCallRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "body: "+err.Error())
+		return
+	}
+	if strings.TrimSpace(req.Collection) == "" {
+		writeErr(w, http.StatusBadRequest, "name the collection to save into")
+		return
+	}
+	c, err := u.opts.Store.GetCall(r.Context(), id)
+	if err != nil {
+		storeErr(w, err)
+		return
+	}
+	capture.DecodeCallWithin(r.Context(), u.dec, c, decode.NoLimits)
+	q, err := collection.FromCall(c, strings.TrimSpace(req.Name))
+	if err != nil {
+		writeErr(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	q.IgnoreFields = req.IgnoreFields
+	col, err := collection.Add(r.Context(), u.opts.Store, req.Collection, q)
+	switch {
+	case errors.Is(err, collection.ErrInvalid):
+		writeErr(w, http.StatusBadRequest, err.Error())
+	case err != nil:
+		storeErr(w, err)
+	default:
+		writeJSON(w, http.StatusOK, col)
+	}
+}
+
+// RunRequest is the body of POST /api/collections/{id}/run; every field
+// may be left out.
+type RunRequest struct {
+	// Target sends every request there instead of its own target.
+	Target string `json:"target"`
+	// IgnoreFields and IgnoreHeaders are left out of every comparison,
+	// besides each request's ignore_fields and replay's volatile headers.
+	IgnoreFields  []string `json:"ignore_fields"`
+	IgnoreHeaders []string `json:"ignore_headers"`
+}
+
+// RunAnswer is the answer of POST /api/collections/{id}/run.
+type RunAnswer struct {
+	Collection string              `json:"collection"`
+	Results    []collection.Result `json:"results"`
+	Summary    replay.Summary      `json:"summary"`
+}
+
+// runCollection serves POST /api/collections/{id}/run: every request is
+// sent and judged as grpctap test judges it.
+func (u *UI) runCollection(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var req RunRequest
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+			writeErr(w, http.StatusBadRequest, "body: "+err.Error())
+			return
+		}
+	}
+	cm := &replay.Comparator{Decoder: u.dec, IgnoreHeaders: append(append([]string(nil), replay.DefaultVolatileHeaders...), req.IgnoreHeaders...)}
+	for _, f := range req.IgnoreFields {
+		p, err := replay.ParseFieldPath(f)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, "ignore_fields: "+err.Error())
+			return
+		}
+		cm.IgnoreFields = append(cm.IgnoreFields, p)
+	}
+	sc, err := u.opts.Store.GetCollection(r.Context(), id)
+	if err != nil {
+		storeErr(w, err)
+		return
+	}
+	col, err := collection.FromStore(sc)
+	if err != nil {
+		storeErr(w, err)
+		return
+	}
+	if !u.enter() {
+		writeErr(w, http.StatusServiceUnavailable, "shutting down")
+		return
+	}
+	defer u.wg.Done()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-u.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	rp := replay.New(replay.Options{Target: req.Target, TLS: u.opts.BackendTLS})
+	defer rp.Close()
+	results, sum := (&collection.Runner{Replayer: rp, Comparator: cm}).Run(ctx, &col)
+	writeJSON(w, http.StatusOK, RunAnswer{Collection: col.Name, Results: results, Summary: sum})
 }

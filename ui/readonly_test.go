@@ -103,6 +103,9 @@ func TestReadOnlyRefusesWhatSendsOrWrites(t *testing.T) {
 				{"POST", "/api/collections", ui.Collection{Name: "new one"}},
 				{"PUT", fmt.Sprintf("/api/collections/%d", col), ui.Collection{Name: "renamed"}},
 				{"DELETE", fmt.Sprintf("/api/collections/%d", col), nil},
+				{"POST", fmt.Sprintf("/api/collections/%d/run", col), nil},
+				{"POST", fmt.Sprintf("/api/calls/%d/save", id), ui.SaveCallRequest{Collection: "x"}},
+				{"GET", "/api/invoke/live", nil},
 			} {
 				var eb ui.ErrorBody
 				code := e.do(w.method, w.path, w.body, &eb, tc.reader...)

@@ -171,6 +171,8 @@ func New(opts Options) (*UI, error) {
 	u.mux.HandleFunc("GET /api/collections/{id}", u.getCollection)
 	u.mux.HandleFunc("PUT /api/collections/{id}", u.updateCollection)
 	u.mux.HandleFunc("DELETE /api/collections/{id}", u.deleteCollection)
+	u.mux.HandleFunc("POST /api/collections/{id}/run", u.runCollection)
+	u.mux.HandleFunc("POST /api/calls/{id}/save", u.saveCall)
 	return u, nil
 }
 
