@@ -4,6 +4,7 @@
 import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump, readOnlyNote, blocked } from './lib.js';
 import { renderComposer } from './composer.js';
 import { renderOverview } from './overview.js';
+import { saveToCollectionButton } from './tests.js';
 
 const view = document.getElementById('view');
 const state = {
@@ -206,6 +207,7 @@ async function renderCall(id) {
     h('div', { class: 'actions' },
       h('button', { onclick: async () => { try { copy((await api('GET', `/api/calls/${c.id}/grpcurl`)).command, 'grpcurl command copied'); } catch (e) { toast(e.message); } } }, 'Copy as grpcurl'),
       replayButton(c, replayOut),
+      saveToCollectionButton(c, state.info),
       h('button', { onclick: () => { location.hash = `#/composer?from=${c.id}`; } }, 'Open in composer')));
   const item = (k, v, cls) => h('div', {}, h('div', { class: 'k' }, k), h('div', { class: 'v ' + (cls || '') }, v ?? h('span', { class: 'none' }, '—')));
   const summary = h('div', { class: 'card' }, h('div', { class: 'grid' },

@@ -2,6 +2,7 @@
 // send it through the proxy (recorded like any call), see the response as
 // it streams in, and keep requests in named collections.
 import { h, jsonTree, fmtMS, statusClass, toast, api, requestJSON, readOnlyNote, blocked } from './lib.js';
+import { renderRun } from './tests.js';
 
 const cs = {
   services: null,     // /api/services answer
@@ -11,6 +12,7 @@ const cs = {
   metadata: [['', '']],
   messages: [],       // JSON texts
   lastCall: null,     // the last finished call (for examples)
+  live: null,         // the websocket of the live call shown, if any
   loadedFrom: '',     // what filled the editor, to keep edits on re-render
 };
 
@@ -23,6 +25,7 @@ const kindOf = m => m.client_streaming && m.server_streaming ? 'bidi' : m.client
 const pretty = v => JSON.stringify(v, null, 2);
 
 export async function renderComposer(view, params, info) {
+  endLive();
   view.replaceChildren(h('div', { class: 'empty' }, 'Loading services…'));
   try {
     [cs.services, cs.collections] = await Promise.all([api('GET', '/api/services'), api('GET', '/api/collections').then(r => r.collections)]);
@@ -107,6 +110,7 @@ function sidebar(view, params, info) {
   for (const c of cs.collections) {
     cols.append(h('li', { class: 'svcname', 'data-collection': c.name }, h('span', {}, c.name),
       h('span', { class: 'col-actions' },
+        ro ? null : h('a', { href: '#', class: 'run-collection', title: 'Run as tests: send every request and compare each answer with its example', onclick: e => { e.preventDefault(); renderRun(view.querySelector('.editor'), c); } }, '▶'),
         h('a', { href: `/api/collections/${c.id}?download=1`, download: c.name + '.grpctap.json', title: 'Export as a JSON file' }, '⇩'),
         ro ? null : h('a', { href: '#', title: 'Delete collection', onclick: async e => { e.preventDefault(); if (!confirm(`Delete collection "${c.name}"?`)) return; await api('DELETE', '/api/collections/' + c.id); renderComposer(view, params, info); } }, '✕'))));
     c.requests.forEach(r => cols.append(h('li', {}, h('a', { href: '#', title: r.method, onclick: e => { e.preventDefault(); loadSaved(r, view, params, info); } },
@@ -186,14 +190,24 @@ function editor(view, params, info) {
   const response = h('div', { class: 'card', id: 'response' }, h('h3', {}, 'Response'),
     h('div', { class: 'hint' }, ro ? readOnlyNote + '. The composer shows methods and their schemas.' : 'Send the request (Ctrl+Enter) to see the answer here.'));
   const sendBtn = h('button', { class: 'primary', id: 'send', onclick: () => send(), title: 'Send (Ctrl+Enter)' }, 'Send');
+  const streaming = !!m && (m.client_streaming || m.server_streaming);
+  const liveBtn = streaming ? h('button', { id: 'live-open', onclick: () => openLive(), title: 'Open the call and talk to it: send messages one at a time, half-close, cancel' }, 'Open stream') : null;
+  function metadataObj() {
+    const md = {};
+    for (const [k, v] of cs.metadata) if (k.trim()) (md[k.trim()] ||= []).push(v);
+    return md;
+  }
+  function openLive() {
+    if (ro) { toast(readOnlyNote); return; }
+    liveCall(response, { method: cs.method, target: cs.target, metadata: metadataObj() }, m, cs.messages[0] || '{}', c => { cs.lastCall = c; });
+  }
   const saveBtn = h('button', { id: 'save-btn', onclick: () => saveDialog(view, params, info), title: 'Save into a collection' }, 'Save…');
   async function send() {
     if (ro) { toast(readOnlyNote); return; }
     let messages;
     try { messages = cs.messages.map((t, i) => { try { return JSON.parse(t); } catch (e) { throw new Error(`message ${i + 1}: ${e.message}`); } }); }
     catch (e) { toast(e.message); return; }
-    const metadata = {};
-    for (const [k, v] of cs.metadata) if (k.trim()) (metadata[k.trim()] ||= []).push(v);
+    const metadata = metadataObj();
     sendBtn.disabled = true;
     const out = h('div', {});
     const head = h('div', { class: 'row' }, h('span', { class: 'badge live' }, 'running'));
@@ -234,6 +248,7 @@ function editor(view, params, info) {
     h('div', { class: 'row' }, h('h2', { id: 'method-title' }, cs.method || 'Choose a method'), m ? h('span', { class: 'kind' }, kindOf(m)) : null),
     h('div', { class: 'row' }, h('label', { for: 'target', class: 'hint' }, 'Target'), targetSel,
       h('span', { class: 'spacer' }), ro ? blocked(sendBtn, readOnlyNote) : sendBtn,
+      liveBtn && (ro ? blocked(liveBtn, readOnlyNote) : liveBtn),
       ro ? blocked(saveBtn, readOnlyNote) : saveBtn,
       h('button', { class: 'ghost', onclick: () => { setMethod(cs.method); drawMsgs(); }, title: 'Reset the request to the schema template' }, 'Reset')),
     h('div', { class: 'editor-body' },
@@ -320,3 +335,86 @@ function saveDialog(view, params, info) {
   document.body.append(dlg);
   dlg.showModal();
 }
+
+// liveCall holds one call open over a websocket (GET /api/invoke/live):
+// the user sends messages one at a time, half-closes or cancels; headers,
+// answers and trailers show as they come, in one conversation, and the
+// recorded call at the end.
+function liveCall(response, start, m, firstText, onEnd) {
+  endLive();
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const ws = new WebSocket(`${proto}//${location.host}/api/invoke/live`);
+  cs.live = ws;
+  const state = h('span', { class: 'badge live', id: 'live-state' }, 'opening');
+  const log = h('div', { class: 'live-log', id: 'live-log' });
+  const headers = h('div', { id: 'live-headers' });
+  const text = h('textarea', { id: 'live-msg', class: 'req-json', rows: Math.min(12, Math.max(4, firstText.split('\n').length + 1)), spellcheck: 'false', 'aria-label': 'Next message', value: firstText,
+    onkeydown: e => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); sendOne(); } } });
+  const oneShot = m && !m.client_streaming; // server streaming: one message, then the half-close
+  const sendBtn = h('button', { class: 'primary', id: 'live-send', disabled: true, onclick: () => sendOne(), title: 'Send this message (Ctrl+Enter)' }, oneShot ? 'Send and half-close' : 'Send message');
+  const closeBtn = h('button', { id: 'live-close', disabled: true, onclick: () => { cmd({ type: 'close_send' }); closeBtn.disabled = sendBtn.disabled = true; entry('→', 'half-closed', null, 'note'); }, title: 'End the requests: the server sees end of stream' }, 'Half-close');
+  const cancelBtn = h('button', { id: 'live-cancel', disabled: true, onclick: () => cmd({ type: 'cancel' }), title: 'Cancel the call' }, 'Cancel');
+  response.replaceChildren(h('h3', {}, 'Live call', state),
+    h('div', { class: 'live-compose' }, text, h('div', { class: 'row' }, sendBtn, oneShot ? null : closeBtn, cancelBtn)),
+    headers, log);
+  response.scrollIntoView({ block: 'nearest' });
+  const cmd = c => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(c));
+  // A short message shows on one line; a long one as a tree.
+  const body = json => { const line = JSON.stringify(json); return line.length <= 160 ? h('div', { class: 'mono line' }, line) : jsonTree(json, 1); };
+  const entry = (dir, label, json, cls) => {
+    log.append(h('div', { class: 'live-entry ' + (cls || '') }, h('div', { class: 'meta mono' }, `${dir} ${label}`), json != null ? body(json) : null));
+    log.scrollTop = log.scrollHeight;
+  };
+  const kv = md => Object.keys(md || {}).length ? h('table', { class: 'kv' }, ...Object.entries(md).map(([k, vs]) => h('tr', {}, h('th', {}, k), h('td', {}, vs.join(', ')))))
+    : h('span', { class: 'none' }, 'none');
+  function sendOne() {
+    let msg;
+    try { msg = JSON.parse(text.value); } catch (e) { toast('Fix the JSON first: ' + e.message); return; }
+    cmd({ type: 'send', message: msg });
+    if (oneShot) { cmd({ type: 'close_send' }); sendBtn.disabled = true; }
+  }
+  ws.onopen = () => cmd({ type: 'start', ...start });
+  ws.onmessage = e => {
+    const ev = JSON.parse(e.data);
+    switch (ev.event) {
+      case 'open':
+        state.textContent = 'open';
+        sendBtn.disabled = closeBtn.disabled = cancelBtn.disabled = false;
+        text.focus();
+        break;
+      case 'sent': entry('→', `#${ev.seq}  +${fmtMS(ev.offset_ms)}  ${ev.size} B`, ev.json, 'request'); break;
+      case 'rejected': toast('Not sent: ' + ev.error); entry('✕', 'not sent: ' + ev.error, null, 'note'); break;
+      case 'header': headers.replaceChildren(h('b', {}, 'Headers'), kv(ev.metadata)); break;
+      case 'message':
+        entry('←', `#${ev.seq}  +${fmtMS(ev.offset_ms)}  ${ev.size} B`, ev.json, 'response');
+        if (ev.json == null) log.append(h('div', { class: 'decode-error' }, ev.decode_error || 'not decoded'));
+        break;
+      case 'trailers': {
+        const st = ev.status;
+        state.className = 'badge ' + statusClass(st.code);
+        state.textContent = `${st.name} (${st.code})`;
+        sendBtn.disabled = closeBtn.disabled = cancelBtn.disabled = true;
+        text.disabled = true;
+        headers.append(h('b', {}, 'Trailers'), kv(ev.metadata));
+        if (st.message) entry('■', st.message, null, 'note');
+        break;
+      }
+      case 'end':
+        onEnd(ev.call);
+        if (ev.call && ev.call.id) response.append(h('div', { class: 'row', id: 'live-recorded' }, h('a', { href: '#/call/' + ev.call.id }, `recorded as call #${ev.call.id}`)));
+        break;
+      case 'error':
+        state.className = 'badge err'; state.textContent = 'error';
+        response.append(h('div', { class: 'decode-error' }, ev.error));
+        break;
+    }
+  };
+  ws.onclose = () => { sendBtn.disabled = closeBtn.disabled = cancelBtn.disabled = true; if (state.textContent === 'open' || state.textContent === 'opening') { state.className = 'badge err'; state.textContent = 'closed'; } };
+}
+
+// endLive closes the live call's socket (the server cancels a call still
+// going): a call lives only while its panel is shown.
+function endLive() {
+  if (cs.live) { cs.live.close(); cs.live = null; }
+}
+addEventListener('hashchange', () => { if (!location.hash.startsWith('#/composer')) endLive(); });
