@@ -81,7 +81,11 @@ func WriteJUnit(w io.Writer, name string, start time.Time, results []Result) err
 			tc.Error = &junitProblem{Message: r.Error, Type: "error", Text: r.Error}
 		case replay.Mismatch:
 			suite.Failures++
-			tc.Failure = &junitProblem{Message: fmt.Sprintf("%d differences from the expected answer", len(r.Diffs)), Type: "mismatch", Text: details.String()}
+			what := "differences"
+			if len(r.Diffs) == 1 {
+				what = "difference"
+			}
+			tc.Failure = &junitProblem{Message: fmt.Sprintf("%d %s from the expected answer", len(r.Diffs), what), Type: "mismatch", Text: details.String()}
 		default:
 			tc.SystemOut = details.String()
 		}

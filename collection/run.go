@@ -27,6 +27,10 @@ type Runner struct {
 	// Decoder also encodes the request messages and decodes the answers
 	// for assertions. Required, with a Decoder.
 	Comparator *replay.Comparator
+	// Route, when set, names the target of a request that has none of its
+	// own and no example to take one from (the inspector: the backend the
+	// proxy routes the method to). Default nil: such a request is an error.
+	Route func(method string) (string, bool)
 }
 
 // Result is one request's test result: the replay comparison with its
@@ -78,6 +82,9 @@ func (r *Runner) RunOne(ctx context.Context, q *Request) Result {
 		rec.Backend = q.Target
 	}
 	rec.RequestHeaders = store.Metadata(q.Metadata)
+	if rec.Backend == "" && r.Route != nil {
+		rec.Backend, _ = r.Route(q.Method)
+	}
 	target := r.Replayer.Target(&rec.Call)
 	if target == "" {
 		return fail("no target: the request names none and neither does its example; give --target")

@@ -265,6 +265,10 @@ func (u *UI) runCollection(w http.ResponseWriter, r *http.Request) {
 	}()
 	rp := replay.New(replay.Options{Target: req.Target, TLS: u.opts.BackendTLS})
 	defer rp.Close()
-	results, sum := (&collection.Runner{Replayer: rp, Comparator: cm}).Run(ctx, &col)
+	runner := &collection.Runner{Replayer: rp, Comparator: cm}
+	if u.opts.Proxy != nil {
+		runner.Route = u.opts.Proxy.Route
+	}
+	results, sum := runner.Run(ctx, &col)
 	writeJSON(w, http.StatusOK, RunAnswer{Collection: col.Name, Results: results, Summary: sum})
 }

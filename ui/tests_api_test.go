@@ -79,3 +79,32 @@ func TestSaveCallThenRunCollection(t *testing.T) {
 		t.Errorf("no collection: %d %s", code, eb.Error)
 	}
 }
+
+// TestRunComposerRequestWithAssertions: a request written in the composer
+// (no target: the proxy's route; no example) runs on its assertions.
+func TestRunComposerRequestWithAssertions(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	doc := map[string]any{"name": "asserted", "requests": []any{map[string]any{
+		"name": "echo", "method": "grpctap.demo.v1.DemoService/Echo", "messages": []any{map[string]any{"message": "hi", "author": map[string]any{"name": "bo"}}},
+		"assertions": []any{map[string]any{"status": "OK"}, map[string]any{"path": "author.name", "equals": "bo"}, map[string]any{"path": "message", "matches": "^x"}},
+	}}}
+	var col ui.Collection
+	if code := e.do("POST", "/api/collections", doc, &col); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	var ans ui.RunAnswer
+	if code := e.do("POST", fmt.Sprintf("/api/collections/%d/run", col.ID), nil, &ans); code != 200 || len(ans.Results) != 1 {
+		t.Fatalf("run: %d %+v", code, ans)
+	}
+	r := ans.Results[0]
+	if r.Target != e.backend || r.Assertions != 3 || r.Compared || r.Verdict != "mismatch" || len(r.Diffs) != 1 || r.Diffs[0].Path != "response[0].message" {
+		t.Errorf("result %+v", r)
+	}
+	// A bad assertion is refused when the collection is saved.
+	doc["name"] = "bad"
+	doc["requests"].([]any)[0].(map[string]any)["assertions"] = []any{map[string]any{"path": "a", "exists": true, "equals": 1}}
+	var eb ui.ErrorBody
+	if code := e.do("POST", "/api/collections", doc, &eb); code != 400 || !strings.Contains(eb.Error, "exactly one of equals, matches or exists") {
+		t.Errorf("bad assertion: %d %s", code, eb.Error)
+	}
+}

@@ -68,7 +68,7 @@ could not be run (or on other errors). --junit writes JUnit XML for CI.`,
 	fs.StringVar(&f.db, "db", defaultDB, "capture file holding the collection (and the schemas saved with it)")
 	fs.StringVar(&f.target, "target", "", "address to send every request to (default: each request's own)")
 	fs.StringArrayVar(&f.headers, "header", nil, "'key: value' request header to add or override (repeatable)")
-	fs.DurationVar(&f.timeout, "timeout", 0, "deadline of each call (default: the request's timeout_ms, else 30s)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "deadline of every call, over the requests' own timeout_ms (default: timeout_ms, else 30s)")
 	f.backendTLS.register(fs)
 	fs.StringArrayVar(&f.ignoreField, "ignore-field", nil, "field path left out of message diffs, e.g. receivedAt, items[*].id (repeatable)")
 	fs.StringArrayVar(&f.ignoreHdr, "ignore-header", nil, "response header or trailer left out of the comparison, added to the default list (repeatable)")
