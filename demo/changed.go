@@ -61,17 +61,5 @@ func (Changed) Countdown(req *demopb.CountdownRequest, stream grpc.ServerStreami
 
 // Chat answers each message with "you said: …".
 func (Changed) Chat(stream grpc.BidiStreamingServer[demopb.ChatMessage, demopb.ChatMessage]) error {
-	for {
-		in, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&demopb.ChatMessage{Author: &demopb.Author{Name: "grpctap-demo", Mood: demopb.Mood_MOOD_CURIOUS},
-			Text: "you said: " + in.GetText(), SentAt: timestamppb.Now(), Mentions: []string{in.GetAuthor().GetName()}}); err != nil {
-			return err
-		}
-	}
+	return chat(stream, func(in *demopb.ChatMessage) string { return "you said: " + in.GetText() })
 }

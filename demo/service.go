@@ -175,6 +175,14 @@ func (*Service) Countdown(req *demopb.CountdownRequest, stream grpc.ServerStream
 
 // Chat answers each message as soon as it arrives.
 func (*Service) Chat(stream grpc.BidiStreamingServer[demopb.ChatMessage, demopb.ChatMessage]) error {
+	return chat(stream, func(in *demopb.ChatMessage) string {
+		return fmt.Sprintf("%s said: %s", in.GetAuthor().GetName(), in.GetText())
+	})
+}
+
+// chat answers each message with the text reply gives it, as soon as it
+// arrives.
+func chat(stream grpc.BidiStreamingServer[demopb.ChatMessage, demopb.ChatMessage], reply func(*demopb.ChatMessage) string) error {
 	for {
 		in, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -185,7 +193,7 @@ func (*Service) Chat(stream grpc.BidiStreamingServer[demopb.ChatMessage, demopb.
 		}
 		out := &demopb.ChatMessage{
 			Author:   &demopb.Author{Name: "grpctap-demo", Mood: demopb.Mood_MOOD_CURIOUS},
-			Text:     fmt.Sprintf("%s said: %s", in.GetAuthor().GetName(), in.GetText()),
+			Text:     reply(in),
 			SentAt:   timestamppb.Now(),
 			Mentions: []string{in.GetAuthor().GetName()},
 		}

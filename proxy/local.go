@@ -207,25 +207,21 @@ func (c *LocalCall) closeHeader() {
 func (c *LocalCall) Context() context.Context { return c.ctx }
 
 // SetHeader adds to the response headers before they are sent.
-func (c *LocalCall) SetHeader(md metadata.MD) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.hdrClosed {
-		return errors.New("headers already sent")
-	}
-	c.header = metadata.Join(c.header, md)
-	return nil
-}
+func (c *LocalCall) SetHeader(md metadata.MD) error { return c.addHeader(md, false) }
 
 // SendHeader sends the response headers.
-func (c *LocalCall) SendHeader(md metadata.MD) error {
+func (c *LocalCall) SendHeader(md metadata.MD) error { return c.addHeader(md, true) }
+
+func (c *LocalCall) addHeader(md metadata.MD, send bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.hdrClosed {
 		return errors.New("headers already sent")
 	}
 	c.header = metadata.Join(c.header, md)
-	c.closeHeader()
+	if send {
+		c.closeHeader()
+	}
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -254,15 +253,8 @@ func (u *UI) runCollection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer u.wg.Done()
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := u.untilClosed(r.Context())
 	defer cancel()
-	go func() {
-		select {
-		case <-u.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	rp := replay.New(replay.Options{Target: req.Target, TLS: u.opts.BackendTLS})
 	defer rp.Close()
 	runner := &collection.Runner{Replayer: rp, Comparator: cm}

@@ -58,15 +58,8 @@ func (u *UI) invokeLive(w http.ResponseWriter, r *http.Request) {
 	}
 	defer conn.Close(websocket.StatusInternalError, "the call ended unexpectedly")
 	conn.SetReadLimit(liveReadLimit)
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := u.untilClosed(r.Context())
 	defer cancel()
-	go func() {
-		select {
-		case <-u.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	var wmu sync.Mutex
 	emit := func(ev StreamEvent) {
 		b, _ := json.Marshal(ev)

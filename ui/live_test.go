@@ -30,6 +30,18 @@ func (e *env) live(ctx context.Context, hdr http.Header) (*liveCall, *http.Respo
 	return &liveCall{t: e.t, ctx: ctx, conn: conn}, res, nil
 }
 
+// mustLive opens a live call for the rest of the test (10 s at most).
+func (e *env) mustLive() *liveCall {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	e.t.Cleanup(cancel)
+	l, _, err := e.live(ctx, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l
+}
+
 func (l *liveCall) command(cmd ui.LiveCommand) {
 	l.t.Helper()
 	b, _ := json.Marshal(cmd)
@@ -69,12 +81,7 @@ func (l *liveCall) next(kind string) (ui.StreamEvent, []string) {
 // its trailers and the recorded call.
 func TestLiveBidiConversation(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	l, _, err := e.live(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := e.mustLive()
 	l.command(ui.LiveCommand{Type: "start", InvokeRequest: ui.InvokeRequest{Method: "grpctap.demo.v1.DemoService/Chat",
 		Metadata: map[string][]string{"x-trace": {"live-1"}}}})
 	if ev, _ := l.next("open"); ev.Backend != e.backend {
@@ -116,13 +123,7 @@ func TestLiveBidiConversation(t *testing.T) {
 
 // TestLiveCancel: cancelling a server stream ends it as CANCELLED, recorded.
 func TestLiveCancel(t *testing.T) {
-	e := newEnv(t, envOpts{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	l, _, err := e.live(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newEnv(t, envOpts{}).mustLive()
 	l.command(ui.LiveCommand{Type: "start", InvokeRequest: ui.InvokeRequest{Method: "/grpctap.demo.v1.DemoService/Countdown",
 		Messages: []json.RawMessage{json.RawMessage(`{"count": 100, "interval": "0.02s"}`)}}})
 	l.command(ui.LiveCommand{Type: "close_send"})

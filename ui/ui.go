@@ -210,6 +210,20 @@ func (u *UI) enter() bool {
 	return true
 }
 
+// untilClosed returns a context that ends with ctx or when the UI is
+// closed, for a request that sends calls.
+func (u *UI) untilClosed(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-u.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 const tokenCookie = "grpctap_token"
 
 // access is what a request may do.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,18 +65,11 @@ refused.`,
 }
 
 func runCollectionAdd(ctx context.Context, cmd *cobra.Command, f *replayFlags, df *decodeFlags, name string, args []string) error {
-	st, err := store.Open(ctx, f.db, store.Options{})
+	st, ids, err := openSelected(ctx, f, args, store.Options{})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	ids, err := selectCalls(ctx, st, f, args)
-	if err != nil {
-		return err
-	}
-	if len(ids) == 0 {
-		return errors.New("no calls selected")
-	}
 	dec, err := capture.OpenDecoder(ctx, st, df.options(reflectionDial(nil)))
 	if err != nil {
 		return err

@@ -193,39 +193,16 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 	if f.concurrency < 1 {
 		return errors.New("--concurrency must be at least 1")
 	}
-	if f.target != "" {
-		if err := checkTarget("--target", f.target); err != nil {
-			return err
-		}
-	}
-	hdr, err := parseHeaders(f.headers)
+	sf, err := readSendFlags(f.target, f.headers, f.ignoreField, &f.backendTLS, log)
 	if err != nil {
 		return err
 	}
-	var ignore []replay.FieldPath
-	for _, s := range f.ignoreField {
-		p, err := replay.ParseFieldPath(s)
-		if err != nil {
-			return fmt.Errorf("--ignore-field: %w", err)
-		}
-		ignore = append(ignore, p)
-	}
-	tlsCfg, err := f.backendTLS.config(log)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, f.db, store.Options{ReadOnly: true})
+	hdr, ignore, tlsCfg := sf.header, sf.ignore, sf.tls
+	st, ids, err := openSelected(ctx, f, args, store.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	ids, err := selectCalls(ctx, st, f, args)
-	if err != nil {
-		return err
-	}
-	if len(ids) == 0 {
-		return errors.New("no calls selected")
-	}
 
 	var obs proxy.Observer
 	if f.dbOut != "" {
@@ -263,8 +240,7 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 		return err
 	}
 	defer dec.Close()
-	cmpr := &replay.Comparator{Decoder: dec, IgnoreFields: ignore,
-		IgnoreHeaders: append(append([]string(nil), replay.DefaultVolatileHeaders...), f.ignoreHdr...)}
+	cmpr := newComparator(dec, ignore, f.ignoreHdr)
 
 	w := cmd.OutOrStdout()
 	var sum replay.Summary
@@ -293,13 +269,77 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 	} else {
 		replay.WriteSummary(w, sum)
 	}
+	return verdictExit(sum, "calls could not be replayed", "calls differ from the capture")
+}
+
+// sendFlags are the flags replay and test read alike.
+type sendFlags struct {
+	header metadata.MD
+	ignore []replay.FieldPath
+	tls    *tls.Config
+}
+
+// readSendFlags checks --target and reads --header, --ignore-field and
+// the backend TLS flags.
+func readSendFlags(target string, headers, ignoreFields []string, bt *backendTLSFlags, log *slog.Logger) (*sendFlags, error) {
+	if target != "" {
+		if err := checkTarget("--target", target); err != nil {
+			return nil, err
+		}
+	}
+	hdr, err := parseHeaders(headers)
+	if err != nil {
+		return nil, err
+	}
+	sf := &sendFlags{header: hdr}
+	for _, s := range ignoreFields {
+		p, err := replay.ParseFieldPath(s)
+		if err != nil {
+			return nil, fmt.Errorf("--ignore-field: %w", err)
+		}
+		sf.ignore = append(sf.ignore, p)
+	}
+	if sf.tls, err = bt.config(log); err != nil {
+		return nil, err
+	}
+	return sf, nil
+}
+
+// newComparator compares as replay and test do: the volatile headers and
+// --ignore-header left out.
+func newComparator(dec *decode.Decoder, ignore []replay.FieldPath, ignoreHeaders []string) *replay.Comparator {
+	return &replay.Comparator{Decoder: dec, IgnoreFields: ignore,
+		IgnoreHeaders: append(append([]string(nil), replay.DefaultVolatileHeaders...), ignoreHeaders...)}
+}
+
+// verdictExit is the exit of a run that compared: 2 when anything could
+// not be run, 1 when anything differs.
+func verdictExit(sum replay.Summary, errored, differ string) error {
 	switch {
 	case sum.Errors > 0:
-		return &exitCodeError{code: exitError, err: fmt.Errorf("%d of %d calls could not be replayed", sum.Errors, sum.Calls)}
+		return &exitCodeError{code: exitError, err: fmt.Errorf("%d of %d %s", sum.Errors, sum.Calls, errored)}
 	case sum.Mismatch > 0:
-		return &exitCodeError{code: exitMismatch, err: fmt.Errorf("%d of %d calls differ from the capture", sum.Mismatch, sum.Calls)}
+		return &exitCodeError{code: exitMismatch, err: fmt.Errorf("%d of %d %s", sum.Mismatch, sum.Calls, differ)}
 	}
 	return nil
+}
+
+// openSelected opens the capture and selects calls as replay's arguments
+// and filters say; the caller closes the store.
+func openSelected(ctx context.Context, f *replayFlags, args []string, o store.Options) (*store.Store, []int64, error) {
+	st, err := store.Open(ctx, f.db, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, err := selectCalls(ctx, st, f, args)
+	if err == nil && len(ids) == 0 {
+		err = errors.New("no calls selected")
+	}
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, ids, nil
 }
 
 func replayOne(ctx context.Context, st *store.Store, rp *replay.Replayer, cmpr *replay.Comparator, id int64) replay.Result {

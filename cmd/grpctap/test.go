@@ -113,24 +113,7 @@ func loadCollection(ctx context.Context, db, arg string) (*collection.Collection
 
 func runTest(ctx context.Context, cmd *cobra.Command, f *testFlags, arg string) error {
 	log := newLogger(cmd.ErrOrStderr(), f.logLevel.Level)
-	if f.target != "" {
-		if err := checkTarget("--target", f.target); err != nil {
-			return err
-		}
-	}
-	hdr, err := parseHeaders(f.headers)
-	if err != nil {
-		return err
-	}
-	var ignore []replay.FieldPath
-	for _, s := range f.ignoreField {
-		p, err := replay.ParseFieldPath(s)
-		if err != nil {
-			return fmt.Errorf("--ignore-field: %w", err)
-		}
-		ignore = append(ignore, p)
-	}
-	tlsCfg, err := f.backendTLS.config(log)
+	sf, err := readSendFlags(f.target, f.headers, f.ignoreField, &f.backendTLS, log)
 	if err != nil {
 		return err
 	}
@@ -144,15 +127,14 @@ func runTest(ctx context.Context, cmd *cobra.Command, f *testFlags, arg string) 
 	if len(col.Requests) == 0 {
 		return fmt.Errorf("collection %q has no requests", col.Name)
 	}
-	dec, err := capture.OpenDecoder(ctx, st, f.decode.options(reflectionDial(tlsCfg)))
+	dec, err := capture.OpenDecoder(ctx, st, f.decode.options(reflectionDial(sf.tls)))
 	if err != nil {
 		return err
 	}
 	defer dec.Close()
-	rp := replay.New(replay.Options{Target: f.target, TLS: tlsCfg, Header: hdr, Timeout: f.timeout})
+	rp := replay.New(replay.Options{Target: f.target, TLS: sf.tls, Header: sf.header, Timeout: f.timeout})
 	defer rp.Close()
-	runner := &collection.Runner{Replayer: rp, Comparator: &replay.Comparator{Decoder: dec, IgnoreFields: ignore,
-		IgnoreHeaders: append(append([]string(nil), replay.DefaultVolatileHeaders...), f.ignoreHdr...)}}
+	runner := &collection.Runner{Replayer: rp, Comparator: newComparator(dec, sf.ignore, f.ignoreHdr)}
 
 	start := time.Now()
 	results, sum := runner.Run(ctx, col)
@@ -179,13 +161,7 @@ func runTest(ctx context.Context, cmd *cobra.Command, f *testFlags, arg string) 
 		writeResultsText(w, results)
 		fmt.Fprintf(w, "%s: %d passed, %d failed, %d errors of %d requests\n", col.Name, sum.Match, sum.Mismatch, sum.Errors, sum.Calls)
 	}
-	switch {
-	case sum.Errors > 0:
-		return &exitCodeError{code: exitError, err: fmt.Errorf("%d of %d requests could not be run", sum.Errors, sum.Calls)}
-	case sum.Mismatch > 0:
-		return &exitCodeError{code: exitMismatch, err: fmt.Errorf("%d of %d requests failed", sum.Mismatch, sum.Calls)}
-	}
-	return nil
+	return verdictExit(sum, "requests could not be run", "requests failed")
 }
 
 func writeJUnitFile(path, name string, start time.Time, results []collection.Result) error {
