@@ -105,13 +105,11 @@ func newCollectionListCmd() *cobra.Command {
 		Short: "List the collections of a capture",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			st, err := store.Open(ctx, db, store.Options{ReadOnly: true})
-			if err != nil {
+			var list []store.Collection
+			err := withCapture(cmd.Context(), db, store.Options{ReadOnly: true}, func(st *store.Store) (err error) {
+				list, err = st.Collections(cmd.Context())
 				return err
-			}
-			defer st.Close()
-			list, err := st.Collections(ctx)
+			})
 			if err != nil {
 				return err
 			}
@@ -153,13 +151,11 @@ func newCollectionExportCmd() *cobra.Command {
 		Short: "Write a collection as a file (the format of docs/collections.md)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			st, err := store.Open(ctx, db, store.Options{ReadOnly: true})
-			if err != nil {
+			var c *collection.Collection
+			err := withCapture(cmd.Context(), db, store.Options{ReadOnly: true}, func(st *store.Store) (err error) {
+				c, err = collection.Find(cmd.Context(), st, args[0])
 				return err
-			}
-			defer st.Close()
-			c, err := collection.Find(ctx, st, args[0])
+			})
 			if err != nil {
 				return err
 			}
@@ -196,17 +192,14 @@ func newCollectionImportCmd() *cobra.Command {
 			if name != "" {
 				c.Name = name
 			}
-			st, err := store.Open(ctx, db, store.Options{})
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			saved, err := collection.Add(ctx, st, c.Name, c.Requests...)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "imported %d requests into collection %q\n", len(c.Requests), saved.Name)
-			return nil
+			return withCapture(ctx, db, store.Options{}, func(st *store.Store) error {
+				saved, err := collection.Add(ctx, st, c.Name, c.Requests...)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "imported %d requests into collection %q\n", len(c.Requests), saved.Name)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to keep the collection in")
@@ -250,4 +243,14 @@ func writeResultsText(w io.Writer, results []collection.Result) {
 		fmt.Fprintln(w, ")")
 		replay.WriteDetails(w, r.Result)
 	}
+}
+
+// withCapture opens the capture db for the length of f.
+func withCapture(ctx context.Context, db string, o store.Options, f func(*store.Store) error) error {
+	st, err := store.Open(ctx, db, o)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return f(st)
 }

@@ -89,6 +89,15 @@ func TestCollectionFromCapturesPassesThenFails(t *testing.T) {
 		t.Errorf("saved Echo request %s", echo.Messages)
 	}
 
+	// The file imports into another capture, under another name.
+	other := filepath.Join(t.TempDir(), "other.db")
+	if out := mustRun(t, "collection", "import", exported, "--db", other, "--name", "copied"); !strings.Contains(out, `imported 5 requests into collection "copied"`) {
+		t.Errorf("import: %s", out)
+	}
+	if out := mustRun(t, "collection", "list", "--db", other, "--json"); !strings.Contains(out, `"name": "copied"`) || !strings.Contains(out, `"from_call": `+strconv.FormatInt(ids.echo, 10)) {
+		t.Errorf("imported collection:\n%s", out)
+	}
+
 	junit := filepath.Join(t.TempDir(), "pass.xml")
 	rep := runTestJSON(t, exitOK, append([]string{"smoke", "--db", db, "--junit", junit}, demoVolatile...)...)
 	if rep.Summary.Calls != 5 || rep.Summary.Match != 5 {
