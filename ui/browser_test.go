@@ -382,6 +382,7 @@ func TestBrowserReadOnlyCannotSend(t *testing.T) {
 			b.eval(`location.hash = '#/call/1'`)
 			b.wait(5*time.Second, `!!document.querySelector('.detail') && document.querySelector('.detail').innerText.includes('seen, not sent')`)
 			b.wait(5*time.Second, `(() => { const r = [...document.querySelectorAll('.detail-head button')].find(x => x.textContent === 'Replay'); return !!r && r.disabled && r.title.includes('read-only'); })()`)
+			b.wait(5*time.Second, disabledWithReason("#save-to-collection"))
 
 			b.eval(`location.hash = '#/composer?method=' + encodeURIComponent('/grpctap.demo.v1.DemoService/Echo')`)
 			b.wait(10*time.Second, `!!document.querySelector('.req-json') && document.querySelector('.req-json').value.includes('"message"')`)

@@ -153,3 +153,38 @@ func TestLiveRefused(t *testing.T) {
 		t.Errorf("cross-origin: %v %v", res, err)
 	}
 }
+
+// TestLiveClientStreamAndOneMessageMethods: a client stream answers once
+// after the half-close; a method that takes one message refuses a second
+// without ending the call.
+func TestLiveClientStreamAndOneMessageMethods(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	l := e.mustLive()
+	l.command(ui.LiveCommand{Type: "start", InvokeRequest: ui.InvokeRequest{Method: "/grpctap.demo.v1.DemoService/Sum"}})
+	for _, m := range []string{`{"integer": "40"}`, `{"real": 2.5}`} {
+		l.command(ui.LiveCommand{Type: "send", Message: json.RawMessage(m)})
+		l.next("sent")
+	}
+	l.command(ui.LiveCommand{Type: "close_send"})
+	if ev, _ := l.next("message"); !strings.Contains(string(ev.JSON), `"total":42.5`) {
+		t.Errorf("sum %s", ev.JSON)
+	}
+	if end, _ := l.next("end"); end.Call == nil || end.Call.RequestCount != 2 || end.Call.RPC != store.RPCClientStreaming {
+		t.Errorf("end %+v", end.Call)
+	}
+
+	l = e.mustLive()
+	l.command(ui.LiveCommand{Type: "start", InvokeRequest: ui.InvokeRequest{Method: "/grpctap.demo.v1.DemoService/Countdown"},
+		Message: nil})
+	l.next("open")
+	l.command(ui.LiveCommand{Type: "send", Message: json.RawMessage(`{"count": 2, "interval": "0.01s"}`)})
+	l.next("sent")
+	l.command(ui.LiveCommand{Type: "send", Message: json.RawMessage(`{"count": 9}`)})
+	if ev, _ := l.next("rejected"); !strings.Contains(ev.Error, "not client-streaming") {
+		t.Errorf("second message: %+v", ev)
+	}
+	l.command(ui.LiveCommand{Type: "close_send"})
+	if end, _ := l.next("end"); end.Call == nil || end.Call.RequestCount != 1 || end.Call.ResponseCount != 2 {
+		t.Errorf("end %+v", end.Call)
+	}
+}
