@@ -107,7 +107,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 	addr := fw.lis.Addr().String()
 	printDemoHints(cmd.OutOrStdout(), demoHints{
 		addr: addr, backend: backend.Addr(), tls: f.proxy.tlsCert != "", webTLS: f.web.tlsCert != "", web: webAddr, ui: uiURL,
-		db: f.record.db, recording: !f.record.noRecord,
+		db: f.record.db, recording: !f.record.noRecord, changed: f.changed,
 	})
 
 	var wg sync.WaitGroup
@@ -125,6 +125,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 type demoHints struct {
 	addr, backend, web, ui, db string
 	tls, webTLS, recording     bool
+	changed                    bool // the backend answers as demo.Changed
 }
 
 func printDemoHints(w io.Writer, h demoHints) {
@@ -132,7 +133,11 @@ func printDemoHints(w io.Writer, h demoHints) {
 	if h.tls {
 		plaintext = "-insecure "
 	}
-	fmt.Fprintf(w, "grpctap demo\n  proxy    %s  (clients connect here)\n  backend  %s  (grpctap.demo.v1.DemoService, with reflection)\n", h.addr, h.backend)
+	what := "grpctap.demo.v1.DemoService, with reflection"
+	if h.changed {
+		what += "; --changed: some answers altered"
+	}
+	fmt.Fprintf(w, "grpctap demo\n  proxy    %s  (clients connect here)\n  backend  %s  (%s)\n", h.addr, h.backend, what)
 	if h.web != "" {
 		fmt.Fprintf(w, "  web      %s  (gRPC-Web bridge)\n", h.web)
 	}
@@ -170,7 +175,11 @@ See what passed (in another terminal):
   grpctap calls%s
   grpctap show%s <id>
   grpctap export%s | jq .
-`, db, db, db)
+
+Turn calls into tests (then run them against 'grpctap demo --changed' to see them fail):
+  grpctap collection add smoke <id> ...%s
+  grpctap test smoke%s --ignore-field receivedAt --ignore-field at --ignore-field sentAt --ignore-header x-echo-handled-at
+`, db, db, db, db, db)
 	}
 	fmt.Fprintln(w, "\nPress Ctrl-C to stop.")
 }

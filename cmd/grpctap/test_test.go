@@ -114,6 +114,7 @@ func TestCollectionFromCapturesPassesThenFails(t *testing.T) {
 	changed := start(t, "demo", "--changed", "--listen", "127.0.0.1:0", "--backend-listen", "127.0.0.1:0", "--traffic", "0",
 		"--db", filepath.Join(t.TempDir(), "changed.db"), "--ui", "127.0.0.1:0", "--web", "127.0.0.1:0")
 	changedAddr := changed.waitFor(t, demoProxyLine)
+	changed.waitFor(t, regexp.MustCompile(`backend\s+\S+\s+\(.*(--changed: some answers altered)\)`))
 	junit = filepath.Join(t.TempDir(), "fail.xml")
 	rep = runTestJSON(t, exitMismatch, append([]string{"smoke", "--db", db, "--target", changedAddr, "--junit", junit}, demoVolatile...)...)
 	paths := map[string][]string{}
