@@ -92,7 +92,9 @@ func TestBrowserSaveToCollectionThenRun(t *testing.T) {
 		b.do(5*time.Second, chromedp.Click(chromedp.ID("save-to-collection")))
 		b.wait(5*time.Second, `!!document.getElementById('stc-ok')`)
 		if fresh {
-			b.eval(`(() => { document.getElementById('stc-collection').value = ''; document.getElementById('stc-collection').dispatchEvent(new Event('change')); document.getElementById('stc-new').value = ` + jsString(collection) + `; document.getElementById('stc-ignore').value = 'receivedAt'; })()`)
+			// The answer's time field is offered to ignore.
+			b.wait(2*time.Second, `document.getElementById('stc-ignore').value === 'receivedAt'`)
+			b.eval(`(() => { document.getElementById('stc-collection').value = ''; document.getElementById('stc-collection').dispatchEvent(new Event('change')); document.getElementById('stc-new').value = ` + jsString(collection) + `; })()`)
 			b.shots("save-to-collection-dialog", "")
 		} else {
 			b.eval(`document.getElementById('stc-collection').value = ` + jsString(collection))

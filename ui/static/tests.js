@@ -19,7 +19,7 @@ async function saveCallDialog(c) {
   const newName = h('input', { id: 'stc-new', placeholder: 'Collection name', value: cols.length ? '' : 'Tests from traffic' });
   const method = c.method.split('/').pop();
   const reqName = h('input', { id: 'stc-name', value: `${method} #${c.id}` });
-  const ignore = h('input', { id: 'stc-ignore', placeholder: 'receivedAt, items[*].id', class: 'mono' });
+  const ignore = h('input', { id: 'stc-ignore', placeholder: 'receivedAt, items[*].id', class: 'mono', value: timestampPaths(c).join(', ') });
   const sync = () => { newName.hidden = colSel.value !== ''; };
   colSel.onchange = sync;
   if (!cols.length) colSel.value = '';
@@ -40,7 +40,7 @@ async function saveCallDialog(c) {
     h('p', { class: 'hint' }, 'The request, its metadata (less redacted values) and this answer as the expected one.'),
     h('label', { for: 'stc-collection' }, 'Collection'), colSel, newName,
     h('label', { for: 'stc-name' }, 'Request name'), reqName,
-    h('label', { for: 'stc-ignore' }, 'Fields a test run ignores (they change on every call)'), ignore,
+    h('label', { for: 'stc-ignore' }, 'Fields a test run ignores (they change on every call; times found in the answer are filled in)'), ignore,
     h('div', { class: 'row' }, h('button', { type: 'button', onclick: () => dlg.close() }, 'Cancel'), h('button', { class: 'primary', type: 'submit', id: 'stc-ok' }, 'Save'))));
   dlg.addEventListener('close', () => dlg.remove());
   document.body.append(dlg);
@@ -48,6 +48,21 @@ async function saveCallDialog(c) {
 }
 
 const list = s => s.split(',').map(x => x.trim()).filter(Boolean);
+
+// timestampPaths lists the fields of a call's answers that hold a time
+// (protobuf's JSON of a Timestamp): they differ on every call, so a test
+// should ignore them. Lists count as [*].
+function timestampPaths(c) {
+  const out = new Set();
+  const isTime = v => typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(v);
+  const walk = (v, path) => {
+    if (isTime(v)) { if (path) out.add(path); return; }
+    if (Array.isArray(v)) { v.forEach(x => walk(x, path + '[*]')); return; }
+    if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
+  };
+  for (const m of c.messages || []) if (m.direction === 'response' && m.json != null) walk(m.json, '');
+  return [...out];
+}
 
 // renderRun shows a collection's test run in el: what to run against, then
 // each request's verdict with its differences.
