@@ -75,6 +75,22 @@ func TestBrowserLiveBidiConversation(t *testing.T) {
 	if got := c.RequestHeaders[ui.OriginHeader]; len(got) != 1 || got[0] != ui.OriginComposer {
 		t.Errorf("origin %v", got)
 	}
+
+	// A server stream: its one message goes with the half-close, ticks
+	// come in as they are sent, and Cancel ends it.
+	b.eval(`location.hash = '#/composer?method=' + encodeURIComponent('/grpctap.demo.v1.DemoService/Countdown')`)
+	b.wait(10*time.Second, `document.getElementById('method-title')?.textContent.endsWith('/Countdown') && !!document.getElementById('live-open')`)
+	b.do(5*time.Second, chromedp.Click(chromedp.ID("live-open")))
+	b.wait(5*time.Second, `document.getElementById('live-state')?.textContent === 'open' && document.getElementById('live-send').textContent === 'Send and half-close'`)
+	b.eval(`document.getElementById('live-msg').value = '{"count": 100, "interval": "0.05s"}'`)
+	b.do(5*time.Second, chromedp.Click(chromedp.ID("live-send")))
+	b.wait(5*time.Second, `document.querySelectorAll('#live-log .live-entry.response').length >= 2 && document.getElementById('live-state').textContent === 'open'`)
+	b.do(5*time.Second, chromedp.Click(chromedp.ID("live-cancel")))
+	b.wait(5*time.Second, `document.getElementById('live-state').textContent === 'CANCELLED (1)' && !!document.querySelector('#live-recorded a')`)
+	b.shots("composer-live-server-stream-cancelled", "response")
+	if n := len(e.waitCalls(2)); n != 2 {
+		t.Errorf("%d calls recorded", n)
+	}
 }
 
 // TestBrowserSaveToCollectionThenRun: captured calls saved from their
