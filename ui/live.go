@@ -31,8 +31,12 @@ type LiveCommand struct {
 	Message json.RawMessage `json:"message,omitempty"`
 }
 
-// liveReadLimit bounds one command (a request message as JSON).
-const liveReadLimit = 64 << 20
+// liveReadLimit bounds one command (a request message as JSON);
+// liveQueue, the commands waiting to be sent.
+const (
+	liveReadLimit = 64 << 20
+	liveQueue     = 256
+)
 
 // invokeLive serves GET /api/invoke/live.
 func (u *UI) invokeLive(w http.ResponseWriter, r *http.Request) {
@@ -92,44 +96,66 @@ func (u *UI) invokeLive(w http.ResponseWriter, r *http.Request) {
 	s.start()
 	emit(StreamEvent{Event: "open", Backend: s.backend})
 
-	var readers sync.WaitGroup
-	readers.Add(1)
+	// Commands are read here and sends made on a goroutine of their own,
+	// in order: a send waiting on a slow backend does not hold up a
+	// cancel.
+	sends := make(chan LiveCommand, liveQueue)
+	var workers sync.WaitGroup
+	workers.Add(2)
 	go func() {
-		defer readers.Done()
+		defer workers.Done()
 		sent := 0
-		sendOne := func(js json.RawMessage) {
+		for cmd := range sends {
+			if cmd.Type == "close_send" {
+				s.closeSend()
+				continue
+			}
 			if oneMessage && sent == 1 {
 				emit(StreamEvent{Event: "rejected", Error: fmt.Sprintf("%s is not client-streaming: it takes one message", s.method)})
-				return
+				continue
 			}
-			b, err := s.encode(ctx, js)
+			b, err := s.encode(ctx, cmd.Message)
 			if err != nil {
 				emit(StreamEvent{Event: "rejected", Error: err.Error()})
-				return
+				continue
 			}
 			if err := s.send(b); err != nil {
 				emit(StreamEvent{Event: "rejected", Error: "the call has ended"})
-				return
+				continue
 			}
 			sent++
-			emit(StreamEvent{Event: "sent", Seq: sent, Size: len(b), OffsetMS: msSince(s.began), JSON: js})
+			emit(StreamEvent{Event: "sent", Seq: sent, Size: len(b), OffsetMS: msSince(s.began), JSON: cmd.Message})
+		}
+	}()
+	go func() {
+		defer workers.Done()
+		defer close(sends)
+		queue := func(cmd LiveCommand) {
+			select {
+			case sends <- cmd:
+			default:
+				emit(StreamEvent{Event: "rejected", Error: fmt.Sprintf("%d messages are waiting to be sent already", liveQueue)})
+			}
 		}
 		for _, js := range first.Messages {
-			sendOne(js)
+			queue(LiveCommand{Type: "send", Message: js})
 		}
 		for {
 			var cmd LiveCommand
-			if err := readCommand(ctx, conn, &cmd); err != nil {
+			typ, b, err := conn.Read(ctx)
+			if err != nil {
 				// The page went away (or the call is over and the
 				// socket closed): a call still going is cancelled.
 				s.lc.Cancel()
 				return
 			}
+			if err := parseCommand(typ, b, &cmd); err != nil {
+				emit(StreamEvent{Event: "rejected", Error: err.Error()})
+				continue
+			}
 			switch cmd.Type {
-			case "send":
-				sendOne(cmd.Message)
-			case "close_send":
-				s.closeSend()
+			case "send", "close_send":
+				queue(cmd)
 			case "cancel":
 				s.lc.Cancel()
 			default:
@@ -141,7 +167,7 @@ func (u *UI) invokeLive(w http.ResponseWriter, r *http.Request) {
 	emit(StreamEvent{Event: "end", Call: s.finish(ctx)})
 	conn.Close(websocket.StatusNormalClosure, "")
 	cancel()
-	readers.Wait()
+	workers.Wait()
 }
 
 func readCommand(ctx context.Context, conn *websocket.Conn, cmd *LiveCommand) error {
@@ -149,6 +175,10 @@ func readCommand(ctx context.Context, conn *websocket.Conn, cmd *LiveCommand) er
 	if err != nil {
 		return err
 	}
+	return parseCommand(typ, b, cmd)
+}
+
+func parseCommand(typ websocket.MessageType, b []byte, cmd *LiveCommand) error {
 	if typ != websocket.MessageText {
 		return errors.New("live call commands are JSON text messages")
 	}

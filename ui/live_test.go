@@ -99,6 +99,13 @@ func TestLiveBidiConversation(t *testing.T) {
 	if ev, _ := l.next("rejected"); !strings.Contains(ev.Error, "no_such_field") {
 		t.Errorf("rejected %+v", ev)
 	}
+	// A command that is not JSON is refused too, and the call goes on.
+	if err := l.conn.Write(l.ctx, websocket.MessageText, []byte("send it")); err != nil {
+		t.Fatal(err)
+	}
+	if ev, _ := l.next("rejected"); !strings.Contains(ev.Error, "command:") {
+		t.Errorf("rejected %+v", ev)
+	}
 	l.command(ui.LiveCommand{Type: "send", Message: json.RawMessage(`{"author": {"name": "ann"}, "text": "second"}`)})
 	if ev, _ := l.next("message"); !strings.Contains(string(ev.JSON), "ann said: second") {
 		t.Fatalf("second answer %s", ev.JSON)
