@@ -154,6 +154,8 @@ type SaveCallRequest struct {
 	// IgnoreFields are saved with the request: field paths a test run
 	// leaves out of its diff (receivedAt, items[*].id).
 	IgnoreFields []string `json:"ignore_fields"`
+	// Assertions are saved with the request (docs/collections.md).
+	Assertions []collection.Assertion `json:"assertions"`
 }
 
 // saveCall serves POST /api/calls/{id}/save: the captured call becomes a
@@ -184,7 +186,7 @@ func (u *UI) saveCall(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	q.IgnoreFields = req.IgnoreFields
+	q.IgnoreFields, q.Assertions = req.IgnoreFields, req.Assertions
 	col, err := collection.Add(r.Context(), u.opts.Store, req.Collection, q)
 	switch {
 	case errors.Is(err, collection.ErrInvalid):

@@ -111,6 +111,10 @@ func TestBrowserSaveToCollectionThenRun(t *testing.T) {
 			// The answer's time field is offered to ignore.
 			b.wait(2*time.Second, `document.getElementById('stc-ignore').value === 'receivedAt'`)
 			b.eval(`(() => { document.getElementById('stc-collection').value = ''; document.getElementById('stc-collection').dispatchEvent(new Event('change')); document.getElementById('stc-new').value = ` + jsString(collection) + `; })()`)
+			// Assertions: the status, and a field of the answer.
+			b.do(5*time.Second, chromedp.Click(chromedp.ID("stc-add-assert")))
+			b.eval(`(() => { document.getElementById('stc-assert-status').checked = true; const r = document.querySelector('.assert-row');
+				r.querySelector('.assert-path').value = 'author.name'; r.querySelector('.assert-value').value = '"ann"'; })()`)
 			b.shots("save-to-collection-dialog", "")
 		} else {
 			b.eval(`document.getElementById('stc-collection').value = ` + jsString(collection))
@@ -126,7 +130,7 @@ func TestBrowserSaveToCollectionThenRun(t *testing.T) {
 	var list struct{ Collections []ui.Collection }
 	e.do("GET", "/api/collections", nil, &list)
 	if len(list.Collections) != 1 || len(list.Collections[0].Requests) != 2 || list.Collections[0].Requests[0].FromCall != 1 ||
-		len(list.Collections[0].Requests[0].IgnoreFields) != 1 || list.Collections[0].Requests[1].Name != "Sum #4" {
+		len(list.Collections[0].Requests[0].IgnoreFields) != 1 || len(list.Collections[0].Requests[0].Assertions) != 2 || list.Collections[0].Requests[1].Name != "Sum #4" {
 		t.Fatalf("saved %+v", list.Collections)
 	}
 
@@ -145,7 +149,7 @@ func TestBrowserSaveToCollectionThenRun(t *testing.T) {
 	b.do(5*time.Second, chromedp.Click(chromedp.ID("run-go")))
 	b.wait(10*time.Second, `(() => { const s = document.getElementById('run-summary'); if (!s || !s.textContent.includes('0 passed, 2 failed')) return false;
 		const echo = document.querySelector('.run-result[data-verdict="mismatch"] .run-diff');
-		return !!echo && echo.innerText.includes('author.name') && echo.innerText.includes('ANN'); })()`)
+		return !!echo && echo.innerText.includes('author.name') && echo.innerText.includes('ANN') && echo.innerText.includes('assertion'); })()`)
 	b.shots("collection-run-failed", "run-summary")
 }
 

@@ -24,13 +24,16 @@ async function saveCallDialog(c) {
   colSel.onchange = sync;
   if (!cols.length) colSel.value = '';
   sync();
+  const checks = assertionEditor(c);
   const save = async e => {
     e.preventDefault();
     const collection = colSel.value || newName.value.trim();
     if (!collection) { toast('Name the collection'); return; }
+    let assertions;
+    try { assertions = checks.value(); } catch (err) { toast(err.message); return; }
     try {
       const col = await api('POST', `/api/calls/${c.id}/save`, { collection, name: reqName.value.trim(),
-        ignore_fields: ignore.value.split(',').map(s => s.trim()).filter(Boolean) });
+        ignore_fields: list(ignore.value), assertions });
       dlg.close();
       toast(`Saved to "${col.name}" (${col.requests.length} requests): run it from the composer's collections`);
     } catch (err) { toast(err.message); }
@@ -41,6 +44,7 @@ async function saveCallDialog(c) {
     h('label', { for: 'stc-collection' }, 'Collection'), colSel, newName,
     h('label', { for: 'stc-name' }, 'Request name'), reqName,
     h('label', { for: 'stc-ignore' }, 'Fields a test run ignores (they change on every call; times found in the answer are filled in)'), ignore,
+    h('label', {}, 'Assertions, checked on every run besides the comparison'), checks.el,
     h('div', { class: 'row' }, h('button', { type: 'button', onclick: () => dlg.close() }, 'Cancel'), h('button', { class: 'primary', type: 'submit', id: 'stc-ok' }, 'Save'))));
   dlg.addEventListener('close', () => dlg.remove());
   document.body.append(dlg);
@@ -48,6 +52,43 @@ async function saveCallDialog(c) {
 }
 
 const list = s => s.split(',').map(x => x.trim()).filter(Boolean);
+
+// assertionEditor edits the assertions saved with a request: the status
+// code, and checks of fields of the first answer (equals a JSON value,
+// matches a regular expression, is present, is absent).
+function assertionEditor(c) {
+  const st = c.status ? c.status.name : 'OK';
+  const statusBox = h('input', { type: 'checkbox', id: 'stc-assert-status' });
+  const rows = h('div', { class: 'assert-rows' });
+  const addRow = () => {
+    const value = h('input', { class: 'mono assert-value', placeholder: '"expected" (JSON)' });
+    const op = h('select', { class: 'assert-op', onchange: () => {
+      value.hidden = op.value === 'exists' || op.value === 'absent';
+      value.placeholder = op.value === 'matches' ? '^regular expression$' : '"expected" (JSON)';
+    } }, ...['equals', 'matches', 'exists', 'absent'].map(o => h('option', { value: o }, o === 'absent' ? 'is absent' : o === 'exists' ? 'exists' : o)));
+    const row = h('div', { class: 'assert-row' }, h('input', { class: 'mono assert-path', placeholder: 'field path: author.name' }), op, value,
+      h('button', { type: 'button', class: 'small ghost', title: 'Remove', onclick: () => row.remove() }, '✕'));
+    rows.append(row);
+  };
+  const el = h('div', { class: 'assertions' },
+    h('label', {}, statusBox, ` status is ${st}`), rows,
+    h('button', { type: 'button', class: 'small', id: 'stc-add-assert', onclick: addRow }, '+ field check'));
+  const value = () => {
+    const out = statusBox.checked ? [{ status: st }] : [];
+    for (const r of rows.querySelectorAll('.assert-row')) {
+      const path = r.querySelector('.assert-path').value.trim();
+      if (!path) continue;
+      const op = r.querySelector('.assert-op').value;
+      const v = r.querySelector('.assert-value').value.trim();
+      if (op === 'equals') {
+        try { out.push({ path, equals: JSON.parse(v) }); } catch { throw new Error(`${path}: the expected value is JSON ("text", 3, true, …)`); }
+      } else if (op === 'matches') out.push({ path, matches: v });
+      else out.push({ path, exists: op === 'exists' });
+    }
+    return out;
+  };
+  return { el, value };
+}
 
 // timestampPaths lists the fields of a call's answers that hold a time
 // (protobuf's JSON of a Timestamp): they differ on every call, so a test
