@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/grpctap/grpctap/collection"
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/ui"
 )
@@ -77,6 +78,10 @@ func TestSaveCallThenRunCollection(t *testing.T) {
 	}
 	if code := e.do("POST", fmt.Sprintf("/api/calls/%d/save", id), ui.SaveCallRequest{}, &eb); code != 400 {
 		t.Errorf("no collection: %d %s", code, eb.Error)
+	}
+	bad := ui.SaveCallRequest{Collection: "from traffic", Assertions: []collection.Assertion{{Path: "author.name", Matches: "("}}}
+	if code := e.do("POST", fmt.Sprintf("/api/calls/%d/save", id), bad, &eb); code != 400 || !strings.Contains(eb.Error, "assertion 1: matches") {
+		t.Errorf("bad assertion: %d %s", code, eb.Error)
 	}
 }
 
