@@ -12,7 +12,7 @@ import (
 // start to its deadline, and false when the client set no deadline (or the
 // capture predates recording them). Replay uses it to give a replayed call
 // the deadline the original had.
-func (s *Store) RecordedTimeout(ctx context.Context, id int64) (time.Duration, bool, error) {
+func (s *liteStore) RecordedTimeout(ctx context.Context, id int64) (time.Duration, bool, error) {
 	var start int64
 	var deadline sql.NullInt64
 	err := s.rdb.QueryRowContext(ctx, "SELECT start_ns, deadline_ns FROM calls WHERE id = ?", id).Scan(&start, &deadline)
