@@ -373,7 +373,9 @@ const (
 )
 
 // Changes listens on pgChannel on a connection of its own (reconnecting
-// with backoff when it breaks) and signals for every other Store's commit.
+// with backoff when it breaks) and signals for every other Store's commit;
+// also once when it starts listening, and after each reconnection, since
+// commits may have been missed meanwhile.
 func (p *pgStore) Changes(ctx context.Context) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(ctx)
@@ -412,6 +414,11 @@ func (p *pgStore) listen(ctx context.Context, ch chan<- struct{}) error {
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "LISTEN "+pgChannel); err != nil {
 		return err
+	}
+	// Listening from now on; what came before is for the reader to read.
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 	for {
 		n, err := conn.WaitForNotification(ctx)

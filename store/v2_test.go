@@ -164,64 +164,66 @@ func TestV1Capture(t *testing.T) {
 // would have) record at once; every call is kept with a unique id, in
 // commit order, and each call's messages are its own.
 func TestIDsAcrossProcesses(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "shared.db")
-	const writers, batches, perBatch = 4, 25, 8
-	stores := make([]*Store, writers)
-	for i := range stores {
-		s, err := Open(ctx, path, Options{Name: fmt.Sprint("w", i)})
-		if err != nil {
+	forEachEngine(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		path := db
+		const writers, batches, perBatch = 4, 25, 8
+		stores := make([]*Store, writers)
+		for i := range stores {
+			s, err := Open(ctx, path, Options{Name: fmt.Sprint("w", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			stores[i] = s
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for w, s := range stores {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := 0; b < batches; b++ {
+					var ev []Event
+					for k := 0; k < perBatch; k++ {
+						key := s.NewKey()
+						tag := []byte(fmt.Sprintf("w%d-b%d-k%d", w, b, k))
+						ev = append(ev,
+							Event{Start: &CallStart{ID: key, Method: fmt.Sprintf("/w%d.S/M", w), Time: time.Now()}},
+							Event{Message: &MessageRecord{CallID: key, Seq: 1, Direction: DirRequest, Time: time.Now(), Size: int64(len(tag)), Raw: tag}},
+							Event{End: &CallEnd{CallID: key, Time: time.Now()}})
+					}
+					if err := s.WriteBatch(ctx, ev); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
 			t.Fatal(err)
 		}
-		defer s.Close()
-		stores[i] = s
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w, s := range stores {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := 0; b < batches; b++ {
-				var ev []Event
-				for k := 0; k < perBatch; k++ {
-					key := s.NewKey()
-					tag := []byte(fmt.Sprintf("w%d-b%d-k%d", w, b, k))
-					ev = append(ev,
-						Event{Start: &CallStart{ID: key, Method: fmt.Sprintf("/w%d.S/M", w), Time: time.Now()}},
-						Event{Message: &MessageRecord{CallID: key, Seq: 1, Direction: DirRequest, Time: time.Now(), Size: int64(len(tag)), Raw: tag}},
-						Event{End: &CallEnd{CallID: key, Time: time.Now()}})
-				}
-				if err := s.WriteBatch(ctx, ev); err != nil {
-					errs <- err
-					return
-				}
+		calls := allCalls(t, stores[0])
+		if len(calls) != writers*batches*perBatch {
+			t.Fatalf("%d calls recorded, want %d", len(calls), writers*batches*perBatch)
+		}
+		seen := map[string]bool{}
+		for i, c := range calls {
+			if c.ID != int64(i+1) {
+				t.Fatalf("ids are not 1..n: call %d at %d", c.ID, i)
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	calls := allCalls(t, stores[0])
-	if len(calls) != writers*batches*perBatch {
-		t.Fatalf("%d calls recorded, want %d", len(calls), writers*batches*perBatch)
-	}
-	seen := map[string]bool{}
-	for i, c := range calls {
-		if c.ID != int64(i+1) {
-			t.Fatalf("ids are not 1..n: call %d at %d", c.ID, i)
+			if len(c.Messages) != 1 {
+				t.Fatalf("call %d has %d messages", c.ID, len(c.Messages))
+			}
+			tag := string(c.Messages[0].Raw)
+			if seen[tag] || !strings.HasPrefix(tag, strings.TrimSuffix(strings.TrimPrefix(c.Method, "/"), ".S/M")+"-") {
+				t.Fatalf("call %d (%s) has message %q", c.ID, c.Method, tag)
+			}
+			seen[tag] = true
 		}
-		if len(c.Messages) != 1 {
-			t.Fatalf("call %d has %d messages", c.ID, len(c.Messages))
-		}
-		tag := string(c.Messages[0].Raw)
-		if seen[tag] || !strings.HasPrefix(tag, strings.TrimSuffix(strings.TrimPrefix(c.Method, "/"), ".S/M")+"-") {
-			t.Fatalf("call %d (%s) has message %q", c.ID, c.Method, tag)
-		}
-		seen[tag] = true
-	}
+	})
 }
 
 // TestConcurrentCreate: processes that create the same new capture at the
