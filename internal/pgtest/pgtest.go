@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 )
 
 // Bin returns the directory of the newest installed PostgreSQL server
@@ -303,4 +304,18 @@ func sanitize(s string) string {
 		b = b[:40]
 	}
 	return string(b)
+}
+
+// Main runs a package's tests as goleak.VerifyTestMain does, stopping the
+// shared server (if a test started one) before looking for leaks.
+func Main(m *testing.M) {
+	code := m.Run()
+	StopShared()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
