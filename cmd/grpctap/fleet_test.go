@@ -228,16 +228,6 @@ func TestFleetPostgresRestart(t *testing.T) {
 			}
 		}
 	}
-	waitCount(500)
-	if err := srv.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	down := completed.Load()
-	waitCount(down + 500) // calls forwarded while the database is down
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	up := completed.Load()
 	maxID := func() int64 {
 		st, err := store.Open(ctx, db, store.Options{ReadOnly: true})
 		if err != nil {
@@ -250,6 +240,17 @@ func TestFleetPostgresRestart(t *testing.T) {
 		}
 		return w.MaxID
 	}
+	waitCount(500)
+	beforeStop, recordedBefore := completed.Load(), maxID()
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	down := completed.Load()
+	waitCount(down + 500) // calls forwarded while the database is down
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	up := completed.Load()
 	// Recording resumes by itself: new calls get ids (the backoff is at
 	// most 5 s; this waits up to 100 rounds of 50 calls).
 	before, resumed := maxID(), false
@@ -297,8 +298,8 @@ func TestFleetPostgresRestart(t *testing.T) {
 		}
 	}
 	missing := completed.Load() - int64(len(calls))
-	t.Logf("%d calls completed (%d before the stop, %d while down); %d recorded whole, %d incomplete, %d missing; %d events dropped (process said %d)",
-		completed.Load(), down, up-down, int64(len(calls))-incomplete, incomplete, missing, stored, reported)
+	t.Logf("%d calls completed (%d before the server was stopped, %d recorded by then; %d while it stopped, %d while down); %d recorded whole, %d incomplete, %d missing; %d events dropped (process said %d)",
+		completed.Load(), beforeStop, recordedBefore, down-beforeStop, up-down, int64(len(calls))-incomplete, incomplete, missing, stored, reported)
 	if !resumed {
 		t.Fatal("recording did not resume after the database came back")
 	}

@@ -319,3 +319,13 @@ func Main(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// Pid is the postmaster's process id, 0 when the server is stopped.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
