@@ -341,3 +341,33 @@ func TestPGChanges(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// TestPGPruneOneAtATime: retention runs in one process of a fleet at a
+// time: while another holds the retention lock, Prune leaves the work to
+// it; once free, Prune does it.
+func TestPGPruneOneAtATime(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.DB(t)
+	s := openDB(t, db, Options{Name: "a"})
+	record(t, s, "/a.S/M", "old", 500, t0)
+	other, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	if _, err := other.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(pgLockPrune)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Prune(ctx, t0.Add(time.Hour), 0); err != nil || n != 0 {
+		t.Fatalf("Prune while another process prunes = %d, %v; want 0, nil", n, err)
+	}
+	if _, err := other.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(pgLockPrune)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Prune(ctx, t0.Add(time.Hour), 0); err != nil || n != 500 {
+		t.Fatalf("Prune = %d, %v; want 500", n, err)
+	}
+	if _, err := s.Prune(ctx, time.Time{}, 1<<30); err == nil {
+		t.Fatal("a size cap on PostgreSQL was accepted")
+	}
+}

@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -154,6 +156,20 @@ func TestFleetPostgres(t *testing.T) {
 	}
 	if wrong > 0 {
 		t.Errorf("%d calls recorded under another proxy's name", wrong)
+	}
+	// Schemas learned by the proxies (from the backend's reflection)
+	// decode the fleet's calls for any reader.
+	show, err := exec.Command(bin, "show", "--db", db, "--json", strconv.FormatInt(calls[len(calls)-1].ID, 10)).Output()
+	if err != nil {
+		t.Fatalf("grpctap show: %v", err)
+	}
+	var shown struct {
+		Messages []struct {
+			JSON struct{ Message string } `json:"json"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(show, &shown); err != nil || len(shown.Messages) == 0 || shown.Messages[0].JSON.Message != "live through edge-1" {
+		t.Errorf("the call is not decoded with the learned schema (%v):\n%s", err, show)
 	}
 	var all struct {
 		Proxies []string `json:"proxies"`
