@@ -274,7 +274,7 @@ async function renderCall(id, pane) {
   const replayOut = h('div', {});
   const st = c.status;
   const head = h('div', { class: 'detail-head' },
-    h('a', { href: trafficHash(), class: 'close', title: 'Close (Esc)', 'aria-label': 'Close' }, '✕'),
+    h('a', { href: '#/traffic', class: 'close', title: 'Close (Esc)', 'aria-label': 'Close', onclick: e => { e.preventDefault(); location.hash = trafficHash(); } }, '✕'),
     h('h2', { title: c.method }, h('span', { class: 'svc' }, c.service + ' / '), c.method.slice(c.method.lastIndexOf('/') + 1)),
     c.state === 'open' ? h('span', { class: 'badge live' }, 'live') : h('span', { class: 'badge ' + statusClass(st.code) }, `${st.name} (${st.code})`),
     h('div', { class: 'actions' },
