@@ -218,7 +218,12 @@ func TestBrowserCompactTree(t *testing.T) {
 	if resp.Left < req.Right || resp.Top != req.Top || req.Width < 250 {
 		t.Errorf("request %+v and response %+v are not side by side", req, resp)
 	}
-	// Messages first: the headers and the timeline come after them, folded.
+	// Messages first (the first one starts near the top of the screen): the
+	// headers and the timeline come after them, folded.
+	t.Logf("1440×900: the messages start at y=%.0f", req.Top)
+	if req.Top > 200 {
+		t.Errorf("the first message starts at y=%.0f, want it near the top (≤ 200)", req.Top)
+	}
 	b.wait(5*time.Second, `(() => { const m = document.querySelector('.pair').getBoundingClientRect();
 		const s = [...document.querySelectorAll('.detail details.section')];
 		return s.length === 5 && s.every(d => !d.open && d.getBoundingClientRect().top >= m.bottom) && s.map(d => d.dataset.section).join() === 'call,request-headers,response-headers,trailers,timeline'; })()`)
