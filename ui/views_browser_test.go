@@ -46,6 +46,11 @@ const visibleRows = `(() => { const s = document.getElementById('list-scroll'); 
 const selection = `(() => { const s = document.querySelectorAll('#rows tr.sel'); const f = document.activeElement;
 	return (s.length === 1 ? s[0].dataset.id : s.length ? 'several' : '-') + '/' + (f && f.matches('#rows tr') ? f.dataset.id : '-'); })()`
 
+// clippedCells lists the time and method cells whose text the list cuts
+// short: "text (scroll > client)".
+const clippedCells = `JSON.stringify([...document.querySelectorAll('#rows tr[data-id]')].flatMap(r => [r.children[1], r.children[2]]).
+	filter(td => td.offsetParent !== null && td.scrollWidth > td.clientWidth).map(td => td.textContent + ' (' + td.scrollWidth + ' > ' + td.clientWidth + ')'))`
+
 // makeCalls makes n Echo calls through the proxy, "call 1" … "call n".
 func makeCalls(t *testing.T, e *env, n int) {
 	t.Helper()
@@ -104,6 +109,9 @@ func TestBrowserWorkbench(t *testing.T) {
 		t.Logf("1440×900, list beside the detail: %d rows visible", n)
 	}
 	b.wait(5*time.Second, selection+` === '44/44'`)
+	if got := evalAs[string](b, clippedCells); got != "[]" {
+		t.Errorf("1440×900 split: the list cuts %s", got)
+	}
 	b.shot("workbench-split-1440x900")
 
 	// With a call open, moving the selection shows the next call.
@@ -142,6 +150,9 @@ func TestBrowserWorkbench(t *testing.T) {
 	}
 	b.do(5*time.Second, chromedp.KeyEvent("j"))
 	b.wait(5*time.Second, `location.hash === '#/call/39' && !!document.querySelector('.detail[data-id="39"]')`)
+	if got := evalAs[string](b, clippedCells); got != "[]" {
+		t.Errorf("1024×768 stacked: the list cuts %s", got)
+	}
 	b.shot("workbench-stacked-1024x768")
 	b.do(5*time.Second, chromedp.KeyEvent("\x1b"))
 	b.wait(5*time.Second, `location.hash === '#/traffic' && document.getElementById('detail-pane').getBoundingClientRect().height === 0`)

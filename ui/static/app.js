@@ -174,8 +174,8 @@ function renderPager() {
   const n = state.cursors.length;
   el.replaceChildren(...[
     state.newCalls > 0 ? h('button', { class: 'newcalls small', onclick: () => { resetPaging(); loadPage(); } }, `${state.newCalls} new — show`) : null,
-    h('span', {}, n === 1 ? 'Newest, live' : `Page ${n}`),
-    h('button', { class: 'small', disabled: n === 1, onclick: newer, title: 'Newer ( [ )', 'aria-label': 'Newer' }, '←'),
+    n > 1 ? h('span', {}, `Page ${n}`) : null,
+    h('button', { class: 'small', disabled: n === 1, onclick: newer, title: n === 1 ? 'Newest calls, live' : 'Newer ( [ )', 'aria-label': 'Newer' }, '←'),
     h('button', { class: 'small', disabled: !state.page.next_cursor, onclick: older, title: 'Older ( ] )', 'aria-label': 'Older' }, '→')].filter(Boolean));
 }
 function newer() { if (state.cursors.length > 1) { state.cursors.pop(); loadPage(); } }
