@@ -60,7 +60,8 @@ type ReplayAnswers struct {
 
 // Answer is what a call got back: its status (nil for a recording that
 // never ended), response headers, response messages decoded as the replay
-// compares them (replay.DecodeTree, within decode.DefaultLimits) and
+// compares them (replay.DecodeTree, within decode.DefaultLimits; JSON
+// text in the schema's field order when a schema decodes them) and
 // trailers.
 type Answer struct {
 	Status    *AnswerStatus  `json:"status"`
@@ -81,8 +82,14 @@ type AnswerStatus struct {
 // fields of the trees shown.
 func (u *UI) replayAnswers(ctx context.Context, c *store.CallWithMessages, out *replay.Outcome) ReplayAnswers {
 	tree := func(raw []byte) any {
-		t, _, _ := replay.DecodeTree(ctx, u.dec, decode.Input{Method: c.Method, Backend: out.Target, Direction: decode.Response,
-			ContentSubtype: proxy.ContentSubtype(c.ContentType), Raw: raw, Limits: decode.DefaultLimits})
+		in := decode.Input{Method: c.Method, Backend: out.Target, Direction: decode.Response,
+			ContentSubtype: proxy.ContentSubtype(c.ContentType), Raw: raw, Limits: decode.DefaultLimits}
+		// Decoded with a schema: protojson's text as it is, so the fields
+		// keep their order (the message's, as in the call's view).
+		if r := u.dec.Decode(ctx, in); len(r.JSON) > 0 {
+			return r.JSON
+		}
+		t, _, _ := replay.DecodeTree(ctx, u.dec, in)
 		return t
 	}
 	rec := Answer{Headers: c.ResponseHeaders, Trailers: c.Trailers, Responses: []any{}}

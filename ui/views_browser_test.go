@@ -305,8 +305,9 @@ func TestBrowserReplaySideBySide(t *testing.T) {
 		}
 		for _, side := range []string{"recorded", "replayed"} {
 			txt := evalAs[string](b, fmt.Sprintf(`document.querySelector('#replay-sides .rs-msg[data-side=%s]').innerText`, side))
-			if !strings.Contains(txt, `"message": "replay me"`) {
-				t.Errorf("side %s does not show the message: %s", side, txt)
+			// The fields in the message's order, as in the call's view.
+			if i, j := strings.Index(txt, `"message": "replay me"`), strings.Index(txt, `"author": {"name": "ann"`); i < 0 || j < i {
+				t.Errorf("side %s does not show the message and its author in order: %s", side, txt)
 			}
 		}
 		b.eval(`document.getElementById('replay').scrollIntoView()`)
