@@ -114,6 +114,17 @@ func TestBrowserWorkbench(t *testing.T) {
 	}
 	b.shot("workbench-split-1440x900")
 
+	b.eval(`document.documentElement.dataset.theme = 'dark'`)
+	b.shot("workbench-split-dark-1440x900")
+	b.eval(`localStorage.removeItem('grpctap-theme'); document.documentElement.dataset.theme = 'light'`)
+
+	// With focus in the detail, the arrows scroll it and leave the
+	// selection alone.
+	b.eval(`document.querySelector('.detail .tabs button').focus()`)
+	b.do(5*time.Second, chromedp.KeyEvent(kb.ArrowDown))
+	b.wait(5*time.Second, `location.hash === '#/call/44' && document.querySelector('#rows tr.sel').dataset.id === '44'`)
+	b.eval(`document.querySelector('#rows tr.sel').focus()`)
+
 	// With a call open, moving the selection shows the next call.
 	b.do(5*time.Second, chromedp.KeyEvent("j"))
 	b.wait(5*time.Second, `location.hash === '#/call/43' && !!document.querySelector('.detail[data-id="43"]') && document.querySelector('.detail').innerText.includes('"call 43"')`)
