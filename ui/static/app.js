@@ -9,7 +9,7 @@ import { renderOverview } from './overview.js';
 const view = document.getElementById('view');
 const state = {
   info: null,
-  filters: { method: '', status: '', protocol: '', state: '', since: '', q: '' },
+  filters: { method: '', status: '', protocol: '', state: '', since: '', proxy: '', q: '' },
   cursors: [0],      // stack of cursors: cursors[n] is the cursor of page n
   page: null,        // the last /api/calls answer shown
   selId: null,       // the selected call's id
@@ -76,6 +76,10 @@ function statusBadge(c) {
   return h('span', { class: 'badge ' + statusClass(c.status.code), title: c.status.message || '' }, c.status.name);
 }
 
+// A fleet's capture (calls recorded by several proxies, /api/info's
+// proxies) gets a Proxy column and filter.
+function fleet() { return (state.info?.proxies?.length || 0) > 1 || state.filters.proxy !== ''; }
+
 function callRow(c) {
   const svc = c.service.split('.').pop();
   const mname = c.method.slice(c.method.lastIndexOf('/') + 1);
@@ -91,7 +95,8 @@ function callRow(c) {
     h('td', { class: 'num dur' }, c.duration_ms == null ? '…' : fmtMS(c.duration_ms)),
     h('td', { class: 'num msgs', title: 'requests ↑ / responses ↓' }, `${c.request_count}↑ ${c.response_count}↓`),
     h('td', { class: 'num h-size' }, fmtBytes(c.request_bytes + c.response_bytes)),
-    h('td', { class: 'h-backend mono', title: c.backend }, c.backend));
+    h('td', { class: 'h-backend mono', title: c.backend }, c.backend),
+    fleet() ? h('td', { class: 'h-proxy', title: 'recorded by ' + c.proxy }, c.proxy) : null);
   state.rows.set(c.id, tr);
   return tr;
 }
@@ -113,13 +118,14 @@ function renderTraffic() {
         select('status', 'Status', [['', 'Any status'], ...codes.map(c => [c, c])]),
         select('protocol', 'Protocol', [['', 'Any protocol'], ['grpc', 'gRPC'], ['grpc-web', 'gRPC-Web'], ['grpc-web-text', 'gRPC-Web text']]),
         select('state', 'State', [['', 'Open and closed'], ['open', 'Open (live)'], ['closed', 'Closed']]),
+        fleet() ? select('proxy', 'Proxy', [['', 'Any proxy'], ...[...new Set([...(state.info?.proxies || []), f.proxy].filter(Boolean))].map(p => [p, p])]) : null,
         select('since', 'Since', [['', 'Any time'], ['5m', 'Last 5 min'], ['15m', 'Last 15 min'], ['1h', 'Last hour'], ['24h', 'Last day']]),
         h('div', { class: 'pager', id: 'pager' })),
       h('div', { class: 'list-scroll', id: 'list-scroll' },
         h('table', { class: 'calls', id: 'calls' },
           h('thead', {}, h('tr', {}, h('th', { class: 'num c-id' }, '#'), h('th', { class: 'c-time' }, 'Time'), h('th', {}, 'Method'), h('th', { class: 'h-rpc' }, 'Kind'),
             h('th', { class: 'c-status' }, 'Status'), h('th', { class: 'num c-dur' }, 'Duration'), h('th', { class: 'num c-msgs' }, 'Msgs'), h('th', { class: 'num h-size' }, 'Size'),
-            h('th', { class: 'h-backend' }, 'Backend'))),
+            h('th', { class: 'h-backend' }, 'Backend'), fleet() ? h('th', { class: 'h-proxy' }, 'Proxy') : null)),
           h('tbody', { id: 'rows' })))),
     h('section', { class: 'detail-pane', id: 'detail-pane', 'aria-label': 'Call detail' }));
   view.replaceChildren(trafficEl);
@@ -296,6 +302,7 @@ async function renderCall(id, pane) {
     item('Duration', c.duration_ms == null ? 'still open' : fmtMS(c.duration_ms)),
     item('Kind', c.rpc), item('Protocol', c.protocol),
     item('Peer', c.peer, 'mono'), item('Backend', c.backend, 'mono'), item('Authority', c.authority, 'mono'),
+    item('Recorded by', c.proxy, 'mono'),
     item('Content type', c.content_type, 'mono'), item('Compression', c.compression || 'none'),
     item('Requests', `${c.request_count} · ${fmtBytes(c.request_bytes)}`), item('Responses', `${c.response_count} · ${fmtBytes(c.response_bytes)}`),
     c.dropped_events ? item('Dropped events', String(c.dropped_events)) : null);
