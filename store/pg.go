@@ -137,6 +137,12 @@ type pgStore struct {
 	closed   chan struct{}
 	bg       sync.WaitGroup
 
+	// Change notifications (Changes): subscribers and whether the
+	// listening connection is up.
+	subMu     sync.Mutex
+	subs      map[chan struct{}]struct{}
+	listening bool
+
 	// The write path. wmu serialises batches and guards what follows.
 	wmu      sync.Mutex
 	folder   folder
@@ -372,41 +378,68 @@ const (
 	pgWriterGone = 2 * time.Minute
 )
 
-// Changes listens on pgChannel on a connection of its own (reconnecting
-// with backoff when it breaks) and signals for every other Store's commit;
-// also once when it starts listening, and after each reconnection, since
-// commits may have been missed meanwhile.
+// Changes subscribes to other processes' commits. One connection per
+// Store listens on pgChannel (started with the first subscriber,
+// reconnecting with backoff when it breaks) and signals every
+// subscriber; each is also signalled once the listener is in place, and
+// after each reconnection, since commits may have been missed meanwhile.
 func (p *pgStore) Changes(ctx context.Context) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		wait := pgMinBackoff
-		for ctx.Err() == nil {
-			err := p.listen(ctx, ch)
-			if ctx.Err() != nil {
-				return
-			}
-			_ = err
-			// The connection broke: something may have been missed.
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, pgMaxBackoff)
-		}
-	}()
-	return ch, func() { cancel(); wg.Wait() }
+	p.subMu.Lock()
+	if p.subs == nil {
+		p.subs = map[chan struct{}]struct{}{}
+		p.bg.Add(1)
+		go p.listenLoop()
+	}
+	p.subs[ch] = struct{}{}
+	listening := p.listening
+	p.subMu.Unlock()
+	if listening {
+		ch <- struct{}{}
+	}
+	return ch, func() {
+		p.subMu.Lock()
+		delete(p.subs, ch)
+		p.subMu.Unlock()
+	}
 }
 
-func (p *pgStore) listen(ctx context.Context, ch chan<- struct{}) error {
+// notify signals every subscriber, without waiting for any.
+func (p *pgStore) notify() {
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	for ch := range p.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (p *pgStore) listenLoop() {
+	defer p.bg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-p.closed
+		cancel()
+	}()
+	wait := pgMinBackoff
+	for ctx.Err() == nil {
+		_ = p.listen(ctx)
+		p.subMu.Lock()
+		p.listening = false
+		p.subMu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, pgMaxBackoff)
+	}
+}
+
+func (p *pgStore) listen(ctx context.Context) error {
 	conn, err := pgx.ConnectConfig(ctx, p.cfg.ConnConfig)
 	if err != nil {
 		return err
@@ -415,22 +448,18 @@ func (p *pgStore) listen(ctx context.Context, ch chan<- struct{}) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgChannel); err != nil {
 		return err
 	}
-	// Listening from now on; what came before is for the reader to read.
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
+	// Listening from now on; what came before is for the readers to read.
+	p.subMu.Lock()
+	p.listening = true
+	p.subMu.Unlock()
+	p.notify()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		if n.Payload == p.instance {
-			continue
-		}
-		select {
-		case ch <- struct{}{}:
-		default:
+		if n.Payload != p.instance {
+			p.notify()
 		}
 	}
 }
