@@ -164,11 +164,7 @@ func (p *pgStore) Messages(ctx context.Context, callID int64) ([]Message, error)
 }
 
 func (p *pgStore) CallsPage(ctx context.Context, q PageQuery) (*Page, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
+	limit := q.pageSize()
 	var a pgArgs
 	conds := Filter{Method: q.Method, Status: q.Status, Since: q.Since, AfterID: q.After, Proxy: q.Proxy}.pgConds(&a)
 	if q.Protocol != "" {
@@ -198,10 +194,7 @@ func (p *pgStore) CallsPage(ctx context.Context, q PageQuery) (*Page, error) {
 	if err != nil {
 		return nil, fmt.Errorf("calls page: %w", err)
 	}
-	if len(page.Calls) > limit {
-		page.Calls = page.Calls[:limit]
-		page.NextCursor = page.Calls[limit-1].ID
-	}
+	page.cut(limit)
 	return page, nil
 }
 
@@ -269,15 +262,7 @@ func (p *pgStore) RecordedTimeout(ctx context.Context, id int64) (time.Duration,
 // Stats streams the selected calls' figures from the server and folds
 // them as SQLite's Stats does.
 func (p *pgStore) Stats(ctx context.Context, q StatsQuery) (*Stats, error) {
-	nb := q.Buckets
-	if nb <= 0 {
-		nb = DefaultStatsBuckets
-	}
-	nb = min(nb, MaxStatsBuckets)
-	to := q.Until
-	if to.IsZero() {
-		to = time.Now()
-	}
+	nb, to := q.window()
 	var a pgArgs
 	conds := Filter{Method: q.Method, Since: q.Since, Proxy: q.Proxy}.pgConds(&a)
 	if q.Protocol != "" {

@@ -71,6 +71,20 @@ type Bucket struct {
 	P99MS  float64   `json:"p99_ms"`
 }
 
+// window returns the number of buckets and the end of the window q asks
+// for, defaults applied.
+func (q StatsQuery) window() (buckets int, until time.Time) {
+	buckets = q.Buckets
+	if buckets <= 0 {
+		buckets = DefaultStatsBuckets
+	}
+	until = q.Until
+	if until.IsZero() {
+		until = time.Now()
+	}
+	return min(buckets, MaxStatsBuckets), until
+}
+
 // statsShard is what one scan over some id ranges gathers.
 type statsShard struct {
 	byMethod map[string]*methodAcc
@@ -96,15 +110,7 @@ type statsRow struct {
 // the ids split in two, scanned at once on two read connections), then
 // percentiles from their durations.
 func (s *liteStore) Stats(ctx context.Context, q StatsQuery) (*Stats, error) {
-	nb := q.Buckets
-	if nb <= 0 {
-		nb = DefaultStatsBuckets
-	}
-	nb = min(nb, MaxStatsBuckets)
-	to := q.Until
-	if to.IsZero() {
-		to = time.Now()
-	}
+	nb, to := q.window()
 	from := q.Since
 	ranges, all, err := s.candidates(ctx, q.Method, q.Since)
 	if err != nil {

@@ -46,6 +46,23 @@ type Page struct {
 	NextCursor int64 `json:"next_cursor"`
 }
 
+// pageSize is the page size q asks for, defaults and bounds applied.
+func (q PageQuery) pageSize() int {
+	if q.Limit <= 0 {
+		return DefaultPageSize
+	}
+	return min(q.Limit, MaxPageSize)
+}
+
+// cut trims a page read with one call more than its size (which tells
+// whether an older page exists) to its size and sets its cursor.
+func (p *Page) cut(size int) {
+	if len(p.Calls) > size {
+		p.Calls = p.Calls[:size]
+		p.NextCursor = p.Calls[size-1].ID
+	}
+}
+
 // likeEscape escapes LIKE wildcards so Text matches literally.
 func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
@@ -102,11 +119,7 @@ func (s *liteStore) pageWhere(q PageQuery) ([]string, []any) {
 
 // CallsPage returns one page of the calls q selects, newest first.
 func (s *liteStore) CallsPage(ctx context.Context, q PageQuery) (*Page, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
+	limit := q.pageSize()
 	ranges, all, err := s.candidates(ctx, q.Method, q.Since)
 	if err != nil {
 		return nil, fmt.Errorf("calls page: %w", err)
@@ -120,10 +133,7 @@ func (s *liteStore) CallsPage(ctx context.Context, q PageQuery) (*Page, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("calls page: %w", err)
 	}
-	if len(p.Calls) > limit {
-		p.Calls = p.Calls[:limit]
-		p.NextCursor = p.Calls[limit-1].ID
-	}
+	p.cut(limit)
 	return p, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os/exec"
 	"regexp"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
 	"github.com/grpctap/grpctap/internal/pgtest"
 	"github.com/grpctap/grpctap/store"
@@ -35,17 +33,13 @@ func TestFleetPostgres(t *testing.T) {
 	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	backend, err := demo.Start(ctx, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backend.Close(context.Background())
+	backend := demoBackend(t)
 
 	const proxies = 3
 	var procs []*proc
 	var clients []demopb.DemoServiceClient
 	for i := 0; i < proxies; i++ {
-		p := startProc(t, bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend.Addr(), "--db", db,
+		p := startProc(t, bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend, "--db", db,
 			"--name", fmt.Sprint("edge-", i), "--ui", "")
 		clients = append(clients, demoClient(t, p.waitFor(t, listeningLine)))
 		procs = append(procs, p)
@@ -73,18 +67,9 @@ func TestFleetPostgres(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := client.Countdown(ctx, &demopb.CountdownRequest{Count: 10})
-			if err != nil {
+			if err := countdown(ctx, client, 10); err != nil {
 				errs <- err
 				return
-			}
-			for {
-				if _, err := st.Recv(); err == io.EOF {
-					break
-				} else if err != nil {
-					errs <- err
-					return
-				}
 			}
 			completed[i].Add(1)
 		}()
@@ -207,12 +192,8 @@ func TestFleetPostgresRestart(t *testing.T) {
 	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	backend, err := demo.Start(ctx, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backend.Close(context.Background())
-	p := startProc(t, bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend.Addr(), "--db", db, "--name", "solo", "--ui", "")
+	backend := demoBackend(t)
+	p := startProc(t, bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend, "--db", db, "--name", "solo", "--ui", "")
 	client := demoClient(t, p.waitFor(t, listeningLine))
 
 	// Callers run until told to stop (at most 2 minutes); the server is
