@@ -480,6 +480,10 @@ func (r *Recorder) run() {
 	ctx := context.Background()
 	prune := time.NewTicker(r.opts.PruneEvery)
 	defer prune.Stop()
+	// An idle recorder still closes the calls an outage left open once
+	// the store takes writes again.
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	w := writer{r: r, lost: map[int64]bool{}}
 	if r.opts.Retain > 0 || r.opts.MaxDBSize > 0 {
 		w.prune(ctx)
@@ -508,12 +512,15 @@ func (r *Recorder) run() {
 		case flushed := <-r.flush:
 			w.drain(ctx)
 			close(flushed)
+		case <-retry.C:
+			w.retryPendingEnds(ctx, false)
 		case <-prune.C:
 			if r.opts.Retain > 0 || r.opts.MaxDBSize > 0 {
 				w.prune(ctx)
 			}
 		case <-r.stop:
 			w.drain(ctx)
+			w.retryPendingEnds(ctx, true)
 			w.persistDrops(ctx)
 			return
 		}
@@ -525,6 +532,11 @@ type writer struct {
 	// lost holds calls whose start could not be written; their later
 	// events are dropped instead of failing batch after batch.
 	lost map[int64]bool
+	// pendingEnds are the ends of calls whose start is stored but whose
+	// last batch failed (the database went away): each is tried again
+	// with the next batches, so that no call stays open in the capture
+	// after an outage. Not counted as dropped unless given up.
+	pendingEnds []store.Event
 	// unsaved counts drops not yet added to the capture's counter;
 	// skippedSaved, the reset calls skipped that the capture counts.
 	unsaved      int64
@@ -543,6 +555,7 @@ func (w *writer) drain(ctx context.Context) {
 			w.warn(qdropped, errors.New("recording queue full"))
 		}
 		if len(evs) == 0 {
+			w.retryPendingEnds(ctx, false)
 			w.persistDrops(ctx)
 			return
 		}
@@ -582,6 +595,10 @@ func (w *writer) write(ctx context.Context, items []item) {
 	if len(kept) == 0 {
 		return
 	}
+	if len(w.pendingEnds) > 0 {
+		kept = append(w.pendingEnds, kept...)
+		w.pendingEnds = nil
+	}
 	counts, hasCounts := w.counts()
 	if hasCounts {
 		kept = append(kept, counts)
@@ -611,10 +628,14 @@ func (w *writer) write(ctx context.Context, items []item) {
 			delete(w.lost, e.End.CallID)
 		}
 		n := int64(len(kept))
-		if len(ends) > 0 && w.r.st.WriteBatch(ctx, ends) == nil {
-			n -= int64(len(ends))
-			w.r.recorded.Add(int64(len(ends)))
-			w.r.subs.publish(ends)
+		if len(ends) > 0 {
+			if w.r.st.WriteBatch(ctx, ends) == nil {
+				n -= int64(len(ends))
+				w.r.recorded.Add(int64(len(ends)))
+				w.r.subs.publish(ends)
+			} else {
+				n -= w.keepEnds(ends) // not dropped while they wait
+			}
 		}
 		w.r.dropped.Add(n)
 		w.unsaved += n
@@ -630,6 +651,40 @@ func (w *writer) write(ctx context.Context, items []item) {
 			it.report(it.ev.Start.ID)
 			it.report = nil
 		}
+	}
+}
+
+// maxPendingEnds bounds the ends kept for another try; beyond it an end is
+// dropped (and counted on its call's next read as an open call).
+const maxPendingEnds = 10000
+
+// keepEnds keeps ends for another try, as many as fit, and returns how
+// many it kept; the others count as dropped.
+func (w *writer) keepEnds(ends []store.Event) int64 {
+	room := max(0, maxPendingEnds-len(w.pendingEnds))
+	k := min(room, len(ends))
+	w.pendingEnds = append(w.pendingEnds, ends[:k]...)
+	return int64(k)
+}
+
+// retryPendingEnds tries the kept ends again (the recorder is idle, or
+// closing); when they fail once more they wait for the next try, or, when
+// final, count as dropped.
+func (w *writer) retryPendingEnds(ctx context.Context, final bool) {
+	if len(w.pendingEnds) == 0 {
+		return
+	}
+	ends := w.pendingEnds
+	if w.r.st.WriteBatch(ctx, ends) == nil {
+		w.pendingEnds = nil
+		w.r.recorded.Add(int64(len(ends)))
+		w.r.subs.publish(ends)
+		return
+	}
+	if final {
+		w.pendingEnds = nil
+		w.r.dropped.Add(int64(len(ends)))
+		w.unsaved += int64(len(ends))
 	}
 }
 

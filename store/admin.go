@@ -20,7 +20,7 @@ const StoppedMessage = "grpctap stopped before the call ended"
 // left alone. A writer is gone when it said so on closing, or when it ran
 // on this host and its process (pid and start time) no longer runs. It
 // returns how many calls it closed.
-func (s *Store) CloseOpenCalls(ctx context.Context) (int64, error) {
+func (s *liteStore) CloseOpenCalls(ctx context.Context) (int64, error) {
 	if s.readOnly {
 		return 0, ErrReadOnly
 	}
@@ -114,7 +114,7 @@ func processRuns(pid int, start string) bool {
 
 // SaveDescriptors stores a serialized google.protobuf.FileDescriptorSet
 // for a backend, replacing the previous one.
-func (s *Store) SaveDescriptors(ctx context.Context, backend string, fds []byte) error {
+func (s *liteStore) SaveDescriptors(ctx context.Context, backend string, fds []byte) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
@@ -125,52 +125,4 @@ func (s *Store) SaveDescriptors(ctx context.Context, backend string, fds []byte)
 		return fmt.Errorf("save descriptors for %q: %w", backend, err)
 	}
 	return nil
-}
-
-// Import inserts whole calls in one transaction and returns the ids they
-// were given (their ID fields are ignored). Other processes may record
-// into the capture meanwhile.
-func (s *Store) Import(ctx context.Context, calls []CallWithMessages) ([]int64, error) {
-	if s.readOnly {
-		return nil, ErrReadOnly
-	}
-	var events []Event
-	starts := make([]*CallStart, 0, len(calls))
-	for i := range calls {
-		c := &calls[i]
-		key := s.NewKey()
-		start := &CallStart{
-			ID: key, Method: c.Method, Protocol: c.Protocol, Backend: c.Backend, Authority: c.Authority,
-			Peer: c.Peer, ContentType: c.ContentType, Compression: c.Compression, Time: c.Start, Header: c.RequestHeaders,
-		}
-		starts = append(starts, start)
-		events = append(events, Event{Start: start})
-		if c.ResponseHeaders != nil {
-			events = append(events, Event{Header: &ResponseHeader{CallID: key, Time: c.Start, Header: c.ResponseHeaders}})
-		}
-		for _, m := range c.Messages {
-			size := m.Size
-			if size == 0 {
-				size = int64(len(m.Raw))
-			}
-			events = append(events, Event{Message: &MessageRecord{CallID: key, Seq: m.Seq, Direction: m.Direction,
-				Time: m.Time, Size: size, Truncated: m.Truncated, Raw: m.Raw}})
-		}
-		if c.End != nil {
-			st := c.Status
-			if st == nil {
-				st = &Status{}
-			}
-			events = append(events, Event{End: &CallEnd{CallID: key, Time: *c.End, Code: st.Code, Message: st.Message,
-				Details: st.Details, Trailers: c.Trailers, Dropped: c.DroppedEvents}})
-		}
-	}
-	if err := s.WriteBatch(ctx, events); err != nil {
-		return nil, fmt.Errorf("import: %w", err)
-	}
-	ids := make([]int64, len(starts))
-	for i, st := range starts {
-		ids[i] = st.ID
-	}
-	return ids, nil
 }

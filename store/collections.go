@@ -35,7 +35,7 @@ type Collection struct {
 	Updated time.Time
 }
 
-func (s *Store) ensureCollections(ctx context.Context) error {
+func (s *liteStore) ensureCollections(ctx context.Context) error {
 	if s.wdb == nil {
 		return ErrReadOnly
 	}
@@ -50,7 +50,7 @@ func noTable(err error) bool {
 }
 
 // Collections lists every collection by name.
-func (s *Store) Collections(ctx context.Context) ([]Collection, error) {
+func (s *liteStore) Collections(ctx context.Context) ([]Collection, error) {
 	rows, err := s.rdb.QueryContext(ctx, "SELECT id, name, body, updated_ns FROM ui_collections ORDER BY name, id")
 	if noTable(err) {
 		return []Collection{}, nil
@@ -77,7 +77,7 @@ func (s *Store) Collections(ctx context.Context) ([]Collection, error) {
 }
 
 // GetCollection returns one collection; ErrNotFound when it does not exist.
-func (s *Store) GetCollection(ctx context.Context, id int64) (*Collection, error) {
+func (s *liteStore) GetCollection(ctx context.Context, id int64) (*Collection, error) {
 	c := Collection{ID: id}
 	var t int64
 	var body string
@@ -101,7 +101,7 @@ func uniqueErr(name string, err error) error {
 
 // CreateCollection saves a new collection and returns its id; ErrExists
 // when the name is taken.
-func (s *Store) CreateCollection(ctx context.Context, name string, body []byte) (int64, error) {
+func (s *liteStore) CreateCollection(ctx context.Context, name string, body []byte) (int64, error) {
 	if err := s.ensureCollections(ctx); err != nil {
 		return 0, err
 	}
@@ -115,7 +115,7 @@ func (s *Store) CreateCollection(ctx context.Context, name string, body []byte) 
 
 // UpdateCollection replaces a collection's name and body; ErrNotFound when
 // it does not exist, ErrExists when the new name is another's.
-func (s *Store) UpdateCollection(ctx context.Context, id int64, name string, body []byte) error {
+func (s *liteStore) UpdateCollection(ctx context.Context, id int64, name string, body []byte) error {
 	if err := s.ensureCollections(ctx); err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (s *Store) UpdateCollection(ctx context.Context, id int64, name string, bod
 }
 
 // DeleteCollection removes a collection; ErrNotFound when it does not exist.
-func (s *Store) DeleteCollection(ctx context.Context, id int64) error {
+func (s *liteStore) DeleteCollection(ctx context.Context, id int64) error {
 	if err := s.ensureCollections(ctx); err != nil {
 		return err
 	}

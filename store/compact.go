@@ -13,7 +13,7 @@ import (
 // segment folder (for sharing, attaching to a bug). The capture itself is
 // only read and may be recorded into meanwhile: out holds what was
 // committed when Compact started. out must not exist.
-func (s *Store) Compact(ctx context.Context, out string) (err error) {
+func (s *liteStore) Compact(ctx context.Context, out string) (err error) {
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("compact: %s exists (give a new file)", out)
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -36,7 +36,7 @@ func (s *Store) Compact(ctx context.Context, out string) (err error) {
 			os.RemoveAll(SegmentDir(out))
 		}
 	}()
-	dst, err := Open(ctx, out, Options{})
+	dst, err := openLite(ctx, out, Options{})
 	if err != nil {
 		return fmt.Errorf("compact: %w", err)
 	}
@@ -57,7 +57,7 @@ func (s *Store) Compact(ctx context.Context, out string) (err error) {
 
 // inlineSegments puts the bodies of table's rows in dst that are kept in
 // segments (read from s's segment files) back into their rows.
-func (s *Store) inlineSegments(ctx context.Context, dst *Store, table string) error {
+func (s *liteStore) inlineSegments(ctx context.Context, dst *liteStore, table string) error {
 	const step = 256
 	var after int64
 	for {

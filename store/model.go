@@ -52,6 +52,10 @@ type Call struct {
 
 	ContentType string `json:"content_type"`
 	Compression string `json:"compression"`
+	// Proxy names the grpctap process that recorded the call (its
+	// --name, by default its host name); "" for calls of captures from
+	// before names were kept.
+	Proxy string `json:"proxy"`
 }
 
 // CallWithMessages is a call and all its messages, the JSON of

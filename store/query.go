@@ -26,6 +26,9 @@ type Filter struct {
 	Limit int
 	// AfterID selects calls with an id above it (for following a capture).
 	AfterID int64
+	// Proxy selects the calls recorded by the grpctap process of this
+	// name (Options.Name); "" any.
+	Proxy string
 }
 
 // MaxPatternLen bounds a method glob and a search text, in characters.
@@ -46,6 +49,15 @@ func CheckPatternLen(name, pattern string) error {
 const callColumns = `id, method, protocol, backend, authority, peer, content_type, compression, rpc,
 	start_ns, end_ns, status_code, status_message, status_details, request_headers, response_headers, trailers,
 	request_count, response_count, request_bytes, response_bytes, dropped`
+
+// liteColumns are callColumns with the name of the process that recorded
+// the call (writers.name); a schema-1 capture had no writers.
+func (s *liteStore) columns() string {
+	if s.version < 2 {
+		return callColumns + ", ''"
+	}
+	return callColumns + ", coalesce((SELECT name FROM writers w WHERE w.id = calls.writer), '')"
+}
 
 // conds returns f's conditions and their arguments. With walkIDs the column
 // tests are written "+col", so SQLite walks the ids rather than pick a
@@ -81,6 +93,10 @@ func (f Filter) conds(walkIDs bool) ([]string, []any) {
 		conds = append(conds, "id > ?")
 		args = append(args, f.AfterID)
 	}
+	if f.Proxy != "" {
+		conds = append(conds, "+writer IN (SELECT id FROM writers WHERE name = ?)")
+		args = append(args, f.Proxy)
+	}
 	return conds, args
 }
 
@@ -109,7 +125,7 @@ type idRange struct{ lo, hi int64 }
 // batches table (one row per write transaction: its ids, latest start and
 // methods), adjacent runs joined. all is true when it cannot narrow
 // anything: no such filter, or a capture of schema 1, whose indexes do it.
-func (s *Store) candidates(ctx context.Context, method string, since time.Time) (ranges []idRange, all bool, err error) {
+func (s *liteStore) candidates(ctx context.Context, method string, since time.Time) (ranges []idRange, all bool, err error) {
 	if s.version < 2 || (method == "" && since.IsZero()) {
 		return nil, true, nil
 	}
@@ -150,7 +166,7 @@ func (s *Store) candidates(ctx context.Context, method string, since time.Time) 
 // eachCallRow runs "SELECT callColumns FROM calls" with conds over the
 // candidate ranges, in id order (newest first with desc), at most limit
 // rows (0: all), and calls fn for each.
-func (s *Store) eachCallRow(ctx context.Context, conds []string, args []any, ranges []idRange, all, desc bool,
+func (s *liteStore) eachCallRow(ctx context.Context, conds []string, args []any, ranges []idRange, all, desc bool,
 	limit int, fn func(c *Call) error) error {
 	order := " ORDER BY id"
 	if desc {
@@ -164,10 +180,10 @@ func (s *Store) eachCallRow(ctx context.Context, conds []string, args []any, ran
 	left := limit
 	var c Call
 	for _, r := range ranges {
-		q := "SELECT " + callColumns + " FROM calls" + joinWhere(conds)
+		q := "SELECT " + s.columns() + " FROM calls" + joinWhere(conds)
 		a := args
 		if !all {
-			q = "SELECT " + callColumns + " FROM calls" + joinWhere(append(conds[:len(conds):len(conds)], "id BETWEEN ? AND ?"))
+			q = "SELECT " + s.columns() + " FROM calls" + joinWhere(append(conds[:len(conds):len(conds)], "id BETWEEN ? AND ?"))
 			a = append(args[:len(args):len(args)], r.lo, r.hi)
 		}
 		q += order
@@ -188,7 +204,7 @@ func (s *Store) eachCallRow(ctx context.Context, conds []string, args []any, ran
 	return nil
 }
 
-func (s *Store) scanRows(ctx context.Context, q string, args []any, c *Call, fn func(c *Call) error) (int, error) {
+func (s *liteStore) scanRows(ctx context.Context, q string, args []any, c *Call, fn func(c *Call) error) (int, error) {
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
 		return 0, fmt.Errorf("list calls: %w", err)
@@ -210,19 +226,9 @@ func (s *Store) scanRows(ctx context.Context, q string, args []any, c *Call, fn 
 	return n, nil
 }
 
-// ListCalls returns the calls matching f in id (start) order.
-func (s *Store) ListCalls(ctx context.Context, f Filter) ([]Call, error) {
-	var out []Call
-	err := s.EachCall(ctx, f, func(c *Call) error {
-		out = append(out, *c)
-		return nil
-	})
-	return out, err
-}
-
 // EachCall calls fn for each call matching f, in id order, without holding
 // them all in memory. fn must not keep c.
-func (s *Store) EachCall(ctx context.Context, f Filter, fn func(c *Call) error) error {
+func (s *liteStore) EachCall(ctx context.Context, f Filter, fn func(c *Call) error) error {
 	ranges, all, err := s.candidates(ctx, f.Method, f.Since)
 	if err != nil {
 		return fmt.Errorf("list calls: %w", err)
@@ -249,8 +255,8 @@ func (s *Store) EachCall(ctx context.Context, f Filter, fn func(c *Call) error) 
 
 // GetCall returns one call with its messages; ErrNotFound when it does not
 // exist.
-func (s *Store) GetCall(ctx context.Context, id int64) (*CallWithMessages, error) {
-	row := s.rdb.QueryRowContext(ctx, "SELECT "+callColumns+" FROM calls WHERE id = ?", id)
+func (s *liteStore) GetCall(ctx context.Context, id int64) (*CallWithMessages, error) {
+	row := s.rdb.QueryRowContext(ctx, "SELECT "+s.columns()+" FROM calls WHERE id = ?", id)
 	var c CallWithMessages
 	if err := scanCall(row, &c.Call); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -269,7 +275,7 @@ func (s *Store) GetCall(ctx context.Context, id int64) (*CallWithMessages, error
 // Messages returns a call's messages in seq order (never nil). A body
 // that cannot be read back from its segment file (removed, cut short,
 // damaged) is returned empty, with BodyError saying why.
-func (s *Store) Messages(ctx context.Context, callID int64) ([]Message, error) {
+func (s *liteStore) Messages(ctx context.Context, callID int64) ([]Message, error) {
 	out := []Message{}
 	legacy := "messages_v1"
 	if s.version < 2 {
@@ -315,7 +321,7 @@ func direction(dir int) string {
 
 // batchMessages appends the messages stored a batch at a time (with the
 // call's row and in its chunks) to out.
-func (s *Store) batchMessages(ctx context.Context, callID int64, out *[]Message) error {
+func (s *liteStore) batchMessages(ctx context.Context, callID int64, out *[]Message) error {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT start_ns, msgs, bodies, seg, seg_off, seg_len, seg_crc
 		FROM calls WHERE id = ?1 AND msgs IS NOT NULL
 		UNION ALL SELECT * FROM (SELECT base_ns, msgs, bodies, seg, seg_off, seg_len, seg_crc
@@ -360,14 +366,14 @@ func (s *Store) batchMessages(ctx context.Context, callID int64, out *[]Message)
 
 // DroppedEvents returns how many events the recorder could not store over
 // the capture's life.
-func (s *Store) DroppedEvents(ctx context.Context) (int64, error) {
+func (s *liteStore) DroppedEvents(ctx context.Context) (int64, error) {
 	return s.counter(ctx, "dropped_events")
 }
 
 // SkippedCalls returns how many calls the recorder left out of the capture
 // on purpose over its life (calls their client reset before any message,
 // over the client's rate); 0 for a capture of schema 1.
-func (s *Store) SkippedCalls(ctx context.Context) (int64, error) {
+func (s *liteStore) SkippedCalls(ctx context.Context) (int64, error) {
 	if s.version < 2 {
 		return 0, nil
 	}
@@ -376,7 +382,7 @@ func (s *Store) SkippedCalls(ctx context.Context) (int64, error) {
 
 // counter reads a row of the counters table; a missing row means the
 // capture is damaged.
-func (s *Store) counter(ctx context.Context, name string) (int64, error) {
+func (s *liteStore) counter(ctx context.Context, name string) (int64, error) {
 	var n int64
 	err := s.rdb.QueryRowContext(ctx, "SELECT value FROM counters WHERE name = ?", name).Scan(&n)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -402,7 +408,7 @@ func damaged(err error) error {
 
 // LoadDescriptors returns the FileDescriptorSet saved for backend and when
 // it was saved; ErrNotFound when there is none.
-func (s *Store) LoadDescriptors(ctx context.Context, backend string) ([]byte, time.Time, error) {
+func (s *liteStore) LoadDescriptors(ctx context.Context, backend string) ([]byte, time.Time, error) {
 	var fds []byte
 	var t int64
 	err := s.rdb.QueryRowContext(ctx, "SELECT fds, updated_ns FROM descriptors WHERE backend = ?", backend).Scan(&fds, &t)
@@ -427,7 +433,7 @@ func scanCall(r scanner, c *Call) error {
 	*c = Call{}
 	if err := r.Scan(&c.ID, &c.Method, &c.Protocol, &c.Backend, &c.Authority, &c.Peer, &c.ContentType, &c.Compression,
 		&rpc, &startNS, &endNS, &code, &statusMsg, &details, &reqH, &respH, &trl,
-		&c.RequestCount, &c.ResponseCount, &c.RequestBytes, &c.ResponseBytes, &c.DroppedEvents); err != nil {
+		&c.RequestCount, &c.ResponseCount, &c.RequestBytes, &c.ResponseBytes, &c.DroppedEvents, &c.Proxy); err != nil {
 		return err
 	}
 	c.Service, _ = SplitMethod(c.Method)
@@ -470,7 +476,7 @@ func parseMD(s string) Metadata {
 }
 
 // Check runs SQLite's integrity check on the whole file; nil means sound.
-func (s *Store) Check(ctx context.Context) error {
+func (s *liteStore) Check(ctx context.Context) error {
 	rows, err := s.rdb.QueryContext(ctx, "PRAGMA integrity_check")
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
@@ -493,4 +499,24 @@ func (s *Store) Check(ctx context.Context) error {
 		return fmt.Errorf("check: %w: %s", ErrCorrupt, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// RecordedTimeout returns the time a call's client allowed it, from its
+// start to its deadline, and false when the client set no deadline (or the
+// capture predates recording them). Replay uses it to give a replayed call
+// the deadline the original had.
+func (s *liteStore) RecordedTimeout(ctx context.Context, id int64) (time.Duration, bool, error) {
+	var start int64
+	var deadline sql.NullInt64
+	err := s.rdb.QueryRowContext(ctx, "SELECT start_ns, deadline_ns FROM calls WHERE id = ?", id).Scan(&start, &deadline)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, fmt.Errorf("call %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("call %d deadline: %w", id, err)
+	}
+	if !deadline.Valid {
+		return 0, false, nil
+	}
+	return time.Duration(deadline.Int64 - start), true, nil
 }

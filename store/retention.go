@@ -17,7 +17,7 @@ const pruneChunk = 500
 // capture's used size is at most maxBytes (when > 0). Freed pages are given
 // back to the file system. Open calls are never pruned. It returns how many
 // calls it deleted.
-func (s *Store) Prune(ctx context.Context, olderThan time.Time, maxBytes int64) (int64, error) {
+func (s *liteStore) Prune(ctx context.Context, olderThan time.Time, maxBytes int64) (int64, error) {
 	if s.readOnly {
 		return 0, ErrReadOnly
 	}
@@ -86,7 +86,7 @@ func (s *Store) Prune(ctx context.Context, olderThan time.Time, maxBytes int64) 
 // dropSegments deletes the segment files no remaining call refers to
 // (no call in the id range of the bodies they hold) and that no writer
 // holds, and the batch rows whose calls are all gone.
-func (s *Store) dropSegments(ctx context.Context) error {
+func (s *liteStore) dropSegments(ctx context.Context) error {
 	if s.w != nil {
 		if err := s.w.retireSegment(); err != nil {
 			return fmt.Errorf("prune: %w", err)
@@ -160,7 +160,7 @@ func (s *Store) dropSegments(ctx context.Context) error {
 // messages, in one transaction, and returns how many calls it deleted.
 // Messages are deleted here, not by the schema's ON DELETE CASCADE: the
 // store's connections keep foreign keys off (see dsn).
-func (s *Store) deleteCalls(ctx context.Context, selectIDs string, args ...any) (int64, error) {
+func (s *liteStore) deleteCalls(ctx context.Context, selectIDs string, args ...any) (int64, error) {
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("prune: %w", err)
@@ -194,7 +194,7 @@ func (s *Store) deleteCalls(ctx context.Context, selectIDs string, args ...any) 
 // UsedBytes returns the bytes the capture holds: its pages (file size
 // minus free pages; the WAL not counted) and its segment files' committed
 // bytes.
-func (s *Store) UsedBytes(ctx context.Context) (int64, error) {
+func (s *liteStore) UsedBytes(ctx context.Context) (int64, error) {
 	db := s.wdb
 	if db == nil {
 		db = s.rdb

@@ -17,6 +17,7 @@ import (
 type StatsQuery struct {
 	Method   string    // glob on the full method, as in Filter; "" any
 	Protocol string    // "grpc", "grpc-web", "grpc-web-text"; "" any
+	Proxy    string    // the recording process's name, as in Filter; "" any
 	Since    time.Time // calls started at or after; zero: from the first
 	Until    time.Time // calls started before; zero: up to now
 	// Buckets is how many time buckets the series has. Default
@@ -70,6 +71,20 @@ type Bucket struct {
 	P99MS  float64   `json:"p99_ms"`
 }
 
+// window returns the number of buckets and the end of the window q asks
+// for, defaults applied.
+func (q StatsQuery) window() (buckets int, until time.Time) {
+	buckets = q.Buckets
+	if buckets <= 0 {
+		buckets = DefaultStatsBuckets
+	}
+	until = q.Until
+	if until.IsZero() {
+		until = time.Now()
+	}
+	return min(buckets, MaxStatsBuckets), until
+}
+
 // statsShard is what one scan over some id ranges gathers.
 type statsShard struct {
 	byMethod map[string]*methodAcc
@@ -94,16 +109,8 @@ type statsRow struct {
 // a pass over them (narrowed by method and time through the batches table;
 // the ids split in two, scanned at once on two read connections), then
 // percentiles from their durations.
-func (s *Store) Stats(ctx context.Context, q StatsQuery) (*Stats, error) {
-	nb := q.Buckets
-	if nb <= 0 {
-		nb = DefaultStatsBuckets
-	}
-	nb = min(nb, MaxStatsBuckets)
-	to := q.Until
-	if to.IsZero() {
-		to = time.Now()
-	}
+func (s *liteStore) Stats(ctx context.Context, q StatsQuery) (*Stats, error) {
+	nb, to := q.window()
 	from := q.Since
 	ranges, all, err := s.candidates(ctx, q.Method, q.Since)
 	if err != nil {
@@ -116,7 +123,7 @@ func (s *Store) Stats(ctx context.Context, q StatsQuery) (*Stats, error) {
 		}
 		ranges = []idRange{{lo.Int64, hi.Int64}}
 	}
-	conds, args := Filter{Method: q.Method, Since: q.Since}.conds(true)
+	conds, args := Filter{Method: q.Method, Since: q.Since, Proxy: q.Proxy}.conds(true)
 	if q.Protocol != "" {
 		conds = append(conds, "+protocol = ?")
 		args = append(args, q.Protocol)
@@ -134,6 +141,12 @@ func (s *Store) Stats(ctx context.Context, q StatsQuery) (*Stats, error) {
 		}()
 	}
 	wg.Wait()
+	return buildStats(from, to, nb, shards)
+}
+
+// buildStats joins the shards of a scan into the overview of [from, to)
+// (from zero: the earliest start) in nb buckets.
+func buildStats(from, to time.Time, nb int, shards []statsShard) (*Stats, error) {
 	byMethod := map[string]*methodAcc{}
 	var rows []statsRow
 	var minStart int64
@@ -249,7 +262,7 @@ func splitRanges(ranges []idRange, n int) [][]idRange {
 // on a connection of its own through zombiezen.com/go/sqlite rather than
 // the database/sql pool: a row costs half as much without database/sql's
 // scanning, which was most of the overview of a large capture.
-func (s *Store) statsScan(ctx context.Context, conds []string, args []any, ranges []idRange) (sh statsShard) {
+func (s *liteStore) statsScan(ctx context.Context, conds []string, args []any, ranges []idRange) (sh statsShard) {
 	sh.byMethod = map[string]*methodAcc{}
 	// Opened for writing (never created) and made query-only, as the read
 	// pool is: a read-only open of a WAL file fails where its -shm file is
@@ -295,30 +308,8 @@ func (s *Store) statsScan(ctx context.Context, conds []string, args []any, range
 			}
 			st.ColumnBytes(0, method)
 			start := st.ColumnInt64(1)
-			m := sh.byMethod[string(method)] // no allocation for the look-up
-			if m == nil {
-				m = &methodAcc{MethodStats: MethodStats{Method: string(method)}}
-				sh.byMethod[m.Method] = m
-			}
-			m.Calls++
-			m.RequestBytes += st.ColumnInt64(4)
-			m.ResponseBytes += st.ColumnInt64(5)
-			rw := statsRow{start: start}
-			if st.ColumnIsNull(2) {
-				m.Open++
-				rw.open = true
-			} else {
-				rw.dur = float64(st.ColumnInt64(2)-start) / 1e6
-				m.durs = append(m.durs, rw.dur)
-				if st.ColumnInt64(3) != 0 {
-					m.Errors++
-					rw.err = true
-				}
-			}
-			if sh.minStart == 0 || start < sh.minStart {
-				sh.minStart = start
-			}
-			sh.rows = append(sh.rows, rw)
+			open := st.ColumnIsNull(2)
+			sh.add(method, start, open, st.ColumnInt64(2), st.ColumnInt64(3), st.ColumnInt64(4), st.ColumnInt64(5))
 		}
 		if err := st.Reset(); err != nil {
 			sh.err = err
@@ -326,6 +317,35 @@ func (s *Store) statsScan(ctx context.Context, conds []string, args []any, range
 		}
 	}
 	return sh
+}
+
+// add counts one call: its method, start, whether it is open, and when
+// closed its end and status code; its request and response bytes.
+func (sh *statsShard) add(method []byte, start int64, open bool, end, code, reqB, respB int64) {
+	m := sh.byMethod[string(method)] // no allocation for the look-up
+	if m == nil {
+		m = &methodAcc{MethodStats: MethodStats{Method: string(method)}}
+		sh.byMethod[m.Method] = m
+	}
+	m.Calls++
+	m.RequestBytes += reqB
+	m.ResponseBytes += respB
+	rw := statsRow{start: start}
+	if open {
+		m.Open++
+		rw.open = true
+	} else {
+		rw.dur = float64(end-start) / 1e6
+		m.durs = append(m.durs, rw.dur)
+		if code != 0 {
+			m.Errors++
+			rw.err = true
+		}
+	}
+	if sh.minStart == 0 || start < sh.minStart {
+		sh.minStart = start
+	}
+	sh.rows = append(sh.rows, rw)
 }
 
 // bindAll binds int64 and string arguments in order.

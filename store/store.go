@@ -57,12 +57,21 @@ type Options struct {
 	// SegmentBytes is the size at which a segment file is sealed and the
 	// next one started. Default 256 MiB.
 	SegmentBytes int64
+
+	// Deferred (PostgreSQL only) lets Open succeed although the database
+	// cannot be reached: the store connects, and migrates, on a later
+	// write, trying again with backoff; writes fail meanwhile. The proxy
+	// uses it so that it forwards whether or not its database is up.
+	Deferred bool
+	// OnRetry, when set, is told of each failed attempt to reach the
+	// database and the wait before the next (PostgreSQL only).
+	OnRetry func(err error, next time.Duration)
 }
 
-// Store is an open capture file. Its methods are safe for concurrent use:
+// liteStore is a capture in an SQLite file. Its methods are safe for concurrent use:
 // writes go through one connection, reads through a separate pool, so
 // readers work while the recorder writes.
-type Store struct {
+type liteStore struct {
 	path     string
 	readOnly bool
 	version  int     // the file's schema version (1 only for a v1 file opened read-only)
@@ -77,7 +86,7 @@ type Store struct {
 // Open opens (and when needed creates and migrates) the capture at path.
 // A file that exists but is not a grpctap capture, is corrupt or was written
 // by a newer grpctap is refused without being modified.
-func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+func openLite(ctx context.Context, path string, opts Options) (*liteStore, error) {
 	if opts.ReadConns <= 0 {
 		opts.ReadConns = 4
 	}
@@ -103,7 +112,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 
-	s := &Store{path: path, readOnly: opts.ReadOnly, version: schemaVersion(), segs: segmentReader{dir: SegmentDir(path)}}
+	s := &liteStore{path: path, readOnly: opts.ReadOnly, version: schemaVersion(), segs: segmentReader{dir: SegmentDir(path)}}
 	if !opts.ReadOnly {
 		params := []string{"_txlock=immediate",
 			"_pragma=synchronous(NORMAL)", "_pragma=cache_size(-16384)",
@@ -175,19 +184,34 @@ func setWAL(ctx context.Context, db *sql.DB) (string, error) {
 	}
 }
 
+// Kind says what the capture is kept in.
+func (s *liteStore) Kind() string { return "sqlite" }
+
+// Changes returns nil: an SQLite file cannot tell its readers it changed.
+func (s *liteStore) Changes(context.Context) (<-chan struct{}, func()) { return nil, func() {} }
+
+// Proxies lists the names of the processes that recorded into the
+// capture, sorted.
+func (s *liteStore) Proxies(ctx context.Context) ([]string, error) {
+	if s.version < 2 {
+		return []string{}, nil
+	}
+	return queryStrings(ctx, s.rdb, "SELECT DISTINCT name FROM writers ORDER BY name")
+}
+
 // Path returns the file the store was opened on.
-func (s *Store) Path() string { return s.path }
+func (s *liteStore) Path() string { return s.path }
 
 // Close closes the store's connections. It does not wait for anything
 // else: callers stop their writers first.
-func (s *Store) Close() error {
+func (s *liteStore) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
 	return s.closeDBs()
 }
 
-func (s *Store) closeDBs() error {
+func (s *liteStore) closeDBs() error {
 	var errs []error
 	if s.w != nil {
 		errs = append(errs, s.w.close())

@@ -15,10 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func openTemp(t testing.TB) (*Store, string) {
 	t.Helper()
@@ -48,69 +45,71 @@ func sampleEvents(id int64) []Event {
 }
 
 func TestWriteAndRead(t *testing.T) {
-	ctx := context.Background()
-	s, path := openTemp(t)
-	ev := sampleEvents(1)
-	// Start alone: the call is visible while open.
-	if err := s.WriteBatch(ctx, ev[:2]); err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.GetCall(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.State != "open" || c.End != nil || c.Status != nil || c.RequestCount != 1 || len(c.Messages) != 1 {
-		t.Fatalf("open call: %+v", c)
-	}
-	if err := s.WriteBatch(ctx, append(ev[2:], Event{Dropped: 3})); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.GetCall(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	end := t0.Add(5 * time.Millisecond)
-	dur := 5.0
-	want := &CallWithMessages{
-		Call: Call{ID: 1, Method: "/kitchen.Oven/Bake", Service: "kitchen.Oven", RPC: RPCServerStreaming, Protocol: "grpc",
-			Backend: "127.0.0.1:9", Authority: "oven", Peer: "127.0.0.1:5555", Start: t0, End: &end, DurationMS: &dur,
-			State: "closed", Status: &Status{Code: 9, Name: "FAILED_PRECONDITION", Message: "not ready", Details: [][]byte{{0xa, 0x1}}},
-			RequestHeaders:  Metadata{"x-a": {"1", "2"}, "authorization": {"[redacted]"}},
-			ResponseHeaders: Metadata{"h": {"v"}}, Trailers: Metadata{"t-bin": {"AAE"}},
-			RequestCount: 1, ResponseCount: 2, RequestBytes: 3, ResponseBytes: 10, ContentType: "application/grpc"},
-		Messages: []Message{
-			{Seq: 1, Direction: DirRequest, Time: t0.Add(time.Millisecond), Size: 3, Raw: []byte{1, 2, 3}},
-			{Seq: 2, Direction: DirResponse, Time: t0.Add(3 * time.Millisecond), Size: 10, Truncated: true, Raw: []byte{9, 9}},
-			{Seq: 3, Direction: DirResponse, Time: t0.Add(4 * time.Millisecond), Size: 0, Raw: []byte{}},
-		},
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Fatalf("call (-want +got):\n%s", d)
-	}
-	if n, _ := s.DroppedEvents(ctx); n != 3 {
-		t.Fatalf("dropped = %d, want 3", n)
-	}
-	s.Close()
+	forEachEngine(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		s := openDB(t, db, Options{Name: "proxy-1"})
+		ev := sampleEvents(1)
+		// Start alone: the call is visible while open.
+		if err := s.WriteBatch(ctx, ev[:2]); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.GetCall(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State != "open" || c.End != nil || c.Status != nil || c.RequestCount != 1 || len(c.Messages) != 1 {
+			t.Fatalf("open call: %+v", c)
+		}
+		if err := s.WriteBatch(ctx, append(ev[2:], Event{Dropped: 3})); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetCall(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := t0.Add(5 * time.Millisecond)
+		dur := 5.0
+		want := &CallWithMessages{
+			Call: Call{ID: 1, Method: "/kitchen.Oven/Bake", Service: "kitchen.Oven", RPC: RPCServerStreaming, Protocol: "grpc",
+				Backend: "127.0.0.1:9", Authority: "oven", Peer: "127.0.0.1:5555", Start: t0, End: &end, DurationMS: &dur,
+				State: "closed", Status: &Status{Code: 9, Name: "FAILED_PRECONDITION", Message: "not ready", Details: [][]byte{{0xa, 0x1}}},
+				RequestHeaders:  Metadata{"x-a": {"1", "2"}, "authorization": {"[redacted]"}},
+				ResponseHeaders: Metadata{"h": {"v"}}, Trailers: Metadata{"t-bin": {"AAE"}},
+				RequestCount: 1, ResponseCount: 2, RequestBytes: 3, ResponseBytes: 10, ContentType: "application/grpc", Proxy: "proxy-1"},
+			Messages: []Message{
+				{Seq: 1, Direction: DirRequest, Time: t0.Add(time.Millisecond), Size: 3, Raw: []byte{1, 2, 3}},
+				{Seq: 2, Direction: DirResponse, Time: t0.Add(3 * time.Millisecond), Size: 10, Truncated: true, Raw: []byte{9, 9}},
+				{Seq: 3, Direction: DirResponse, Time: t0.Add(4 * time.Millisecond), Size: 0, Raw: []byte{}},
+			},
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("call (-want +got):\n%s", d)
+		}
+		if n, _ := s.DroppedEvents(ctx); n != 3 {
+			t.Fatalf("dropped = %d, want 3", n)
+		}
+		s.Close()
 
-	// Readers open the file read-only and see the same.
-	r, err := Open(ctx, path, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	calls, err := r.ListCalls(ctx, Filter{})
-	if err != nil || len(calls) != 1 || calls[0].ID != 1 {
-		t.Fatalf("list: %v %+v", err, calls)
-	}
-	if err := r.WriteBatch(ctx, sampleEvents(2)); !errors.Is(err, ErrReadOnly) {
-		t.Fatalf("write on read-only store: %v", err)
-	}
+		// Readers open the file read-only and see the same.
+		r, err := Open(ctx, db, Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		calls, err := r.ListCalls(ctx, Filter{})
+		if err != nil || len(calls) != 1 || calls[0].ID != 1 {
+			t.Fatalf("list: %v %+v", err, calls)
+		}
+		if err := r.WriteBatch(ctx, sampleEvents(2)); !errors.Is(err, ErrReadOnly) {
+			t.Fatalf("write on read-only store: %v", err)
+		}
+	})
 }
 
 func TestJournalModeWAL(t *testing.T) {
 	s, _ := openTemp(t)
 	var mode string
-	if err := s.rdb.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+	if err := lite(s).rdb.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Fatalf("journal_mode = %q, %v", mode, err)
 	}
 }
@@ -130,44 +129,46 @@ func listIDs(t *testing.T, s *Store, f Filter) []int64 {
 }
 
 func TestFilters(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTemp(t)
-	var ev []Event
-	for i := int64(1); i <= 10; i++ {
-		m := "/a.B/Get"
-		if i%2 == 0 {
-			m = "/a.B/Put"
+	forEachEngine(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		s := openDB(t, db, Options{})
+		var ev []Event
+		for i := int64(1); i <= 10; i++ {
+			m := "/a.B/Get"
+			if i%2 == 0 {
+				m = "/a.B/Put"
+			}
+			ev = append(ev, Event{Start: &CallStart{ID: i, Method: m, Time: t0.Add(time.Duration(i) * time.Second)}},
+				Event{End: &CallEnd{CallID: i, Time: t0.Add(time.Duration(i) * time.Second), Code: int(i % 3)}})
 		}
-		ev = append(ev, Event{Start: &CallStart{ID: i, Method: m, Time: t0.Add(time.Duration(i) * time.Second)}},
-			Event{End: &CallEnd{CallID: i, Time: t0.Add(time.Duration(i) * time.Second), Code: int(i % 3)}})
-	}
-	if err := s.WriteBatch(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	ids := func(f Filter) []int64 { return listIDs(t, s, f) }
-	two := 2
-	for _, tc := range []struct {
-		f    Filter
-		want []int64
-	}{
-		{Filter{Method: "/a.B/Put"}, []int64{2, 4, 6, 8, 10}},
-		{Filter{Method: "*Get"}, []int64{1, 3, 5, 7, 9}},
-		{Filter{Method: "a.B/*"}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
-		{Filter{Status: &two}, []int64{2, 5, 8}},
-		{Filter{Since: t0.Add(8 * time.Second)}, []int64{8, 9, 10}},
-		{Filter{Limit: 3}, []int64{8, 9, 10}},
-		{Filter{Method: "*Get", Limit: 2}, []int64{7, 9}},
-	} {
-		if d := cmp.Diff(tc.want, ids(tc.f)); d != "" {
-			t.Errorf("%+v: %s", tc.f, d)
+		if err := s.WriteBatch(ctx, ev); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if _, err := s.GetCall(ctx, 99); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("GetCall(99) = %v", err)
-	}
-	if wm, _ := s.CurrentWatermark(ctx); wm.MaxID != 10 {
-		t.Fatalf("MaxID = %d", wm.MaxID)
-	}
+		ids := func(f Filter) []int64 { return listIDs(t, s, f) }
+		two := 2
+		for _, tc := range []struct {
+			f    Filter
+			want []int64
+		}{
+			{Filter{Method: "/a.B/Put"}, []int64{2, 4, 6, 8, 10}},
+			{Filter{Method: "*Get"}, []int64{1, 3, 5, 7, 9}},
+			{Filter{Method: "a.B/*"}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+			{Filter{Status: &two}, []int64{2, 5, 8}},
+			{Filter{Since: t0.Add(8 * time.Second)}, []int64{8, 9, 10}},
+			{Filter{Limit: 3}, []int64{8, 9, 10}},
+			{Filter{Method: "*Get", Limit: 2}, []int64{7, 9}},
+		} {
+			if d := cmp.Diff(tc.want, ids(tc.f)); d != "" {
+				t.Errorf("%+v: %s", tc.f, d)
+			}
+		}
+		if _, err := s.GetCall(ctx, 99); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("GetCall(99) = %v", err)
+		}
+		if wm, _ := s.CurrentWatermark(ctx); wm.MaxID != 10 {
+			t.Fatalf("MaxID = %d", wm.MaxID)
+		}
+	})
 }
 
 func refuses(t *testing.T, path string, want error) {
@@ -251,7 +252,7 @@ func TestRefusesCorrupt(t *testing.T) {
 
 func TestRefusesNewerSchema(t *testing.T) {
 	s, path := openTemp(t)
-	if _, err := s.wdb.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion()+1)); err != nil {
+	if _, err := lite(s).wdb.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion()+1)); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -266,52 +267,56 @@ func TestReadOnlyMissing(t *testing.T) {
 }
 
 func TestCloseOpenCalls(t *testing.T) {
-	ctx := context.Background()
-	s, path := openTemp(t)
-	ev := sampleEvents(1)
-	if err := s.WriteBatch(ctx, ev[:4]); err != nil {
-		t.Fatal(err)
-	}
-	// Another process starting on the capture leaves the calls of a
-	// writer that still runs alone.
-	other, err := Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	if n, err := other.CloseOpenCalls(ctx); err != nil || n != 0 {
-		t.Fatalf("CloseOpenCalls with the writer alive = %d, %v", n, err)
-	}
-	if c, _ := other.GetCall(ctx, 1); c.State != "open" {
-		t.Fatalf("a live writer's call was closed: %+v", c.Call)
-	}
-	// Once that writer has stopped, its open calls are closed.
-	s.Close()
-	n, err := other.CloseOpenCalls(ctx)
-	if err != nil || n != 1 {
-		t.Fatalf("CloseOpenCalls = %d, %v", n, err)
-	}
-	c, _ := other.GetCall(ctx, 1)
-	if c.State != "closed" || c.Status.Name != "UNAVAILABLE" || c.Status.Message != StoppedMessage || !c.End.Equal(t0.Add(3*time.Millisecond)) {
-		t.Fatalf("closed call: %+v %+v", c.Call, c.Status)
-	}
+	forEachEngine(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		s := openDB(t, db, Options{})
+		ev := sampleEvents(1)
+		if err := s.WriteBatch(ctx, ev[:4]); err != nil {
+			t.Fatal(err)
+		}
+		// Another process starting on the capture leaves the calls of a
+		// writer that still runs alone.
+		other, err := Open(ctx, db, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		if n, err := other.CloseOpenCalls(ctx); err != nil || n != 0 {
+			t.Fatalf("CloseOpenCalls with the writer alive = %d, %v", n, err)
+		}
+		if c, _ := other.GetCall(ctx, 1); c.State != "open" {
+			t.Fatalf("a live writer's call was closed: %+v", c.Call)
+		}
+		// Once that writer has stopped, its open calls are closed.
+		s.Close()
+		n, err := other.CloseOpenCalls(ctx)
+		if err != nil || n != 1 {
+			t.Fatalf("CloseOpenCalls = %d, %v", n, err)
+		}
+		c, _ := other.GetCall(ctx, 1)
+		if c.State != "closed" || c.Status.Name != "UNAVAILABLE" || c.Status.Message != StoppedMessage || !c.End.Equal(t0.Add(3*time.Millisecond)) {
+			t.Fatalf("closed call: %+v %+v", c.Call, c.Status)
+		}
+	})
 }
 
 func TestDescriptors(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTemp(t)
-	if _, _, err := s.LoadDescriptors(ctx, "b:1"); !errors.Is(err, ErrNotFound) {
-		t.Fatal(err)
-	}
-	for _, v := range [][]byte{{1, 2}, {3}} {
-		if err := s.SaveDescriptors(ctx, "b:1", v); err != nil {
+	forEachEngine(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		s := openDB(t, db, Options{})
+		if _, _, err := s.LoadDescriptors(ctx, "b:1"); !errors.Is(err, ErrNotFound) {
 			t.Fatal(err)
 		}
-		got, _, err := s.LoadDescriptors(ctx, "b:1")
-		if err != nil || !bytes.Equal(got, v) {
-			t.Fatalf("LoadDescriptors = %v, %v", got, err)
+		for _, v := range [][]byte{{1, 2}, {3}} {
+			if err := s.SaveDescriptors(ctx, "b:1", v); err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := s.LoadDescriptors(ctx, "b:1")
+			if err != nil || !bytes.Equal(got, v) {
+				t.Fatalf("LoadDescriptors = %v, %v", got, err)
+			}
 		}
-	}
+	})
 }
 
 func TestPrune(t *testing.T) {
@@ -354,7 +359,7 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("kept %d calls, last %d", len(cs), cs[len(cs)-1].ID)
 	}
 	var msgs int
-	s.rdb.QueryRow("SELECT count(*) FROM messages").Scan(&msgs)
+	lite(s).rdb.QueryRow("SELECT count(*) FROM messages").Scan(&msgs)
 	if msgs != len(cs) {
 		t.Fatalf("%d messages for %d calls: pruned calls left messages behind", msgs, len(cs))
 	}
@@ -475,11 +480,14 @@ func TestMigratesForward(t *testing.T) {
 	defer s2.Close()
 	var v int
 	var note string
-	s2.rdb.QueryRow("PRAGMA user_version").Scan(&v)
-	if err := s2.rdb.QueryRow("SELECT note FROM calls WHERE id = 1").Scan(&note); err != nil || v != len(saved)+1 || note != "migrated" {
+	lite(s2).rdb.QueryRow("PRAGMA user_version").Scan(&v)
+	if err := lite(s2).rdb.QueryRow("SELECT note FROM calls WHERE id = 1").Scan(&note); err != nil || v != len(saved)+1 || note != "migrated" {
 		t.Fatalf("version %d, note %q, %v", v, note, err)
 	}
 	if c, err := s2.GetCall(ctx, 1); err != nil || len(c.Messages) != 3 {
 		t.Fatalf("call after migration: %v", err)
 	}
 }
+
+// lite is the SQLite engine of a Store, for tests that look inside it.
+func lite(s *Store) *liteStore { return s.engine.(*liteStore) }

@@ -100,8 +100,8 @@ func TestV1Capture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ro.version != 1 {
-		t.Fatalf("read-only open changed the schema to %d", ro.version)
+	if lite(ro).version != 1 {
+		t.Fatalf("read-only open changed the schema to %d", lite(ro).version)
 	}
 	if d := cmp.Diff(want, jsonOf(t, allCalls(t, ro))); d != "" {
 		t.Fatalf("v1 read as it is (-want +got):\n%s", d)
@@ -116,8 +116,8 @@ func TestV1Capture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.version != schemaVersion() {
-		t.Fatalf("schema %d after a writer opened it, want %d", s.version, schemaVersion())
+	if lite(s).version != schemaVersion() {
+		t.Fatalf("schema %d after a writer opened it, want %d", lite(s).version, schemaVersion())
 	}
 	if d := cmp.Diff(want, jsonOf(t, allCalls(t, s))); d != "" {
 		t.Fatalf("v1 after migration (-want +got):\n%s", d)
@@ -148,14 +148,14 @@ func TestV1Capture(t *testing.T) {
 	}
 	// The messages view shows the v1 rows and the new ones.
 	var n int
-	if err := s.rdb.QueryRow("SELECT count(*) FROM messages").Scan(&n); err != nil || n != 40+32+15+1+3 {
+	if err := lite(s).rdb.QueryRow("SELECT count(*) FROM messages").Scan(&n); err != nil || n != 40+32+15+1+3 {
 		t.Fatalf("messages view rows = %d, %v", n, err)
 	}
 	// Retention removes v1 messages with their calls.
 	if _, err := s.Prune(ctx, time.Date(2026, 11, 20, 9, 30, 21, 0, time.UTC), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.rdb.QueryRow("SELECT count(*) FROM messages_v1 WHERE call_id <= 20").Scan(&n); err != nil || n != 0 {
+	if err := lite(s).rdb.QueryRow("SELECT count(*) FROM messages_v1 WHERE call_id <= 20").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d v1 messages of pruned calls left, %v", n, err)
 	}
 }
@@ -164,64 +164,66 @@ func TestV1Capture(t *testing.T) {
 // would have) record at once; every call is kept with a unique id, in
 // commit order, and each call's messages are its own.
 func TestIDsAcrossProcesses(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "shared.db")
-	const writers, batches, perBatch = 4, 25, 8
-	stores := make([]*Store, writers)
-	for i := range stores {
-		s, err := Open(ctx, path, Options{Name: fmt.Sprint("w", i)})
-		if err != nil {
+	forEachEngine(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		path := db
+		const writers, batches, perBatch = 4, 25, 8
+		stores := make([]*Store, writers)
+		for i := range stores {
+			s, err := Open(ctx, path, Options{Name: fmt.Sprint("w", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			stores[i] = s
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for w, s := range stores {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := 0; b < batches; b++ {
+					var ev []Event
+					for k := 0; k < perBatch; k++ {
+						key := s.NewKey()
+						tag := []byte(fmt.Sprintf("w%d-b%d-k%d", w, b, k))
+						ev = append(ev,
+							Event{Start: &CallStart{ID: key, Method: fmt.Sprintf("/w%d.S/M", w), Time: time.Now()}},
+							Event{Message: &MessageRecord{CallID: key, Seq: 1, Direction: DirRequest, Time: time.Now(), Size: int64(len(tag)), Raw: tag}},
+							Event{End: &CallEnd{CallID: key, Time: time.Now()}})
+					}
+					if err := s.WriteBatch(ctx, ev); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
 			t.Fatal(err)
 		}
-		defer s.Close()
-		stores[i] = s
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w, s := range stores {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := 0; b < batches; b++ {
-				var ev []Event
-				for k := 0; k < perBatch; k++ {
-					key := s.NewKey()
-					tag := []byte(fmt.Sprintf("w%d-b%d-k%d", w, b, k))
-					ev = append(ev,
-						Event{Start: &CallStart{ID: key, Method: fmt.Sprintf("/w%d.S/M", w), Time: time.Now()}},
-						Event{Message: &MessageRecord{CallID: key, Seq: 1, Direction: DirRequest, Time: time.Now(), Size: int64(len(tag)), Raw: tag}},
-						Event{End: &CallEnd{CallID: key, Time: time.Now()}})
-				}
-				if err := s.WriteBatch(ctx, ev); err != nil {
-					errs <- err
-					return
-				}
+		calls := allCalls(t, stores[0])
+		if len(calls) != writers*batches*perBatch {
+			t.Fatalf("%d calls recorded, want %d", len(calls), writers*batches*perBatch)
+		}
+		seen := map[string]bool{}
+		for i, c := range calls {
+			if c.ID != int64(i+1) {
+				t.Fatalf("ids are not 1..n: call %d at %d", c.ID, i)
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	calls := allCalls(t, stores[0])
-	if len(calls) != writers*batches*perBatch {
-		t.Fatalf("%d calls recorded, want %d", len(calls), writers*batches*perBatch)
-	}
-	seen := map[string]bool{}
-	for i, c := range calls {
-		if c.ID != int64(i+1) {
-			t.Fatalf("ids are not 1..n: call %d at %d", c.ID, i)
+			if len(c.Messages) != 1 {
+				t.Fatalf("call %d has %d messages", c.ID, len(c.Messages))
+			}
+			tag := string(c.Messages[0].Raw)
+			if seen[tag] || !strings.HasPrefix(tag, strings.TrimSuffix(strings.TrimPrefix(c.Method, "/"), ".S/M")+"-") {
+				t.Fatalf("call %d (%s) has message %q", c.ID, c.Method, tag)
+			}
+			seen[tag] = true
 		}
-		if len(c.Messages) != 1 {
-			t.Fatalf("call %d has %d messages", c.ID, len(c.Messages))
-		}
-		tag := string(c.Messages[0].Raw)
-		if seen[tag] || !strings.HasPrefix(tag, strings.TrimSuffix(strings.TrimPrefix(c.Method, "/"), ".S/M")+"-") {
-			t.Fatalf("call %d (%s) has message %q", c.ID, c.Method, tag)
-		}
-		seen[tag] = true
-	}
+	})
 }
 
 // TestConcurrentCreate: processes that create the same new capture at the
@@ -446,7 +448,7 @@ func TestCompact(t *testing.T) {
 		t.Fatalf("compacted capture (-want +got):\n%s", d)
 	}
 	var n int
-	c.rdb.QueryRow("SELECT count(*) FROM segments").Scan(&n)
+	lite(c).rdb.QueryRow("SELECT count(*) FROM segments").Scan(&n)
 	if n != 0 {
 		t.Fatalf("%d segment rows left in the compacted file", n)
 	}
@@ -665,10 +667,10 @@ func TestSegmentsOnTmpfs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if s.w.seg == nil {
+	if lite(s).w.seg == nil {
 		t.Fatal("no segment was written")
 	}
-	t.Logf("O_DIRECT on tmpfs here: %v", s.w.seg.direct)
+	t.Logf("O_DIRECT on tmpfs here: %v", lite(s).w.seg.direct)
 	for id := int64(1); id <= 3; id++ {
 		c, err := s.GetCall(ctx, id)
 		if err != nil {
@@ -686,7 +688,7 @@ func TestSegmentsOnTmpfs(t *testing.T) {
 // says it is damaged, not "no rows in result set".
 func TestDroppedEventsOfDamagedCapture(t *testing.T) {
 	s, _ := openTemp(t)
-	if _, err := s.wdb.Exec("DELETE FROM counters WHERE name = 'dropped_events'"); err != nil {
+	if _, err := lite(s).wdb.Exec("DELETE FROM counters WHERE name = 'dropped_events'"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.DroppedEvents(context.Background()); !errors.Is(err, ErrCorrupt) {

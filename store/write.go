@@ -32,31 +32,17 @@ type writer struct {
 	name   string // writers.name of this process
 	segMax int64
 
-	// keys maps the key of each call whose start is committed and whose
-	// end is not to its id.
-	keys     map[int64]int64
+	folder
 	writerID int64 // writers.id; 0 until the first write registers it
 	seg      *segment
 	stmts    map[string]*sqlite.Stmt
 
 	// Scratch reused from batch to batch.
-	folds   []callFold
-	byKey   map[int64]int
 	idx     []byte
 	bodies  []byte
 	methods []string
 	md      []byte
 	mdKeys  []string
-}
-
-// callFold is what one batch holds of one call.
-type callFold struct {
-	key, id                  int64
-	start                    *CallStart
-	header                   *ResponseHeader
-	end                      *CallEnd
-	reqN, respN, reqB, respB int64
-	msgs                     []*MessageRecord
 }
 
 func openWriter(path string, opts Options) (*writer, error) {
@@ -87,7 +73,7 @@ func openWriter(path string, opts Options) (*writer, error) {
 		segMax = maxSegmentBytes
 	}
 	return &writer{conn: conn, path: path, name: name, segMax: segMax,
-		keys: map[int64]int64{}, byKey: map[int64]int{}}, nil
+		folder: newFolder()}, nil
 }
 
 // execOnce runs a statement that is not worth caching.
@@ -176,7 +162,7 @@ func (w *writer) close() error {
 
 // NewKey returns a key for a new call, unique in this Store: events refer
 // to the call by it until WriteBatch has given the call its id.
-func (s *Store) NewKey() int64 { return s.nextKey.Add(1) }
+func (s *liteStore) NewKey() int64 { return s.nextKey.Add(1) }
 
 // WriteBatch writes events in one transaction. Either all of them are
 // stored or none (the error says why: full disk, read-only file, …).
@@ -185,7 +171,7 @@ func (s *Store) NewKey() int64 { return s.nextKey.Add(1) }
 // (CallStart.ID, the other events' CallID); once the batch is committed,
 // those fields hold the calls' ids in the capture. Events of a call whose
 // start was never written are skipped.
-func (s *Store) WriteBatch(ctx context.Context, events []Event) error {
+func (s *liteStore) WriteBatch(ctx context.Context, events []Event) error {
 	if s.readOnly {
 		return ErrReadOnly
 	}
@@ -205,55 +191,6 @@ func (s *Store) WriteBatch(ctx context.Context, events []Event) error {
 		return fmt.Errorf("write batch: %w", err)
 	}
 	return nil
-}
-
-// fold groups events by call, in the order calls first appear, and
-// returns the sums of their Dropped and SkippedCalls counts.
-func (w *writer) fold(events []Event) (dropped, skipped int64) {
-	for i := range w.folds {
-		w.folds[i] = callFold{msgs: w.folds[i].msgs[:0]}
-	}
-	w.folds = w.folds[:0]
-	clear(w.byKey)
-	get := func(key int64) *callFold {
-		i, ok := w.byKey[key]
-		if !ok {
-			i = len(w.folds)
-			w.byKey[key] = i
-			if i < cap(w.folds) {
-				w.folds = w.folds[:i+1]
-			} else {
-				w.folds = append(w.folds, callFold{})
-			}
-			w.folds[i].key = key
-		}
-		return &w.folds[i]
-	}
-	for i := range events {
-		e := &events[i]
-		dropped += e.Dropped
-		skipped += e.SkippedCalls
-		switch {
-		case e.Start != nil:
-			get(e.Start.ID).start = e.Start
-		case e.Header != nil:
-			get(e.Header.CallID).header = e.Header
-		case e.Message != nil:
-			m := e.Message
-			c := get(m.CallID)
-			if m.Direction == DirResponse {
-				c.respN++
-				c.respB += m.Size
-			} else {
-				c.reqN++
-				c.reqB += m.Size
-			}
-			c.msgs = append(c.msgs, m)
-		case e.End != nil:
-			get(e.End.CallID).end = e.End
-		}
-	}
-	return dropped, skipped
 }
 
 const insCall = `INSERT INTO calls(id, method, protocol, backend, authority, peer, content_type, compression,
@@ -311,12 +248,7 @@ func (w *writer) writeBatch(events []Event) (err error) {
 	}
 
 	// Ids for the calls this batch starts, in the order they started.
-	var nNew int64
-	for i := range w.folds {
-		if w.folds[i].start != nil {
-			nNew++
-		}
-	}
+	nNew := w.starts()
 	var firstID, minStart, maxStart int64
 	if nNew > 0 {
 		last, err := w.run(`UPDATE counters SET value = value + ? WHERE name = 'next_call_id' RETURNING value`,
@@ -329,23 +261,20 @@ func (w *writer) writeBatch(events []Event) (err error) {
 		}
 		firstID = last - nNew + 1
 	}
-	next := firstID
+	w.assign(firstID)
 	w.methods = w.methods[:0]
 	for i := range w.folds {
 		f := &w.folds[i]
-		if f.start != nil {
-			f.id = next
-			next++
-			t := f.start.Time.UnixNano()
-			if f.id == firstID || t < minStart {
-				minStart = t
-			}
-			maxStart = max(maxStart, t)
-			if !containsString(w.methods, f.start.Method) {
-				w.methods = append(w.methods, f.start.Method)
-			}
-		} else {
-			f.id = w.keys[f.key] // 0: its start was never written; skipped
+		if f.start == nil || f.id == 0 {
+			continue
+		}
+		t := f.start.Time.UnixNano()
+		if f.id == firstID || t < minStart {
+			minStart = t
+		}
+		maxStart = max(maxStart, t)
+		if !containsString(w.methods, f.start.Method) {
+			w.methods = append(w.methods, f.start.Method)
 		}
 	}
 
@@ -420,45 +349,8 @@ func (w *writer) writeBatch(events []Event) (err error) {
 		w.seg = sw.sg
 		w.seg.committed = sw.base + sw.n
 	}
-	for i := range w.folds {
-		f := &w.folds[i]
-		switch {
-		case f.id == 0:
-		case f.end != nil:
-			delete(w.keys, f.key)
-		case f.start != nil:
-			w.keys[f.key] = f.id
-		}
-	}
-	for i := range events {
-		e := &events[i]
-		var ref *int64
-		switch {
-		case e.Start != nil:
-			ref = &e.Start.ID
-		case e.Header != nil:
-			ref = &e.Header.CallID
-		case e.Message != nil:
-			ref = &e.Message.CallID
-		case e.End != nil:
-			ref = &e.End.CallID
-		default:
-			continue
-		}
-		if id := w.folds[w.byKey[*ref]].id; id != 0 {
-			*ref = id
-		}
-	}
+	w.handBack(events)
 	return nil
-}
-
-// forget drops the folds' pointers to the batch's events.
-func (w *writer) forget() {
-	for i := range w.folds {
-		clear(w.folds[i].msgs)
-		w.folds[i] = callFold{msgs: w.folds[i].msgs[:0]}
-	}
-	w.folds = w.folds[:0]
 }
 
 func containsString(list []string, s string) bool {

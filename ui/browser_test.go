@@ -346,8 +346,11 @@ func TestBrowserLargeCallOpensQuickly(t *testing.T) {
 	t.Logf("the call of two 4 MiB messages was shown %v after it was opened", time.Since(start).Round(time.Millisecond))
 	b.shot("detail-large")
 
-	// More on request: ten times as many numbers in the first message.
+	// More on request: ten times as many numbers in the first message, a
+	// list folded until opened.
 	b.eval(`document.querySelector('details.msg .shortened button').click()`)
+	b.wait(5*time.Second, `document.querySelector('details.msg').innerText.includes('"packed_varints": [2000 items]')`)
+	b.eval(`document.querySelector('details.msg .jt details:not([open]) > summary').click()`)
 	b.wait(5*time.Second, `document.querySelector('details.msg').innerText.includes('show 200 more of 1800')`)
 	// The Hex tab fetches the body and shows its start.
 	b.eval(`[...document.querySelectorAll('details.msg')[1].querySelectorAll('.tabs button')].find(x => x.textContent === 'Hex').click()`)

@@ -20,6 +20,7 @@ func parsePageQuery(r *http.Request, now time.Time) (store.PageQuery, error) {
 		Method:   strings.TrimSpace(v.Get("method")),
 		Protocol: v.Get("protocol"),
 		State:    v.Get("state"),
+		Proxy:    strings.TrimSpace(v.Get("proxy")),
 		Text:     strings.TrimSpace(v.Get("q")),
 	}
 	for name, s := range map[string]string{"method": q.Method, "q": q.Text} {
@@ -159,7 +160,7 @@ func (u *UI) stats(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	q := store.StatsQuery{Method: pq.Method, Protocol: pq.Protocol, Since: pq.Since}
+	q := store.StatsQuery{Method: pq.Method, Protocol: pq.Protocol, Proxy: pq.Proxy, Since: pq.Since}
 	if s := r.URL.Query().Get("buckets"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > store.MaxStatsBuckets {

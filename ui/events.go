@@ -31,8 +31,9 @@ type Batch struct {
 	// reread /api/calls.
 	Overflow int  `json:"overflow,omitempty"`
 	Lagged   bool `json:"lagged,omitempty"`
-	// Refresh is set when changes were noticed by polling the capture
-	// (no recorder in this process): reread /api/calls.
+	// Refresh is set when other processes changed the capture (noticed
+	// by polling an SQLite file without a recorder here, or told by
+	// PostgreSQL): reread /api/calls.
 	Refresh bool `json:"refresh,omitempty"`
 }
 
@@ -121,9 +122,13 @@ func (u *UI) events(w http.ResponseWriter, r *http.Request) {
 		defer stop()
 		feed = ch
 	}
+	// Other processes' commits: PostgreSQL tells (a fleet's proxies); an
+	// SQLite file is polled when no recorder runs here.
+	changes, stopChanges := u.opts.Store.Changes(r.Context())
+	defer stopChanges()
 	var poll <-chan time.Time
 	var last store.Watermark
-	if feed == nil {
+	if feed == nil && changes == nil {
 		t := time.NewTicker(u.opts.PollInterval)
 		defer t.Stop()
 		poll = t.C
@@ -145,6 +150,8 @@ func (u *UI) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			bt.add(ev)
+		case <-changes:
+			bt.b.Refresh = true
 		case <-poll:
 			wm, err := u.opts.Store.CurrentWatermark(r.Context())
 			if err == nil && wm != last {

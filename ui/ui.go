@@ -359,8 +359,17 @@ func (u *UI) info(w http.ResponseWriter, r *http.Request) {
 	if backends == nil {
 		backends = []string{}
 	}
+	proxies, err := u.opts.Store.Proxies(r.Context())
+	if err != nil {
+		proxies = []string{}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"db":        u.opts.Store.Path(),
+		"db":     u.opts.Store.Path(),
+		"engine": u.opts.Store.Kind(),
+		// proxies: the names the capture's calls were recorded under;
+		// more than one is a fleet (the page shows a proxy column and
+		// filter).
+		"proxies":   proxies,
 		"live":      u.opts.Recorder != nil,
 		"composer":  u.opts.Proxy != nil,
 		"recording": u.opts.Observer != nil,

@@ -117,7 +117,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if cfg.rounds < 1 || cfg.calls < 1 || cfg.callers < 1 || cfg.streams < 1 || cfg.messages < cfg.streams || cfg.size < 0 {
 		return errors.New("-rounds, -calls, -callers and -streams must be at least 1, -messages at least -streams")
 	}
-	tick, err := clockTick(ctx)
+	tick, err := benchutil.ClockTick(ctx)
 	if err != nil {
 		return err
 	}
@@ -364,7 +364,7 @@ func (c *child) checkCapture(ctx context.Context) string {
 // measure runs l through c and returns the child's CPU time from before
 // the load until it is idle after it.
 func measure(ctx context.Context, c *child, l load, tick time.Duration) (sample, error) {
-	before, err := procCPU(c.cmd.Process.Pid, tick)
+	before, err := benchutil.ProcCPU(c.cmd.Process.Pid, tick)
 	if err != nil {
 		return sample{}, err
 	}
@@ -384,7 +384,7 @@ func measure(ctx context.Context, c *child, l load, tick time.Duration) (sample,
 // idleCPU waits until the child has used no CPU for 150ms (a recorder
 // writing its backlog is busy), at most 15s, and returns its CPU time.
 func idleCPU(ctx context.Context, c *child, tick time.Duration) (time.Duration, error) {
-	prev, err := procCPU(c.cmd.Process.Pid, tick)
+	prev, err := benchutil.ProcCPU(c.cmd.Process.Pid, tick)
 	if err != nil {
 		return 0, err
 	}
@@ -396,7 +396,7 @@ func idleCPU(ctx context.Context, c *child, tick time.Duration) (time.Duration, 
 			return 0, fmt.Errorf("%s exited:\n%s", c.name, c.stderr)
 		case <-time.After(150 * time.Millisecond):
 		}
-		cur, err := procCPU(c.cmd.Process.Pid, tick)
+		cur, err := benchutil.ProcCPU(c.cmd.Process.Pid, tick)
 		if err != nil {
 			return 0, err
 		}
@@ -406,45 +406,6 @@ func idleCPU(ctx context.Context, c *child, tick time.Duration) (time.Duration, 
 		prev = cur
 	}
 	return prev, nil
-}
-
-// procCPU returns the process's user plus system time so far.
-func procCPU(pid int, tick time.Duration) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read CPU time: %w", err)
-	}
-	// The command name, in parentheses, may hold spaces: fields are
-	// counted after its closing parenthesis, from field 3 (state).
-	i := strings.LastIndexByte(string(b), ')')
-	var f []string
-	if i >= 0 {
-		f = strings.Fields(string(b[i+1:]))
-	}
-	if len(f) < 13 {
-		return 0, fmt.Errorf("read CPU time: unexpected /proc/%d/stat", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("read CPU time: %w", err)
-	}
-	return time.Duration(utime+stime) * tick, nil
-}
-
-// clockTick is the unit of /proc/PID/stat's times (sysconf CLK_TCK,
-// 100 Hz on Linux unless getconf says otherwise).
-func clockTick(ctx context.Context) (time.Duration, error) {
-	hz := 100
-	if b, err := exec.CommandContext(ctx, "getconf", "CLK_TCK").Output(); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
-			hz = n
-		}
-	}
-	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		return 0, fmt.Errorf("recordcost reads CPU times from /proc (Linux only): %w", err)
-	}
-	return time.Second / time.Duration(hz), nil
 }
 
 // callTimeout bounds each call and each stream of a load.

@@ -27,6 +27,7 @@ type filterFlags struct {
 	method   string
 	status   string
 	protocol string
+	proxy    string
 	text     string
 	since    time.Duration
 	limit    int
@@ -36,13 +37,19 @@ type filterFlags struct {
 var protocols = []string{proxy.ProtocolGRPC, proxy.ProtocolGRPCWeb, proxy.ProtocolGRPCWebText}
 
 func (f *filterFlags) register(fs *pflag.FlagSet, defaultLimit int) {
-	fs.StringVar(&f.db, "db", defaultDB, "capture file to read")
+	dbFlag(fs, &f.db, "capture to read")
 	fs.StringVar(&f.method, "method", "", "only methods matching this glob (e.g. '/pkg.Svc/*', '*Watch*')")
 	fs.StringVar(&f.status, "status", "", "only calls that ended with this status: a number or a name in any case (5, not_found, NotFound)")
 	fs.StringVar(&f.protocol, "protocol", "", "only calls that came in with this protocol: "+strings.Join(protocols, ", "))
+	proxyFlag(fs, &f.proxy)
 	fs.StringVar(&f.text, "text", "", "only calls with this text in their method, backend, peer, headers, trailers or status message (any case), or in a message body as sent (as the inspector's search); at most 1000 characters")
 	fs.DurationVar(&f.since, "since", 0, "only calls started within this long (e.g. 10m)")
 	fs.IntVar(&f.limit, "limit", defaultLimit, "at most the newest N calls (0: all)")
+}
+
+// proxyFlag declares --proxy, the filter by recording process.
+func proxyFlag(fs *pflag.FlagSet, p *string) {
+	fs.StringVar(p, "proxy", "", "only calls recorded by the grpctap of this --name (a fleet sharing one capture)")
 }
 
 // checkGlob reports a pattern SQLite's GLOB would take without complaint
@@ -73,7 +80,7 @@ func checkGlob(flag, pattern string) error {
 }
 
 func (f *filterFlags) filter() (store.Filter, error) {
-	flt := store.Filter{Method: f.method, Limit: f.limit}
+	flt := store.Filter{Method: f.method, Limit: f.limit, Proxy: f.proxy}
 	if f.limit < 0 {
 		return flt, fmt.Errorf("--limit must not be negative")
 	}
@@ -113,7 +120,7 @@ func (f *filterFlags) each(ctx context.Context, st *store.Store, fn func(c *stor
 	if f.protocol == "" && f.text == "" {
 		return st.EachCall(ctx, flt, fn)
 	}
-	q := store.PageQuery{Method: flt.Method, Status: flt.Status, Protocol: f.protocol, Since: flt.Since, Text: f.text, Limit: store.MaxPageSize}
+	q := store.PageQuery{Method: flt.Method, Status: flt.Status, Protocol: f.protocol, Since: flt.Since, Text: f.text, Proxy: f.proxy, Limit: store.MaxPageSize}
 	var newest []store.Call
 	for {
 		if f.limit > 0 {
@@ -243,7 +250,16 @@ docs/capture.md without messages.`,
 
 func printCallTable(w io.Writer, calls []store.Call, dropped, skipped int64) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTART\tDURATION\tMETHOD\tPROTOCOL\tSTATUS\tREQ\tRESP\tBYTES")
+	// Calls of a fleet's capture say which proxy recorded them.
+	fleet := false
+	for i := range calls {
+		fleet = fleet || calls[i].Proxy != calls[0].Proxy
+	}
+	head := "ID\tSTART\tDURATION\tMETHOD\tPROTOCOL\tSTATUS\tREQ\tRESP\tBYTES"
+	if fleet {
+		head += "\tPROXY"
+	}
+	fmt.Fprintln(tw, head)
 	for i := range calls {
 		c := &calls[i]
 		dur, status := "open", "-"
@@ -256,8 +272,12 @@ func printCallTable(w io.Writer, calls []store.Call, dropped, skipped int64) err
 		if c.DroppedEvents > 0 {
 			status += " (incomplete)"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", c.ID, c.Start.Local().Format("2006-01-02 15:04:05.000"),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s", c.ID, c.Start.Local().Format("2006-01-02 15:04:05.000"),
 			dur, c.Method, c.Protocol, status, c.RequestCount, c.ResponseCount, formatBytes(c.RequestBytes+c.ResponseBytes))
+		if fleet {
+			fmt.Fprintf(tw, "\t%s", c.Proxy)
+		}
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

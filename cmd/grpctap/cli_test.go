@@ -26,8 +26,8 @@ func TestCLIRoughEdges(t *testing.T) {
 		// "call 999999  → :".
 		{[]string{"replay", "--db", db, "999999", "1", "77"}, "no call 999999, 77 in " + db},
 		// The whole capture, without asking.
-		{[]string{"replay", "--db", db}, "replay needs call ids (grpctap replay 12 14), a filter (--method, --status, --since) or --all"},
-		{[]string{"replay", "--db", db, "--all", "1"}, "give call ids, or --method/--status/--since, or --all: one of them"},
+		{[]string{"replay", "--db", db}, "replay needs call ids (grpctap replay 12 14), a filter (--method, --status, --since, --proxy) or --all"},
+		{[]string{"replay", "--db", db, "--all", "1"}, "give call ids, or --method/--status/--since/--proxy, or --all: one of them"},
 	} {
 		out, _, err := runCmd(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -25,13 +24,12 @@ import (
 
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/pgtest"
 	"github.com/grpctap/grpctap/internal/syncbuf"
 	"github.com/grpctap/grpctap/webbridge"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // started runs a grpctap command line in the background. stop cancels it
 // (as SIGINT would) and returns run's error.

@@ -16,9 +16,14 @@ func newCompactCmd() *cobra.Command {
 message bodies kept in the capture's segment folder (FILE-segments/, for
 bodies of 16 KiB and more) are put back inline, and free pages are left out.
 The capture may be recorded into meanwhile; OUT holds what was written when
-compact started. FILE defaults to --db.`,
+compact started. FILE defaults to --db.
+
+A PostgreSQL capture (--db postgres://…) is written the same way, to an
+SQLite file: a fleet's calls, its saved schemas and collections, in one file
+to attach to a bug or open with 'grpctap ui --db OUT'.`,
 		Example: `  grpctap compact --into bug-1234.db
-  grpctap compact captures/staging.db --into staging-copy.db`,
+  grpctap compact captures/staging.db --into staging-copy.db
+  grpctap compact --db postgres://grpctap@db.internal/grpctap --into fleet-today.db`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -45,7 +50,7 @@ compact started. FILE defaults to --db.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to read")
+	dbFlag(cmd.Flags(), &db, "capture to read")
 	cmd.Flags().StringVar(&into, "into", "", "new file to write (must not exist)")
 	return cmd
 }

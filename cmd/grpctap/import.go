@@ -109,7 +109,7 @@ Proxies may be recording into the capture meanwhile.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to add the calls to (created if missing)")
+	dbFlag(cmd.Flags(), &db, "capture to add the calls to")
 	keep.register(cmd.Flags())
 	return cmd
 }

@@ -100,7 +100,7 @@ recorded calls.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.db, "db", defaultDB, "capture file to answer from")
+	dbFlag(fs, &f.db, "capture to answer from")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:50051", "address to serve gRPC on (h2c, or TLS with --tls-cert)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve TLS (ALPN h2) with this PEM certificate, as the real backend may; needs --tls-key")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -17,6 +18,13 @@ import (
 // defaultDB is the capture file every command uses unless --db says
 // otherwise.
 const defaultDB = "./grpctap.db"
+
+// dbFlag declares a command's --db: what the command does with the
+// capture, and the two kinds a capture can be.
+func dbFlag(fs *pflag.FlagSet, p *string, what string) {
+	fs.StringVar(p, "db", defaultDB, what+": an SQLite file, or a PostgreSQL database "+
+		"(postgres://USER@HOST:PORT/DB or 'host=… dbname=…'; password from PGPASSWORD or ~/.pgpass) shared by a fleet of proxies")
+}
 
 // keepFlags say what a capture keeps of each call: which headers are
 // redacted and how much of each body. 'proxy', 'demo' and 'import' share
@@ -47,6 +55,7 @@ func (f *keepFlags) redactList(log *slog.Logger, db string) []string {
 // recordFlags are the recording flags of 'proxy' and 'demo'.
 type recordFlags struct {
 	db        string
+	name      string
 	noRecord  bool
 	keep      keepFlags
 	retain    time.Duration
@@ -59,7 +68,8 @@ type recordFlags struct {
 }
 
 func (f *recordFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.db, "db", defaultDB, "capture file (SQLite) every call is recorded in")
+	dbFlag(fs, &f.db, "capture every call is recorded in")
+	fs.StringVar(&f.name, "name", "", "name of this grpctap in the capture, kept with every call it records (default: the host name)")
 	fs.BoolVar(&f.noRecord, "no-record", false, "forward without recording anything")
 	f.keep.register(fs)
 	fs.DurationVar(&f.retain, "retain", 0, "prune calls older than this in the background (e.g. 24h; default: keep all)")
@@ -77,7 +87,22 @@ func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observe
 		log.Info("not recording (--no-record)")
 		return nil, func(context.Context) error { return nil }, nil
 	}
-	st, err := store.Open(ctx, f.db, store.Options{SegmentBytes: store.SegmentBytesFor(int64(f.maxDBSize))})
+	if f.maxDBSize > 0 && store.IsPostgres(f.db) {
+		return nil, nil, errors.New("--max-db-size applies to SQLite captures: PostgreSQL keeps deleted space for reuse rather than giving it back, so bound a PostgreSQL capture with --retain")
+	}
+	var lastRetry time.Time
+	st, err := store.Open(ctx, f.db, store.Options{
+		Name:         f.name,
+		SegmentBytes: store.SegmentBytesFor(int64(f.maxDBSize)),
+		// A proxy forwards whether or not its database is up.
+		Deferred: true,
+		OnRetry: func(err error, next time.Duration) {
+			if time.Since(lastRetry) >= 10*time.Second {
+				lastRetry = time.Now()
+				log.Warn("capture database unreachable: forwarding goes on, calls are counted as dropped until it is back", "db", f.db, "err", err, "retry_in", next)
+			}
+		},
+	})
 	if err != nil {
 		if errors.Is(err, store.ErrNotCapture) || errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrNewerSchema) {
 			return nil, nil, fmt.Errorf("%w (choose another file with --db, or --no-record)", err)
@@ -101,7 +126,7 @@ func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observe
 		return nil, nil, err
 	}
 	f.store, f.recorder = st, rec
-	log.Info("recording calls", "db", f.db)
+	log.Info("recording calls", "db", st.Path(), "name", nameOr(f.name))
 	closeFn := func(ctx context.Context) error {
 		err := rec.Close(ctx)
 		stats := rec.Stats()
@@ -114,4 +139,12 @@ func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observe
 		return errors.Join(err, st.Close())
 	}
 	return rec, closeFn, nil
+}
+
+// nameOr is the name a process records under: name, else the host name.
+func nameOr(name string) string {
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	return name
 }

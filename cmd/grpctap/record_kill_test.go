@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,16 +77,25 @@ func TestRecordKill9(t *testing.T) {
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("go build: %v\n%s", err, out)
 		}
-		help, _ := exec.Command(bin, "proxy", "--help").CombinedOutput()
-		if !strings.Contains(string(help), "--db") {
-			t.Skip("grpctap proxy has no --db flag yet (recordFlags not wired into the proxy command)")
-		}
 		backend := stubserver.RawEcho(t)
 		db := filepath.Join(t.TempDir(), "cap.db")
 		// The echo backend has no reflection service: do not ask it.
 		cmd := exec.Command(bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend, "--db", db, "--no-reflection", "--ui", "")
 		killScenario(t, cmd, true, db)
 	})
+}
+
+// recordedStreams counts the lines of 'calls --json' output that show a
+// stream open with 5 messages each way.
+func recordedStreams(out string) int {
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var c store.Call
+		if json.Unmarshal([]byte(l), &c) == nil && c.State == "open" && c.RequestCount == 5 && c.ResponseCount == 5 {
+			n++
+		}
+	}
+	return n
 }
 
 var killListenLine = regexp.MustCompile(`grpctap proxy listening.*addr=(127\.0\.0\.1:\d+)`)
@@ -176,12 +186,18 @@ func killScenario(t *testing.T, cmd *exec.Cmd, fromStderr bool, db string) {
 			}
 		}
 	}
-	// Let the recorder catch up (it batches within ~50ms), then phase 2:
-	// traffic that is cut off by the kill.
-	time.Sleep(400 * time.Millisecond)
-	// While the proxy runs, a reader (another process's view, through the
-	// CLI) sees the streams open with every message so far.
-	live := mustRun(t, "calls", "--db", db, "--method", "/kill.K/Stream", "--json")
+	// Phase 2 starts once a reader (another process's view, through the
+	// CLI) sees what phase 1 acknowledged: the streams open with every
+	// message so far (the recorder batches within ~20 ms; this waits up to
+	// 10 s).
+	var live string
+	for try := 0; ; try++ {
+		live = mustRun(t, "calls", "--db", db, "--method", "/kill.K/Stream", "--json")
+		if recordedStreams(live) == 4 || try == 200 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, l := range strings.Split(strings.TrimSpace(live), "\n") {
 		var c store.Call
 		if err := json.Unmarshal([]byte(l), &c); err != nil {
@@ -195,6 +211,7 @@ func killScenario(t *testing.T, cmd *exec.Cmd, fromStderr bool, db string) {
 		t.Errorf("%d live streams, want 4", n)
 	}
 	var wg sync.WaitGroup
+	var bursts atomic.Int64
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -208,10 +225,15 @@ func killScenario(t *testing.T, cmd *exec.Cmd, fromStderr bool, db string) {
 				if err := cc.Invoke(ctx, "/kill.K/Burst", &req, &resp); err != nil {
 					return
 				}
+				bursts.Add(1)
 			}
 		}(i)
 	}
-	time.Sleep(150 * time.Millisecond)
+	// The kill lands in the middle of traffic: after 200 calls of it (at
+	// most 10 s).
+	for try := 0; bursts.Load() < 200 && try < 1000; try++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 	killed = true
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)

@@ -31,6 +31,7 @@ type replayFlags struct {
 	target      string
 	all         bool
 	method      string
+	proxyName   string
 	status      string
 	since       time.Duration
 	headers     []string
@@ -89,11 +90,12 @@ percentiles and the count of each status are printed; nothing is compared.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.db, "db", defaultDB, "capture file to replay from")
+	dbFlag(fs, &f.db, "capture to replay from")
 	fs.StringVar(&f.target, "target", "", "address to send every call to (default: each call's recorded backend)")
 	fs.BoolVar(&f.all, "all", false, "replay every call of the capture (without ids or a filter, replay asks for this)")
 	fs.StringVar(&f.method, "method", "", "replay calls whose full method matches this glob ('/pkg.Svc/*', '*Echo')")
 	fs.StringVar(&f.status, "status", "", "replay calls recorded with this status (OK, NOT_FOUND, 5, ...)")
+	proxyFlag(fs, &f.proxyName)
 	fs.DurationVar(&f.since, "since", 0, "replay calls started at most this long ago (e.g. 1h)")
 	fs.StringArrayVar(&f.headers, "header", nil, "'key: value' request header to add or override (repeatable)")
 	fs.DurationVar(&f.timeout, "timeout", 0, "deadline of each call (default: as recorded, or 30s when recorded without one)")
@@ -130,12 +132,12 @@ func parseHeaders(hs []string) (metadata.MD, error) {
 
 // selectCalls returns the ids of the calls the arguments and flags select.
 func selectCalls(ctx context.Context, st *store.Store, f *replayFlags, args []string) ([]int64, error) {
-	filtered := f.method != "" || f.status != "" || f.since != 0
+	filtered := f.method != "" || f.status != "" || f.since != 0 || f.proxyName != ""
 	switch {
 	case len(args) > 0 && (filtered || f.all):
-		return nil, errors.New("give call ids, or --method/--status/--since, or --all: one of them")
+		return nil, errors.New("give call ids, or --method/--status/--since/--proxy, or --all: one of them")
 	case len(args) == 0 && !filtered && !f.all:
-		return nil, errors.New("replay needs call ids (grpctap replay 12 14), a filter (--method, --status, --since) or --all for every call of the capture")
+		return nil, errors.New("replay needs call ids (grpctap replay 12 14), a filter (--method, --status, --since, --proxy) or --all for every call of the capture")
 	case len(args) > 0:
 		ids := make([]int64, 0, len(args))
 		var missing []string
@@ -159,7 +161,7 @@ func selectCalls(ctx context.Context, st *store.Store, f *replayFlags, args []st
 	if err := checkGlob("--method", f.method); err != nil {
 		return nil, err
 	}
-	flt := store.Filter{Method: f.method}
+	flt := store.Filter{Method: f.method, Proxy: f.proxyName}
 	if f.status != "" {
 		code, err := store.ParseCode(f.status)
 		if err != nil {

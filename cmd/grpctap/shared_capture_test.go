@@ -117,6 +117,33 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
+// countdown makes one Countdown call of n responses and reads them all.
+func countdown(ctx context.Context, client demopb.DemoServiceClient, n int32) error {
+	st, err := client.Countdown(ctx, &demopb.CountdownRequest{Count: n})
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := st.Recv(); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("countdown: %w", err)
+		}
+	}
+}
+
+// demoBackend serves the demo backend on a loopback port for the test's
+// life and returns its address.
+func demoBackend(t *testing.T) string {
+	t.Helper()
+	backend, err := demo.Start(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { backend.Close(context.Background()) })
+	return backend.Addr()
+}
+
 // readCapture opens a capture read-only for the rest of the test and
 // returns it with all its calls.
 func readCapture(t *testing.T, path string) (*store.Store, []store.Call) {
@@ -144,17 +171,13 @@ func TestSharedCaptureUnderLoad(t *testing.T) {
 	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	backend, err := demo.Start(ctx, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backend.Close(context.Background())
+	backend := demoBackend(t)
 	db := filepath.Join(t.TempDir(), "shared.db")
 
 	var proxies []*proc
 	var addrs []string
 	for _, ui := range []string{"127.0.0.1:0", ""} {
-		p := startProc(t, bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend.Addr(), "--db", db, "--ui", ui)
+		p := startProc(t, bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend, "--db", db, "--ui", ui)
 		addrs = append(addrs, p.waitFor(t, listeningLine))
 		proxies = append(proxies, p)
 	}
@@ -183,18 +206,9 @@ func TestSharedCaptureUnderLoad(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				st, err := client.Countdown(ctx, &demopb.CountdownRequest{Count: 20})
-				if err != nil {
+				if err := countdown(ctx, client, 20); err != nil {
 					errs <- err
 					return
-				}
-				for {
-					if _, err := st.Recv(); err == io.EOF {
-						break
-					} else if err != nil {
-						errs <- fmt.Errorf("countdown: %w", err)
-						return
-					}
 				}
 				completed.Add(1)
 			}()

@@ -79,7 +79,7 @@ prints them whole. Raw bytes (--json) are always whole.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to read")
+	dbFlag(cmd.Flags(), &db, "capture to read")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the call as JSON")
 	cmd.Flags().BoolVar(&full, "full", false, "decoded views whole: every item of long lists, strings and bytes (default: the first 200 items, 4 KiB)")
 	df.register(cmd.Flags(), false)

@@ -16,10 +16,10 @@ import (
 
 func newStatsCmd() *cobra.Command {
 	var (
-		db, method, protocol string
-		since                time.Duration
-		asJSON               bool
-		buckets              int
+		db, method, protocol, proxyName string
+		since                           time.Duration
+		asJSON                          bool
+		buckets                         int
 	)
 	cmd := &cobra.Command{
 		Use:   "stats [flags]",
@@ -43,7 +43,7 @@ numbers the inspector's overview shows.`,
 			if since < 0 {
 				return fmt.Errorf("--since must be positive")
 			}
-			q := store.StatsQuery{Method: method, Protocol: protocol, Buckets: buckets}
+			q := store.StatsQuery{Method: method, Protocol: protocol, Proxy: proxyName, Buckets: buckets}
 			if since > 0 {
 				q.Since = time.Now().Add(-since)
 			}
@@ -67,9 +67,10 @@ numbers the inspector's overview shows.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&db, "db", defaultDB, "capture file to read")
+	dbFlag(fs, &db, "capture to read")
 	fs.StringVar(&method, "method", "", "only methods matching this glob (e.g. '/pkg.Svc/*')")
 	fs.StringVar(&protocol, "protocol", "", "only calls that came in with this protocol: "+strings.Join(protocols, ", "))
+	proxyFlag(fs, &proxyName)
 	fs.DurationVar(&since, "since", 0, "only calls started within this long (e.g. 15m; default: all)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON, with the series over time")
 	fs.IntVar(&buckets, "buckets", store.DefaultStatsBuckets, "time buckets of the series in --json")

@@ -42,7 +42,7 @@ Composer calls made here go straight to the target and are not recorded
 			}
 			ctx := cmd.Context()
 			log := newLogger(cmd.ErrOrStderr(), logLevel.Level)
-			if _, err := os.Stat(db); err != nil {
+			if _, err := os.Stat(db); err != nil && !store.IsPostgres(db) {
 				return fmt.Errorf("no capture at %s (record one with 'grpctap proxy' or 'grpctap demo', or pass --db): %w", db, store.ErrNoCapture)
 			}
 			st, err := store.Open(ctx, db, store.Options{})
@@ -90,7 +90,7 @@ Composer calls made here go straight to the target and are not recorded
 			return wait()
 		},
 	}
-	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to show")
+	dbFlag(cmd.Flags(), &db, "capture to show")
 	uf.register(cmd.Flags(), false)
 	df.register(cmd.Flags(), true)
 	logLevel.Level = slog.LevelInfo

@@ -1,5 +1,6 @@
 // grpctap web inspector: a small hand-written single-page app. Views are
-// chosen by the URL hash: #/traffic[?method=…&since=…], #/call/ID,
+// chosen by the URL hash: #/traffic[?method=…&since=…], #/call/ID[?method=…]
+// (the traffic with a call's detail beside or below it),
 // #/overview[?since=…], #/composer[?method=…&from=ID].
 import { h, jsonTree, fmtBytes, fmtMS, fmtTime, statusClass, toast, api, b64ToBytes, hexDump, readOnlyNote, blocked } from './lib.js';
 import { renderComposer } from './composer.js';
@@ -9,10 +10,11 @@ import { saveToCollectionButton } from './tests.js';
 const view = document.getElementById('view');
 const state = {
   info: null,
-  filters: { method: '', status: '', protocol: '', state: '', since: '', q: '' },
+  filters: { method: '', status: '', protocol: '', state: '', since: '', proxy: '', q: '' },
   cursors: [0],      // stack of cursors: cursors[n] is the cursor of page n
   page: null,        // the last /api/calls answer shown
-  sel: -1,           // selected row
+  selId: null,       // the selected call's id
+  open: null,        // the id of the call shown in the detail pane
   newCalls: 0,       // calls announced while not on the first page
   rows: new Map(),   // call id → <tr> on screen
 };
@@ -26,20 +28,38 @@ const help = document.getElementById('help');
 document.getElementById('help-btn').onclick = () => help.showModal();
 
 // ---- routing ----
+// The traffic list and a call's detail are one view, the workbench: the
+// list alone (#/traffic?filters), or the list and a call
+// (#/call/ID?filters), side by side on a wide screen and one above the
+// other on a narrow one.
 function route() {
   const hash = location.hash || '#/traffic';
   const [path, query] = hash.slice(1).split('?');
   const params = new URLSearchParams(query || '');
   const section = ['/composer', '/overview'].find(p => path.startsWith(p)) || '/traffic';
   for (const p of ['/traffic', '/overview', '/composer']) document.getElementById('nav-' + p.slice(1)).classList.toggle('active', p === section);
-  state.rows.clear();
-  let m;
-  if ((m = path.match(/^\/call\/(\d+)$/))) return renderCall(+m[1]);
-  if (path.startsWith('/composer')) return renderComposer(view, params, state.info);
-  if (path.startsWith('/overview')) { trafficEl = null; return renderOverview(view, params, state.info); }
-  if (query) { for (const k of Object.keys(state.filters)) state.filters[k] = params.get(k) || ''; resetPaging(); }
-  history.replaceState(null, '', trafficHash());
-  return renderTraffic();
+  view.classList.toggle('fill', section === '/traffic');
+  if (section !== '/traffic') {
+    trafficEl = null;
+    state.rows.clear();
+    if (section === '/composer') return renderComposer(view, params, state.info);
+    return renderOverview(view, params, state.info);
+  }
+  const m = path.match(/^\/call\/(\d+)$/);
+  let refilter = false;
+  if (query) {
+    for (const k of Object.keys(state.filters)) {
+      const v = params.get(k) || '';
+      if (state.filters[k] !== v) { state.filters[k] = v; refilter = true; }
+    }
+  }
+  if (refilter) resetPaging();
+  state.open = m ? +m[1] : null;
+  if (m) state.selId = state.open;
+  history.replaceState(null, '', state.open ? callHash(state.open) : trafficHash());
+  if (refilter || !trafficEl || !document.body.contains(trafficEl)) renderTraffic();
+  else { markSel(); }
+  showDetail();
 }
 addEventListener('hashchange', route);
 
@@ -57,11 +77,15 @@ function statusBadge(c) {
   return h('span', { class: 'badge ' + statusClass(c.status.code), title: c.status.message || '' }, c.status.name);
 }
 
-function callRow(c, i) {
+// A fleet's capture (calls recorded by several proxies, /api/info's
+// proxies) gets a Proxy column and filter.
+function fleet() { return (state.info?.proxies?.length || 0) > 1 || state.filters.proxy !== ''; }
+
+function callRow(c) {
   const svc = c.service.split('.').pop();
   const mname = c.method.slice(c.method.lastIndexOf('/') + 1);
   const origin = (c.request_headers['grpctap-origin'] || [])[0];
-  const tr = h('tr', { 'data-id': c.id, onclick: () => { location.hash = '#/call/' + c.id; } },
+  const tr = h('tr', { 'data-id': c.id, tabindex: '-1', onclick: () => { location.hash = callHash(c.id); } },
     h('td', { class: 'num mono' }, c.id),
     h('td', { class: 'mono', title: c.start }, fmtTime(c.start)),
     h('td', { title: c.method }, h('span', { class: 'svc' }, svc + ' / '), h('span', { class: 'meth' }, mname),
@@ -72,8 +96,8 @@ function callRow(c, i) {
     h('td', { class: 'num dur' }, c.duration_ms == null ? '…' : fmtMS(c.duration_ms)),
     h('td', { class: 'num msgs', title: 'requests ↑ / responses ↓' }, `${c.request_count}↑ ${c.response_count}↓`),
     h('td', { class: 'num h-size' }, fmtBytes(c.request_bytes + c.response_bytes)),
-    h('td', { class: 'h-backend mono', title: c.backend }, c.backend));
-  if (i === state.sel) tr.classList.add('sel');
+    h('td', { class: 'h-backend mono', title: c.backend }, c.backend),
+    fleet() ? h('td', { class: 'h-proxy', title: 'recorded by ' + c.proxy }, c.proxy) : null);
   state.rows.set(c.id, tr);
   return tr;
 }
@@ -86,33 +110,37 @@ function renderTraffic() {
     ...opts.map(([v, t]) => h('option', { value: v, selected: f[key] === v }, t)));
   const codes = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
     'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
-  trafficEl = h('div', { class: 'traffic' },
-    h('div', { class: 'filters' },
-      input('q', { type: 'search', id: 'search', placeholder: 'Search messages, headers, methods…  ( / )', 'aria-label': 'Search' }),
-      input('method', { class: 'method', placeholder: 'Method glob: *Echo', 'aria-label': 'Method glob' }),
-      select('status', 'Status', [['', 'Any status'], ...codes.map(c => [c, c])]),
-      select('protocol', 'Protocol', [['', 'Any protocol'], ['grpc', 'gRPC'], ['grpc-web', 'gRPC-Web'], ['grpc-web-text', 'gRPC-Web text']]),
-      select('state', 'State', [['', 'Open and closed'], ['open', 'Open (live)'], ['closed', 'Closed']]),
-      select('since', 'Since', [['', 'Any time'], ['5m', 'Last 5 min'], ['15m', 'Last 15 min'], ['1h', 'Last hour'], ['24h', 'Last day']])),
-    h('div', { class: 'pager', id: 'pager' }),
-    h('table', { class: 'calls', id: 'calls' },
-      h('thead', {}, h('tr', {}, h('th', { class: 'num c-id' }, '#'), h('th', { class: 'c-time' }, 'Time'), h('th', {}, 'Method'), h('th', { class: 'h-rpc' }, 'Kind'),
-        h('th', { class: 'c-status' }, 'Status'), h('th', { class: 'num c-dur' }, 'Duration'), h('th', { class: 'num c-msgs' }, 'Msgs'), h('th', { class: 'num h-size' }, 'Size'),
-        h('th', { class: 'h-backend' }, 'Backend'))),
-      h('tbody', { id: 'rows' })));
+  state.rows.clear();
+  trafficEl = h('div', { class: 'workbench', id: 'workbench' },
+    h('section', { class: 'list-pane', 'aria-label': 'Calls' },
+      h('div', { class: 'filters' },
+        input('q', { type: 'search', id: 'search', placeholder: 'Search messages, headers, methods…  ( / )', 'aria-label': 'Search' }),
+        input('method', { class: 'method', placeholder: 'Method glob: *Echo', 'aria-label': 'Method glob' }),
+        select('status', 'Status', [['', 'Any status'], ...codes.map(c => [c, c])]),
+        select('protocol', 'Protocol', [['', 'Any protocol'], ['grpc', 'gRPC'], ['grpc-web', 'gRPC-Web'], ['grpc-web-text', 'gRPC-Web text']]),
+        select('state', 'State', [['', 'Open and closed'], ['open', 'Open (live)'], ['closed', 'Closed']]),
+        fleet() ? select('proxy', 'Proxy', [['', 'Any proxy'], ...[...new Set([...(state.info?.proxies || []), f.proxy].filter(Boolean))].map(p => [p, p])]) : null,
+        select('since', 'Since', [['', 'Any time'], ['5m', 'Last 5 min'], ['15m', 'Last 15 min'], ['1h', 'Last hour'], ['24h', 'Last day']]),
+        h('div', { class: 'pager', id: 'pager' })),
+      h('div', { class: 'list-scroll', id: 'list-scroll' },
+        h('table', { class: 'calls', id: 'calls' },
+          h('thead', {}, h('tr', {}, h('th', { class: 'num c-id' }, '#'), h('th', { class: 'c-time' }, 'Time'), h('th', {}, 'Method'), h('th', { class: 'h-rpc' }, 'Kind'),
+            h('th', { class: 'c-status' }, 'Status'), h('th', { class: 'num c-dur' }, 'Duration'), h('th', { class: 'num c-msgs' }, 'Msgs'), h('th', { class: 'num h-size' }, 'Size'),
+            h('th', { class: 'h-backend' }, 'Backend'), fleet() ? h('th', { class: 'h-proxy' }, 'Proxy') : null)),
+          h('tbody', { id: 'rows' })))),
+    h('section', { class: 'detail-pane', id: 'detail-pane', 'aria-label': 'Call detail' }));
   view.replaceChildren(trafficEl);
   loadPage();
 }
 
-function resetPaging() { state.cursors = [0]; state.sel = -1; state.newCalls = 0; }
+function resetPaging() { state.cursors = [0]; state.selId = null; state.newCalls = 0; }
+function filterQuery() { return String(new URLSearchParams(Object.entries(state.filters).filter(([, v]) => v))); }
 // The URL keeps the traffic's filters (#/traffic?method=…, as the
-// overview links to it).
-function trafficHash() {
-  const q = String(new URLSearchParams(Object.entries(state.filters).filter(([, v]) => v)));
-  return '#/traffic' + (q ? '?' + q : '');
-}
+// overview links to it) and the open call (#/call/ID?method=…).
+function trafficHash() { const q = filterQuery(); return '#/traffic' + (q ? '?' + q : ''); }
+function callHash(id) { const q = filterQuery(); return '#/call/' + id + (q ? '?' + q : ''); }
 function filtersChanged() {
-  history.replaceState(null, '', trafficHash());
+  history.replaceState(null, '', state.open ? callHash(state.open) : trafficHash());
   resetPaging();
   loadPage();
 }
@@ -128,14 +156,15 @@ async function loadPage() {
     if (!document.body.contains(trafficEl)) return;
     state.page = page;
     if (state.cursors.length === 1) state.newCalls = 0;
-    state.sel = Math.min(state.sel, page.calls.length - 1);
     const tbody = document.getElementById('rows');
     state.rows.clear();
     if (page.calls.length === 0) {
       const msg = Object.values(state.filters).some(v => v) ? 'No calls match these filters.' : 'No calls yet. Point a gRPC client at the proxy and they appear here as they happen.';
       tbody.replaceChildren(h('tr', {}, h('td', { colspan: 9, class: 'empty' }, msg)));
     } else {
+      const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest('#rows');
       tbody.replaceChildren(...page.calls.map(callRow));
+      markSel(!!focused);
     }
     renderPager();
   } catch (e) {
@@ -152,12 +181,41 @@ function renderPager() {
   const n = state.cursors.length;
   el.replaceChildren(...[
     state.newCalls > 0 ? h('button', { class: 'newcalls small', onclick: () => { resetPaging(); loadPage(); } }, `${state.newCalls} new — show`) : null,
-    h('span', {}, n === 1 ? 'Newest calls, live' : `Page ${n}`),
-    h('button', { class: 'small', disabled: n === 1, onclick: newer, title: 'Newer ( [ )' }, '← Newer'),
-    h('button', { class: 'small', disabled: !state.page.next_cursor, onclick: older, title: 'Older ( ] )' }, 'Older →')].filter(Boolean));
+    n > 1 ? h('span', {}, `Page ${n}`) : null,
+    h('button', { class: 'small', disabled: n === 1, onclick: newer, title: n === 1 ? 'Newest calls, live' : 'Newer ( [ )', 'aria-label': 'Newer' }, '←'),
+    h('button', { class: 'small', disabled: !state.page.next_cursor, onclick: older, title: 'Older ( ] )', 'aria-label': 'Older' }, '→')].filter(Boolean));
 }
-function newer() { if (state.cursors.length > 1) { state.cursors.pop(); state.sel = -1; loadPage(); } }
-function older() { if (state.page && state.page.next_cursor) { state.cursors.push(state.page.next_cursor); state.sel = -1; loadPage(); } }
+function newer() { if (state.cursors.length > 1) { state.cursors.pop(); loadPage(); } }
+function older() { if (state.page && state.page.next_cursor) { state.cursors.push(state.page.next_cursor); loadPage(); } }
+
+// markSel shows the selected call's row as selected (and focuses it when
+// focus is asked, so that the keyboard and a screen reader follow it).
+function markSel(focus) {
+  for (const [id, tr] of state.rows) {
+    const on = id === state.selId;
+    tr.classList.toggle('sel', on);
+    tr.setAttribute('aria-selected', on);
+    if (on && focus) { tr.focus({ preventScroll: true }); tr.scrollIntoView({ block: 'nearest' }); }
+  }
+}
+
+// moveSel selects the call d rows below the selected one (the first row
+// when none is). With a call open, the detail follows the selection.
+function moveSel(d) {
+  if (!trafficEl || !state.page || !state.page.calls.length) return;
+  const calls = state.page.calls;
+  const i = calls.findIndex(c => c.id === state.selId);
+  const j = i < 0 ? (d > 0 ? 0 : calls.length - 1) : Math.max(0, Math.min(calls.length - 1, i + d));
+  state.selId = calls[j].id;
+  markSel(true);
+  if (state.open != null && state.open !== state.selId) {
+    state.open = state.selId;
+    history.replaceState(null, '', callHash(state.open));
+    clearTimeout(followTimer);
+    followTimer = setTimeout(showDetail, 120);
+  }
+}
+let followTimer = null;
 
 // ---- live feed ----
 let refreshTimer = null;
@@ -190,62 +248,101 @@ function connectEvents() {
 }
 
 // ---- call detail ----
-async function renderCall(id) {
-  trafficEl = null;
-  view.replaceChildren(h('div', { class: 'empty' }, 'Loading call ' + id + '…'));
+// showDetail shows the open call in the detail pane, or closes the pane.
+function showDetail() {
+  const pane = document.getElementById('detail-pane');
+  if (!trafficEl || !pane) return;
+  trafficEl.classList.toggle('split', state.open != null);
+  if (state.open == null) { detailSeq++; pane.replaceChildren(); return; }
+  renderCall(state.open, pane);
+}
+
+// Which of the detail's folded sections the user keeps open, by name.
+const openSections = new Set(JSON.parse(localStorage.getItem('grpctap-open-sections') || '[]'));
+function section(name, title, body) {
+  const d = h('details', { class: 'section', 'data-section': name, open: openSections.has(name) }, h('summary', {}, title), body);
+  d.addEventListener('toggle', () => {
+    if (d.open) openSections.add(name); else openSections.delete(name);
+    localStorage.setItem('grpctap-open-sections', JSON.stringify([...openSections]));
+  });
+  return d;
+}
+
+let detailSeq = 0;
+async function renderCall(id, pane) {
+  const seq = ++detailSeq;
+  pane.replaceChildren(h('div', { class: 'empty' }, 'Loading call ' + id + '…'));
   let c;
   try { c = await api('GET', '/api/calls/' + id); } catch (e) {
-    view.replaceChildren(h('div', { class: 'empty' }, e.message, h('p', {}, h('a', { href: '#/traffic' }, '← Back to traffic'))));
+    if (seq === detailSeq) pane.replaceChildren(h('div', { class: 'empty' }, e.message, h('p', {}, h('a', { href: trafficHash() }, 'Close'))));
     return;
   }
+  if (seq !== detailSeq || !document.body.contains(pane)) return;
   const replayOut = h('div', {});
   const st = c.status;
   const head = h('div', { class: 'detail-head' },
-    h('a', { href: '#/traffic', title: 'Back (Esc)' }, '←'),
-    h('h2', {}, c.method),
+    h('a', { href: '#/traffic', class: 'close', title: 'Close (Esc)', 'aria-label': 'Close', onclick: e => { e.preventDefault(); location.hash = trafficHash(); } }, '✕'),
+    h('h2', { title: c.method }, h('span', { class: 'svc' }, c.service + ' / '), c.method.slice(c.method.lastIndexOf('/') + 1)),
     c.state === 'open' ? h('span', { class: 'badge live' }, 'live') : h('span', { class: 'badge ' + statusClass(st.code) }, `${st.name} (${st.code})`),
     h('div', { class: 'actions' },
-      h('button', { onclick: async () => { try { copy((await api('GET', `/api/calls/${c.id}/grpcurl`)).command, 'grpcurl command copied'); } catch (e) { toast(e.message); } } }, 'Copy as grpcurl'),
+      h('button', { class: 'small', onclick: async () => { try { copy((await api('GET', `/api/calls/${c.id}/grpcurl`)).command, 'grpcurl command copied'); } catch (e) { toast(e.message); } } }, 'Copy as grpcurl'),
       replayButton(c, replayOut),
       saveToCollectionButton(c, state.info),
-      h('button', { onclick: () => { location.hash = `#/composer?from=${c.id}`; } }, 'Open in composer')));
+      h('button', { class: 'small', onclick: () => { location.hash = `#/composer?from=${c.id}`; } }, 'Open in composer')));
+  const t0 = Date.parse(c.start);
+  // One line of what a glance needs; the rest is in the "Call" section.
+  const meta = h('div', { class: 'meta-line' },
+    h('span', { title: new Date(c.start).toLocaleString() }, '#' + c.id + ' · ' + fmtTime(c.start)),
+    h('span', {}, c.duration_ms == null ? 'still open' : fmtMS(c.duration_ms)),
+    h('span', {}, c.rpc.replace(/_/g, ' ')), c.protocol !== 'grpc' ? h('span', {}, c.protocol) : null,
+    h('span', { title: 'requests' }, `${c.request_count}↑ ${fmtBytes(c.request_bytes)}`),
+    h('span', { title: 'responses' }, `${c.response_count}↓ ${fmtBytes(c.response_bytes)}`),
+    h('span', { class: 'mono', title: 'backend' }, c.backend));
   const item = (k, v, cls) => h('div', {}, h('div', { class: 'k' }, k), h('div', { class: 'v ' + (cls || '') }, v ?? h('span', { class: 'none' }, '—')));
-  const summary = h('div', { class: 'card' }, h('div', { class: 'grid' },
+  const callInfo = h('div', { class: 'grid' },
     item('Started', new Date(c.start).toLocaleString() + '.' + String(new Date(c.start).getMilliseconds()).padStart(3, '0')),
     item('Duration', c.duration_ms == null ? 'still open' : fmtMS(c.duration_ms)),
     item('Kind', c.rpc), item('Protocol', c.protocol),
     item('Peer', c.peer, 'mono'), item('Backend', c.backend, 'mono'), item('Authority', c.authority, 'mono'),
+    item('Recorded by', c.proxy, 'mono'),
     item('Content type', c.content_type, 'mono'), item('Compression', c.compression || 'none'),
     item('Requests', `${c.request_count} · ${fmtBytes(c.request_bytes)}`), item('Responses', `${c.response_count} · ${fmtBytes(c.response_bytes)}`),
-    c.dropped_events ? item('Dropped events', String(c.dropped_events)) : null),
-    st ? h('div', { class: 'card-status' }, h('p', {}, h('b', {}, 'Status: '), `${st.name} (${st.code})`, st.message ? ' — ' + st.message : ''),
-      st.details && st.details.length ? h('div', {}, h('b', {}, `Details (${st.details.length})`),
-        ...st.details.map((d, i) => {
-          const dv = (c.status_details_decoded || [])[i];
-          return h('details', { class: 'msg', open: true }, h('summary', {}, h('span', { class: 'mono' }, dv && dv.type ? dv.type : 'detail ' + (i + 1)),
-            dv && dv.error ? h('span', { class: 'badge warn' }, dv.error) : null),
-            h('div', { class: 'body' }, dv && dv.json ? jsonTree(dv.json) : h('pre', { class: 'raw mono' }, hexDump(b64ToBytes(d)))));
-        })) : null) : null);
-  const mdTable = (title, md) => h('div', { class: 'card' }, h('h3', {}, title),
-    Object.keys(md || {}).length ? h('table', { class: 'kv' }, ...Object.entries(md).sort().map(([k, vs]) => h('tr', {}, h('th', {}, k), h('td', {}, vs.join(', ')))))
-      : h('div', { class: 'none' }, 'none'));
-  const t0 = Date.parse(c.start);
+    c.dropped_events ? item('Dropped events', String(c.dropped_events)) : null);
+  const status = st && st.code !== 0 ? h('div', { class: 'card card-status' }, h('p', {}, h('b', {}, 'Status: '), `${st.name} (${st.code})`, st.message ? ' — ' + st.message : ''),
+    st.details && st.details.length ? h('div', {}, h('b', {}, `Details (${st.details.length})`),
+      ...st.details.map((d, i) => {
+        const dv = (c.status_details_decoded || [])[i];
+        return h('details', { class: 'msg', open: true }, h('summary', {}, h('span', { class: 'mono' }, dv && dv.type ? dv.type : 'detail ' + (i + 1)),
+          dv && dv.error ? h('span', { class: 'badge warn' }, dv.error) : null),
+          h('div', { class: 'body' }, dv && dv.json ? jsonTree(dv.json) : h('pre', { class: 'raw mono' }, hexDump(b64ToBytes(d)))));
+      })) : null) : null;
+  const mdTable = md => Object.keys(md || {}).length ? h('table', { class: 'kv' }, ...Object.entries(md).sort().map(([k, vs]) => h('tr', {}, h('th', {}, k), h('td', {}, vs.join(', ')))))
+    : h('div', { class: 'none' }, 'none');
+  const count = md => Object.keys(md || {}).length;
   const total = Math.max(1, c.duration_ms ?? (Date.now() - t0));
-  const timeline = h('div', { class: 'card' }, h('h3', {}, 'Timeline'),
+  const timeline = c.messages.length === 0 ? h('div', { class: 'none' }, 'no messages') :
+    h('div', { class: 'timeline' }, ...c.messages.map(m => {
+      const off = Date.parse(m.time) - t0;
+      const dot = h('span', { class: m.direction });
+      dot.style.left = `calc(${Math.min(100, Math.max(0, off / total * 100))}% - 4px)`;
+      return h('div', { class: 'tl-row' }, h('span', { class: 'dir ' + m.direction, title: m.direction }, m.direction === 'request' ? '→' : '←'),
+        h('span', { class: 'mono' }, '+' + fmtMS(off)), h('span', { class: 'mono' }, fmtBytes(m.size)), h('div', { class: 'tl-bar' }, dot));
+    }));
+  const views = c.messages.map((m, i) => messageView(c.id, m, t0, i < 6));
+  // A unary call's request and response sit next to each other.
+  const reqs = c.messages.filter(m => m.direction === 'request');
+  const pair = c.rpc === 'unary' && c.messages.length > 0 && reqs.length <= 1 && c.messages.length - reqs.length <= 1;
+  const side = dir => views.find((v, i) => c.messages[i].direction === dir) || h('div', { class: 'none msg-none' }, 'no ' + dir);
+  const msgs = h('div', { class: 'messages' }, h('h3', { class: 'section-title' }, `Messages (${c.messages.length})`),
     c.messages.length === 0 ? h('div', { class: 'none' }, 'no messages') :
-      h('div', { class: 'timeline' }, ...c.messages.map(m => {
-        const off = Date.parse(m.time) - t0;
-        const dot = h('span', { class: m.direction });
-        dot.style.left = `calc(${Math.min(100, Math.max(0, off / total * 100))}% - 4px)`;
-        return h('div', { class: 'tl-row' }, h('span', { class: 'dir ' + m.direction, title: m.direction }, m.direction === 'request' ? '→' : '←'),
-          h('span', { class: 'mono' }, '+' + fmtMS(off)), h('span', { class: 'mono' }, fmtBytes(m.size)), h('div', { class: 'tl-bar' }, dot));
-      })));
-  const msgs = h('div', {}, h('h3', { class: 'section' }, `Messages (${c.messages.length})`),
-    ...c.messages.map((m, i) => messageView(c.id, m, t0, i < 6)));
-  view.replaceChildren(h('div', { class: 'detail' }, head, replayOut, summary,
-    h('div', { class: 'cols' }, mdTable('Request headers', c.request_headers), mdTable('Response headers', c.response_headers), mdTable('Trailers', c.trailers)),
-    timeline, msgs));
-  view.focus();
+      pair ? h('div', { class: 'pair' }, side('request'), side('response')) : views);
+  pane.replaceChildren(h('div', { class: 'detail', 'data-id': c.id }, head, meta, replayOut, status, msgs,
+    section('call', 'Call', callInfo),
+    section('request-headers', `Request headers (${count(c.request_headers)})`, mdTable(c.request_headers)),
+    section('response-headers', `Response headers (${count(c.response_headers)})`, mdTable(c.response_headers)),
+    section('trailers', `Trailers (${count(c.trailers)})`, mdTable(c.trailers)),
+    section('timeline', `Timeline (${c.messages.length})`, timeline)));
+  pane.scrollTop = 0;
 }
 
 // rawLimit is how much of a body the Hex and Base64 views show.
@@ -328,7 +425,7 @@ async function copy(text, done) {
 
 function replayButton(c, out) {
   const info = state.info || {};
-  const btn = h('button', { onclick: () => doReplay(c, out), title: 'Send the recorded requests again and compare' }, 'Replay');
+  const btn = h('button', { class: 'small', onclick: () => doReplay(c, out), title: 'Send the recorded requests again and compare' }, 'Replay');
   if (info.read_only) return blocked(btn, readOnlyNote);
   if (!info.replay) return blocked(btn, 'replay is not available here');
   return btn;
@@ -340,17 +437,58 @@ async function doReplay(c, out) {
     const res = await api('POST', `/api/calls/${c.id}/replay`);
     const cls = res.verdict === 'match' ? 'ok' : res.verdict === 'mismatch' ? 'warn' : 'err';
     const cell = v => h('td', {}, v == null ? h('span', { class: 'none' }, 'none') : typeof v === 'object' ? jsonTree(v, 1) : String(v));
+    const diffs = res.diffs || [];
     out.replaceChildren(h('div', { class: 'card', id: 'replay' },
       h('h3', {}, 'Replay', h('span', { class: 'badge ' + cls }, res.verdict)),
       h('p', {}, `Sent to ${res.target} in ${fmtMS(res.duration_ms)}: recorded ${res.recorded_status || '—'}, got ${res.status || '—'}`,
         res.compared_by ? ` (compared by ${res.compared_by})` : '', res.error ? h('div', { class: 'decode-error' }, res.error) : null),
       ...(res.notes || []).map(n => h('div', { class: 'hint' }, n)),
-      res.diffs && res.diffs.length ? h('table', { class: 'kv diff' }, h('tr', {}, h('th', {}, 'where'), h('th', {}, 'path'), h('th', {}, 'recorded'), h('th', {}, 'got')),
-        ...res.diffs.map(d => h('tr', {}, h('td', { class: 'mono' }, d.where), h('td', { class: 'mono' }, d.path || ''), cell(d.recorded), cell(d.got))))
+      res.answers && !res.error ? replaySides(res.answers, diffs) : null,
+      diffs.length ? h('details', { class: 'section', open: !res.answers },
+        h('summary', {}, `Differences (${diffs.length})`),
+        h('table', { class: 'kv diff' }, h('tr', {}, h('th', {}, 'where'), h('th', {}, 'path'), h('th', {}, 'recorded'), h('th', {}, 'got')),
+          ...diffs.map(d => h('tr', {}, h('td', { class: 'mono' }, d.where), h('td', { class: 'mono' }, d.path || ''), cell(d.recorded), cell(d.got)))))
         : h('div', { class: 'hint' }, 'No differences.')));
   } catch (e) {
     out.replaceChildren(h('div', { class: 'card' }, h('h3', {}, 'Replay'), h('div', { class: 'decode-error' }, e.message)));
   }
+}
+
+// replaySides shows the recorded answer and the replayed one side by side,
+// a row per part (status, each response, headers, trailers) so that the
+// parts line up, with what the diff found changed highlighted on both.
+function replaySides(answers, diffs) {
+  const sides = [answers.recorded, answers.replayed];
+  const changed = where => diffs.filter(d => d.where === where);
+  const mark = (el, on) => { if (on) el.classList.add('chg'); return el; };
+  const cells = [h('div', { class: 'rs-head' }, 'Recorded'), h('div', { class: 'rs-head' }, 'Replayed')];
+  const statusDiff = changed('status.code').length + changed('status.message').length > 0;
+  for (const a of sides) {
+    const s = a.status;
+    cells.push(mark(h('div', { class: 'rs-status' }, s ? h('span', { class: 'badge ' + statusClass(s.code) }, `${s.name} (${s.code})`) : h('span', { class: 'none' }, 'never ended'),
+      s && s.message ? ' ' + s.message : ''), statusDiff));
+  }
+  const n = Math.max(...sides.map(a => a.responses.length));
+  const countDiff = changed('responses').length > 0;
+  for (let i = 0; i < n; i++) {
+    const paths = changed(`response[${i}]`).map(d => d.path || '');
+    sides.forEach((a, j) => {
+      const has = i < a.responses.length;
+      cells.push(mark(h('div', { class: 'rs-msg', 'data-response': i, 'data-side': j ? 'replayed' : 'recorded' },
+        h('div', { class: 'rs-label' }, `← response #${i}`),
+        has ? jsonTree(a.responses[i], { marks: paths }) : h('div', { class: 'none' }, 'no such response')), !has && countDiff));
+    });
+  }
+  for (const [where, key, title] of [['header', 'headers', 'Response headers'], ['trailer', 'trailers', 'Trailers']]) {
+    const names = new Set(changed(where).map(d => d.path));
+    if (!sides.some(a => Object.keys(a[key] || {}).length)) continue;
+    for (const a of sides) {
+      const md = a[key] || {};
+      cells.push(h('details', { class: 'rs-md', open: names.size > 0 }, h('summary', {}, `${title} (${Object.keys(md).length})`),
+        h('table', { class: 'kv' }, ...Object.entries(md).sort().map(([k, vs]) => mark(h('tr', {}, h('th', {}, k), h('td', {}, vs.join(', '))), names.has(k))))));
+    }
+  }
+  return h('div', { class: 'replay-sides', id: 'replay-sides' }, ...cells);
 }
 
 // ---- keyboard ----
@@ -360,7 +498,8 @@ addEventListener('keydown', e => {
   const typing = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable);
   if (e.key === 'Escape') {
     if (typing) { t.blur(); return; }
-    if (location.hash.startsWith('#/call/')) location.hash = '#/traffic';
+    if (help.open) return;
+    if (trafficEl && state.open != null) { location.hash = trafficHash(); markSel(true); }
     return;
   }
   if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
@@ -376,19 +515,24 @@ addEventListener('keydown', e => {
     case '?': help.showModal(); break;
     case 't': setTheme(root.dataset.theme === 'dark' ? 'light' : 'dark'); break;
     case '/': { const s = document.getElementById('search') || document.getElementById('tree-filter'); if (s) { e.preventDefault(); s.focus(); } break; }
-    case 'j': case 'k': moveSel(e.key === 'j' ? 1 : -1); break;
-    case 'Enter': if (trafficEl && state.page && state.sel >= 0) location.hash = '#/call/' + state.page.calls[state.sel].id; break;
+    case 'j': case 'k': case 'ArrowDown': case 'ArrowUp':
+      if (!trafficEl) break;
+      // The arrows move the selection unless focus is in the detail,
+      // where they scroll it.
+      if (e.key.startsWith('Arrow') && t.closest && t.closest('#detail-pane')) break;
+      e.preventDefault();
+      moveSel(e.key === 'j' || e.key === 'ArrowDown' ? 1 : -1);
+      break;
+    case 'Enter':
+      if (trafficEl && state.selId != null && !(t.closest && t.closest('button, a, summary, #detail-pane'))) {
+        e.preventDefault();
+        location.hash = callHash(state.selId);
+      }
+      break;
     case '[': if (trafficEl) newer(); break;
     case ']': if (trafficEl) older(); break;
   }
 });
-function moveSel(d) {
-  if (!trafficEl || !state.page || !state.page.calls.length) return;
-  state.sel = Math.max(0, Math.min(state.page.calls.length - 1, state.sel + d));
-  document.querySelectorAll('#rows tr.sel').forEach(r => r.classList.remove('sel'));
-  const tr = state.rows.get(state.page.calls[state.sel].id);
-  if (tr) { tr.classList.add('sel'); tr.scrollIntoView({ block: 'nearest' }); }
-}
 
 function debounce(fn, ms) { let t; return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); }; }
 

@@ -19,50 +19,8 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
-// jsonTree renders a JSON value as a collapsible tree; levels below
-// openDepth start closed. It stays cheap for large values: a closed level
-// builds its children when first opened, and a level shows its first
-// treeChunk entries with a button for each further chunk.
-export function jsonTree(v, openDepth = 4) {
-  return h('div', { class: 'jt' }, node(v, 0, openDepth));
-}
-const treeChunk = 200;
-function node(v, depth, openDepth) {
-  if (v === null) return h('span', { class: 'z' }, 'null');
-  if (typeof v === 'string') return h('span', { class: 's' }, JSON.stringify(v));
-  if (typeof v === 'number') return h('span', { class: 'n' }, String(v));
-  if (typeof v === 'boolean') return h('span', { class: 'b' }, String(v));
-  const isArr = Array.isArray(v);
-  const keys = isArr ? null : Object.keys(v);
-  const count = isArr ? v.length : keys.length;
-  const [o, c] = isArr ? ['[', ']'] : ['{', '}'];
-  if (count === 0) return h('span', { class: 'c' }, o + c);
-  const ul = h('ul', {});
-  let shown = 0;
-  const more = h('li', {}, h('button', { class: 'more', onclick: () => fill() }, ''));
-  const fill = () => {
-    const end = Math.min(count, shown + treeChunk);
-    const items = [];
-    for (let i = shown; i < end; i++) {
-      const k = isArr ? i : keys[i];
-      items.push(h('li', {}, isArr ? null : h('span', { class: 'k' }, JSON.stringify(k)), isArr ? null : ': ', node(v[k], depth + 1, openDepth)));
-    }
-    shown = end;
-    more.remove();
-    ul.append(...items);
-    if (shown < count) {
-      more.firstChild.textContent = `show ${Math.min(treeChunk, count - shown)} more of ${count - shown}`;
-      ul.append(more);
-    }
-  };
-  const open = depth < openDepth;
-  const d = h('details', { open },
-    h('summary', {}, h('span', { class: 'c' }, `${o} ${count} ${isArr ? (count === 1 ? 'item' : 'items') : (count === 1 ? 'field' : 'fields')}`)),
-    ul, h('span', { class: 'c' }, c));
-  if (open) fill();
-  else d.addEventListener('toggle', () => { if (d.open && shown === 0) fill(); });
-  return d;
-}
+// jsonTree, the compact tree of JSON values, is in tree.js.
+export { jsonTree } from './tree.js';
 
 export function fmtBytes(n) {
   if (n == null) return '';

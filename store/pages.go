@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ type PageQuery struct {
 	Status   *int      // status code; closed calls only
 	Protocol string    // "grpc", "grpc-web", "grpc-web-text"; "" any
 	State    string    // "open" or "closed"; "" any
+	Proxy    string    // the recording process's name, as in Filter; "" any
 	Since    time.Time // calls started at or after; zero: any
 	// Text matches, case-insensitively for ASCII, the method, backend,
 	// peer, request headers, response headers, trailers and status
@@ -44,6 +46,23 @@ type Page struct {
 	NextCursor int64 `json:"next_cursor"`
 }
 
+// pageSize is the page size q asks for, defaults and bounds applied.
+func (q PageQuery) pageSize() int {
+	if q.Limit <= 0 {
+		return DefaultPageSize
+	}
+	return min(q.Limit, MaxPageSize)
+}
+
+// cut trims a page read with one call more than its size (which tells
+// whether an older page exists) to its size and sets its cursor.
+func (p *Page) cut(size int) {
+	if len(p.Calls) > size {
+		p.Calls = p.Calls[:size]
+		p.NextCursor = p.Calls[size-1].ID
+	}
+}
+
 // likeEscape escapes LIKE wildcards so Text matches literally.
 func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
@@ -55,8 +74,8 @@ func likeEscape(s string) string {
 // filter matches often (status=OK took 380 ms on 100k calls through the
 // status index, 2 ms this way); a method or time filter is first narrowed
 // to the id runs whose batches can hold a match (Store.candidates).
-func (s *Store) pageWhere(q PageQuery) ([]string, []any) {
-	conds, args := Filter{Method: q.Method, Status: q.Status, Since: q.Since, AfterID: q.After}.conds(true)
+func (s *liteStore) pageWhere(q PageQuery) ([]string, []any) {
+	conds, args := Filter{Method: q.Method, Status: q.Status, Since: q.Since, AfterID: q.After, Proxy: q.Proxy}.conds(true)
 	if q.Protocol != "" {
 		conds = append(conds, "+protocol = ?")
 		args = append(args, q.Protocol)
@@ -99,12 +118,8 @@ func (s *Store) pageWhere(q PageQuery) ([]string, []any) {
 }
 
 // CallsPage returns one page of the calls q selects, newest first.
-func (s *Store) CallsPage(ctx context.Context, q PageQuery) (*Page, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
+func (s *liteStore) CallsPage(ctx context.Context, q PageQuery) (*Page, error) {
+	limit := q.pageSize()
 	ranges, all, err := s.candidates(ctx, q.Method, q.Since)
 	if err != nil {
 		return nil, fmt.Errorf("calls page: %w", err)
@@ -118,10 +133,7 @@ func (s *Store) CallsPage(ctx context.Context, q PageQuery) (*Page, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("calls page: %w", err)
 	}
-	if len(p.Calls) > limit {
-		p.Calls = p.Calls[:limit]
-		p.NextCursor = p.Calls[limit-1].ID
-	}
+	p.cut(limit)
 	return p, nil
 }
 
@@ -134,7 +146,7 @@ type Watermark struct {
 }
 
 // CurrentWatermark reads the capture's Watermark.
-func (s *Store) CurrentWatermark(ctx context.Context) (Watermark, error) {
+func (s *liteStore) CurrentWatermark(ctx context.Context) (Watermark, error) {
 	var w Watermark
 	err := s.rdb.QueryRowContext(ctx,
 		"SELECT coalesce((SELECT max(id) FROM calls), 0), (SELECT count(*) FROM calls WHERE end_ns IS NULL)").Scan(&w.MaxID, &w.Open)
@@ -145,19 +157,24 @@ func (s *Store) CurrentWatermark(ctx context.Context) (Watermark, error) {
 }
 
 // Backends lists the distinct backends of recorded calls, sorted.
-func (s *Store) Backends(ctx context.Context) ([]string, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT DISTINCT backend FROM calls WHERE backend != '' ORDER BY backend")
+func (s *liteStore) Backends(ctx context.Context) ([]string, error) {
+	return queryStrings(ctx, s.rdb, "SELECT DISTINCT backend FROM calls WHERE backend != '' ORDER BY backend")
+}
+
+// queryStrings runs a query of one text column and returns its rows.
+func queryStrings(ctx context.Context, db *sql.DB, q string, args ...any) ([]string, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("backends: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
-	var out []string
+	out := []string{}
 	for rows.Next() {
-		var b string
-		if err := rows.Scan(&b); err != nil {
-			return nil, fmt.Errorf("backends: %w", err)
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
 		}
-		out = append(out, b)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -165,7 +182,7 @@ func (s *Store) Backends(ctx context.Context) ([]string, error) {
 // FindCallByHeader returns the id of the newest call above afterID whose
 // request headers hold key with value, or 0 when there is none. The
 // composer finds the calls it made this way.
-func (s *Store) FindCallByHeader(ctx context.Context, afterID int64, key, value string) (int64, error) {
+func (s *liteStore) FindCallByHeader(ctx context.Context, afterID int64, key, value string) (int64, error) {
 	var id int64
 	err := s.rdb.QueryRowContext(ctx,
 		`SELECT coalesce(max(c.id), 0) FROM calls c, json_each(c.request_headers, '$."'||?||'"') v
