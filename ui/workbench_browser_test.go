@@ -149,7 +149,7 @@ func TestBrowserSaveToCollectionThenRun(t *testing.T) {
 	b.do(5*time.Second, chromedp.Click(chromedp.ID("run-go")))
 	b.wait(10*time.Second, `(() => { const s = document.getElementById('run-summary'); if (!s || !s.textContent.includes('0 passed, 2 failed')) return false;
 		const echo = document.querySelector('.run-result[data-verdict="mismatch"] .run-diff');
-		return !!echo && echo.innerText.includes('author.name') && echo.innerText.includes('ANN') && echo.innerText.includes('assertion'); })()`)
+		return !!echo && echo.innerText.includes('author.name') && echo.innerText.includes('"ANN"') && echo.innerText.includes('assertion'); })()`)
 	b.shots("collection-run-failed", "run-summary")
 }
 

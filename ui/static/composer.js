@@ -360,7 +360,7 @@ function liveCall(response, start, m, firstText, onEnd) {
   response.scrollIntoView({ block: 'nearest' });
   const cmd = c => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(c));
   // A short message shows on one line; a long one as a tree.
-  const body = json => { const line = JSON.stringify(json); return line.length <= 160 ? h('div', { class: 'mono line' }, line) : jsonTree(json, 1); };
+  const body = json => { const line = JSON.stringify(json); return line.length <= 160 ? h('div', { class: 'mono line' }, line) : jsonTree(json, 2); };
   const entry = (dir, label, json, cls) => {
     log.append(h('div', { class: 'live-entry ' + (cls || '') }, h('div', { class: 'meta mono' }, `${dir} ${label}`), json != null ? body(json) : null));
     log.scrollTop = log.scrollHeight;

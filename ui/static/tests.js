@@ -5,7 +5,7 @@ import { h, jsonTree, fmtMS, toast, api, readOnlyNote, blocked } from './lib.js'
 
 // saveToCollectionButton is the call detail's "Save to collection".
 export function saveToCollectionButton(c, info) {
-  const btn = h('button', { id: 'save-to-collection', onclick: () => saveCallDialog(c), title: 'Keep this request, with its answer as the expected one, in a collection to run as a test' }, 'Save to collection');
+  const btn = h('button', { id: 'save-to-collection', class: 'small', onclick: () => saveCallDialog(c), title: 'Keep this request, with its answer as the expected one, in a collection to run as a test' }, 'Save to collection');
   if (info && info.read_only) return blocked(btn, readOnlyNote);
   if (c.state !== 'closed') return blocked(btn, 'the call is still open');
   return btn;
@@ -142,7 +142,13 @@ const verdicts = { match: ['ok', 'pass'], mismatch: ['warn', 'fail'], error: ['e
 
 function resultCard(r) {
   const [cls, word] = verdicts[r.verdict] || ['err', r.verdict];
-  const val = v => v == null ? h('span', { class: 'none' }, 'null') : typeof v === 'object' ? jsonTree(v, 1) : h('span', { class: 'mono' }, String(v));
+  // A value as JSON on one line when short (the diff's own "(absent)" as
+  // a note), else as a tree.
+  const val = v => {
+    if (v === '(absent)') return h('span', { class: 'none' }, 'absent');
+    const line = JSON.stringify(v);
+    return line.length <= 80 ? h('span', { class: 'mono' }, line) : jsonTree(v, 1);
+  };
   const what = [r.status, fmtMS(r.duration_ms), r.compared ? `compared by ${r.compared_by || 'status'}` : 'no example', r.assertions ? `${r.assertions} assertions` : null].filter(Boolean).join(' · ');
   return h('details', { class: 'card run-result', open: r.verdict !== 'match', 'data-verdict': r.verdict },
     h('summary', {}, h('span', { class: 'badge ' + cls }, word), ' ', h('b', {}, r.request), ' ', h('span', { class: 'hint mono' }, r.method), ' ', h('span', { class: 'hint' }, what)),
