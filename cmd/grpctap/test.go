@@ -85,7 +85,7 @@ could not be run (or on other errors). --junit writes JUnit XML for CI.`,
 // open (for its saved schemas); the caller closes it.
 func loadCollection(ctx context.Context, db, arg string) (*collection.Collection, *store.Store, error) {
 	var st *store.Store
-	if _, err := os.Stat(db); err == nil {
+	if _, err := os.Stat(db); err == nil || store.IsPostgres(db) {
 		if st, err = store.Open(ctx, db, store.Options{ReadOnly: true}); err != nil {
 			return nil, nil, err
 		}

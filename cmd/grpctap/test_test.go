@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/grpctap/grpctap/collection"
+	"github.com/grpctap/grpctap/internal/pgtest"
 )
 
 type testReport struct {
@@ -327,5 +328,25 @@ func checkJUnit(t *testing.T, path string, tests, failures, errs int) {
 	}
 	if counts["suite.tests"] != tests || counts["suite.failures"] != failures || counts["suite.errors"] != errs {
 		t.Errorf("<testsuite> attributes %v disagree with its test cases", counts)
+	}
+}
+
+// TestCollectionOnPostgres: a capture in PostgreSQL keeps collections and
+// runs them as an SQLite file does.
+func TestCollectionOnPostgres(t *testing.T) {
+	backend := startDemo(t)
+	file, _ := recordDemo(t, backend.Addr())
+	pg := pgtest.DB(t)
+	calls := filepath.Join(t.TempDir(), "calls.ndjson")
+	if err := os.WriteFile(calls, []byte(mustRun(t, "export", "--db", file)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "import", calls, "--db", pg)
+	if out := mustRun(t, "collection", "add", "smoke", "--all", "--db", pg); !strings.Contains(out, `saved 5 requests into collection "smoke"`) {
+		t.Fatalf("collection add: %s", out)
+	}
+	rep := runTestJSON(t, exitOK, append([]string{"smoke", "--db", pg}, demoVolatile...)...)
+	if rep.Summary.Calls != 5 || rep.Summary.Match != 5 {
+		t.Errorf("on PostgreSQL: %+v", rep.Summary)
 	}
 }
