@@ -299,7 +299,7 @@ func FromCall(c *store.CallWithMessages, name string) (Request, error) {
 		}
 		q.Messages = append(q.Messages, compact.Bytes())
 	}
-	md := replay.RequestMetadata(c.RequestHeaders, nil)
+	md := replay.RequestMetadata(&c.Call, nil)
 	if len(md) > 0 {
 		q.Metadata = map[string][]string{}
 		for k, vs := range md {

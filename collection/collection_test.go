@@ -39,7 +39,8 @@ func TestFromCallLeavesOutWhatIsNotTheRequests(t *testing.T) {
 	c := &store.CallWithMessages{Call: store.Call{ID: 9, Method: "/a.B/Do", State: "closed", End: &end,
 		RequestHeaders: store.Metadata{"authorization": {"[redacted]"}, "x-trace": {"t"}, "grpctap-origin": {"composer"},
 			":authority": {"h"}, "user-agent": {"grpc-go"}, "x-key-bin": {"AAE"}, "x-client-grpctap-origin": {"forged"}},
-		Status: &store.Status{Name: "OK"}},
+		Redacted: []string{"authorization"},
+		Status:   &store.Status{Name: "OK"}},
 		Messages: []store.Message{
 			{Seq: 1, Direction: store.DirRequest, Raw: []byte{8, 1}, Size: 2, JSON: json.RawMessage("{\n  \"n\": 1\n}")},
 			{Seq: 2, Direction: store.DirResponse, Raw: []byte{8, 2}, Size: 2, JSON: json.RawMessage(`{"n": 2}`)},

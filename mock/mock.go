@@ -37,6 +37,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/replay"
 	"github.com/grpctap/grpctap/store"
@@ -45,7 +46,7 @@ import (
 // HeaderMatch is the response header saying which recorded call answered
 // and how it was chosen: "exact; call=12", "decoded; call=3",
 // "similar; call=7; differing=2".
-const HeaderMatch = proxy.InternalHeaderPrefix + "mock-match"
+const HeaderMatch = headers.LabelPrefix + "mock-match"
 
 // Level is how a request was matched to a recorded call.
 type Level int
@@ -274,7 +275,7 @@ func (m *Mock) Serve(s Stream, fullMethod, authority string) error {
 func (m *Mock) play(s Stream, mt *method, rec *recorded, consumed int, how string) error {
 	ctx := s.Context()
 	c := rec.call
-	hdr := outgoingMD(c.ResponseHeaders)
+	hdr := headers.Resend(headers.Mock, c.ResponseHeaders, c.Redacted)
 	hdr.Set(HeaderMatch, how)
 	if err := s.SendHeader(hdr); err != nil {
 		return err
@@ -309,7 +310,7 @@ func (m *Mock) play(s Stream, mt *method, rec *recorded, consumed int, how strin
 			return err
 		}
 	}
-	s.SetTrailer(outgoingMD(c.Trailers))
+	s.SetTrailer(headers.Resend(headers.Mock, c.Trailers, c.Redacted))
 	return recordedStatus(c.Status)
 }
 
@@ -427,41 +428,6 @@ func (m *Mock) nearestMethods(fullMethod string) string {
 		list = list[:5]
 	}
 	return "; recorded: " + strings.Join(list, ", ")
-}
-
-// outgoingMD turns recorded headers or trailers into metadata to send:
-// -bin values decoded, and pseudo-headers, hop-by-hop headers, grpc-go's
-// reserved ones and redacted values left out.
-func outgoingMD(rec store.Metadata) metadata.MD {
-	md := metadata.MD{}
-	for k, vs := range rec {
-		k = strings.ToLower(k)
-		if k == "" || k[0] == ':' || proxy.IsHopByHop(k) || reservedKey(k) {
-			continue
-		}
-		for _, v := range vs {
-			if v == "[redacted]" {
-				continue
-			}
-			if strings.HasSuffix(k, "-bin") {
-				b, err := store.DecodeBin(v)
-				if err != nil {
-					continue
-				}
-				v = string(b)
-			}
-			md[k] = append(md[k], v)
-		}
-	}
-	return md
-}
-
-func reservedKey(k string) bool {
-	switch k {
-	case "content-type", "grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-encoding", "grpc-accept-encoding", "content-length", "date":
-		return true
-	}
-	return false
 }
 
 // recordedStatus rebuilds a recorded status with its details.

@@ -1,8 +1,7 @@
 package recorder
 
 import (
-	"strings"
-
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -10,53 +9,26 @@ import (
 // in (the proxy, or 'grpctap import'): which headers lose their values and
 // how much of each body is stored.
 type Policy struct {
-	redact     map[string]bool
+	headers.Redaction
 	maxMessage int
 }
 
 // NewPolicy makes a Policy from Options' Redact and MaxMessage, with their
 // defaults.
 func NewPolicy(redact []string, maxMessage int) Policy {
-	if redact == nil {
-		redact = DefaultRedact
-	}
 	if maxMessage <= 0 {
 		maxMessage = DefaultMaxMessage
 	}
-	p := Policy{redact: map[string]bool{}, maxMessage: maxMessage}
-	for _, h := range redact {
-		p.redact[strings.ToLower(strings.TrimSpace(h))] = true
-	}
-	return p
+	return Policy{Redaction: headers.NewRedaction(redact), maxMessage: maxMessage}
 }
-
-// Redacts reports whether the values of header key (lower case) are not
-// stored.
-func (p Policy) Redacts(key string) bool { return p.redact[key] }
 
 // MaxMessage is the most bytes of a body stored.
 func (p Policy) MaxMessage() int { return p.maxMessage }
 
-// Metadata returns md with the values of redacted headers replaced by
-// Redacted and keys in lower case. md is not changed.
-func (p Policy) Metadata(md store.Metadata) store.Metadata {
-	if md == nil {
-		return nil
-	}
-	out := make(store.Metadata, len(md))
-	for k, vs := range md {
-		k = strings.ToLower(k)
-		if p.redact[k] {
-			red := make([]string, len(vs))
-			for i := range red {
-				red[i] = Redacted
-			}
-			out[k] = red
-			continue
-		}
-		out[k] = vs
-	}
-	return out
+// metadata is Apply for store.Metadata.
+func (p Policy) metadata(md store.Metadata) (store.Metadata, []string) {
+	out, names := p.Apply(md)
+	return store.Metadata(out), names
 }
 
 // Message cuts m's body to MaxMessage, marking it truncated and keeping
@@ -72,11 +44,20 @@ func (p Policy) Message(m *store.Message) {
 }
 
 // Call applies the policy to a whole call: its headers, trailers and
-// message bodies.
+// message bodies. The headers c names as redacted already stay so (a call
+// exported from a capture); a call that names none (nil Redacted: a
+// grpc-dump line, an export from before the list) is read the old way,
+// its keys whose values all read headers.Redacted taken as redacted.
 func (p Policy) Call(c *store.CallWithMessages) {
-	c.RequestHeaders = p.Metadata(c.RequestHeaders)
-	c.ResponseHeaders = p.Metadata(c.ResponseHeaders)
-	c.Trailers = p.Metadata(c.Trailers)
+	had := c.Redacted
+	if had == nil {
+		had = headers.Names(headers.InBand(c.RequestHeaders), headers.InBand(c.ResponseHeaders), headers.InBand(c.Trailers))
+	}
+	var req, resp, trl []string
+	c.RequestHeaders, req = p.metadata(c.RequestHeaders)
+	c.ResponseHeaders, resp = p.metadata(c.ResponseHeaders)
+	c.Trailers, trl = p.metadata(c.Trailers)
+	c.Redacted = headers.Names(had, req, resp, trl)
 	for i := range c.Messages {
 		p.Message(&c.Messages[i])
 	}

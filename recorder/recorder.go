@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
@@ -33,12 +34,7 @@ const (
 	DefaultQueueBytes = 64 << 20
 	DefaultPruneEvery = time.Minute
 	DefaultFlushEvery = 20 * time.Millisecond
-	// Redacted replaces the values of redacted headers.
-	Redacted = "[redacted]"
 )
-
-// DefaultRedact lists the headers redacted unless told otherwise.
-var DefaultRedact = []string{"authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"}
 
 // Options configure a Recorder. The zero value of each field is its default.
 type Options struct {
@@ -47,8 +43,9 @@ type Options struct {
 	// DefaultMaxMessage (4 MiB).
 	MaxMessage int
 	// Redact names headers (any case) whose values are stored as
-	// "[redacted]", in requests, responses and trailers. nil means
-	// DefaultRedact; an empty non-nil slice turns redaction off.
+	// headers.Redacted, in requests, responses and trailers, and named in
+	// the call's redacted list. nil means headers.DefaultRedact; an empty
+	// non-nil slice turns redaction off.
 	Redact []string
 	// QueueBytes bounds the memory held by events waiting to be written.
 	// Default DefaultQueueBytes (64 MiB).
@@ -233,8 +230,9 @@ func (r *Recorder) StartCall(cs *proxy.CallStart) proxy.CallObserver {
 	start := &store.CallStart{
 		ID: c.id, Method: cs.Method, Protocol: cs.Protocol, Backend: cs.Backend, Authority: cs.Authority,
 		Peer: cs.Peer, ContentType: cs.ContentType, Compression: cs.Compression, Deadline: cs.Deadline,
-		Time: cs.Time, Header: r.metadata(cs.Header),
+		Time: cs.Time,
 	}
+	start.Header, start.Redacted = r.metadata(cs.Header)
 	if r.resets != nil {
 		// See resets.go: without a token the start waits for the call to
 		// show it is more than a reset.
@@ -362,7 +360,9 @@ func (c *call) enqueuePayload(ev store.Event, pl *proxy.Payload, kind pushKind) 
 
 func (c *call) ResponseHeader(h *proxy.Header) {
 	c.content()
-	c.enqueue(store.Event{Header: &store.ResponseHeader{CallID: c.id, Time: h.Time, Header: c.r.metadata(h.MD)}}, pushControl)
+	rh := &store.ResponseHeader{CallID: c.id, Time: h.Time}
+	rh.Header, rh.Redacted = c.r.metadata(h.MD)
+	c.enqueue(store.Event{Header: rh}, pushControl)
 }
 
 func (c *call) Message(m *proxy.Message) {
@@ -392,7 +392,8 @@ func (c *call) EndCall(e *proxy.CallEnd) {
 		c.r.drop()
 		return
 	}
-	end := &store.CallEnd{CallID: c.id, Time: e.Time, Trailers: c.r.metadata(e.Trailer)}
+	end := &store.CallEnd{CallID: c.id, Time: e.Time}
+	end.Trailers, end.Redacted = c.r.metadata(e.Trailer)
 	if e.Status != nil {
 		end.Code = int(e.Status.Code())
 		end.Message = e.Status.Message()
@@ -421,14 +422,14 @@ func (r *Recorder) drop() {
 }
 
 // metadata converts gRPC metadata for storage: keys in lower case,
-// redacted keys lose their values, "-bin" values become base64 as on the
-// wire. The proxy's maps are made for each call and never written (the
+// redacted keys lose their values (and are returned, for the store to
+// keep beside them), "-bin" values become base64 as on the wire. The proxy's maps are made for each call and never written (the
 // Observer contract), so they are stored as they are when no key needs a
 // change, which is most of the time, and otherwise their unchanged value
 // lists are shared rather than copied.
-func (r *Recorder) metadata(md metadata.MD) store.Metadata {
+func (r *Recorder) metadata(md metadata.MD) (store.Metadata, []string) {
 	if len(md) == 0 {
-		return nil
+		return nil, nil
 	}
 	asIs := true
 	for k := range md {
@@ -438,18 +439,16 @@ func (r *Recorder) metadata(md metadata.MD) store.Metadata {
 		}
 	}
 	if asIs {
-		return store.Metadata(md)
+		return store.Metadata(md), nil
 	}
 	out := make(store.Metadata, len(md))
+	var redacted []string
 	for k, vs := range md {
 		k = strings.ToLower(k)
 		switch {
 		case r.policy.Redacts(k):
-			red := make([]string, len(vs))
-			for i := range red {
-				red[i] = Redacted
-			}
-			out[k] = red
+			out[k] = headers.Placeholders(len(vs))
+			redacted = append(redacted, k)
 		case strings.HasSuffix(k, "-bin"):
 			enc := make([]string, len(vs))
 			for i, v := range vs {
@@ -460,7 +459,7 @@ func (r *Recorder) metadata(md metadata.MD) store.Metadata {
 			out[k] = vs
 		}
 	}
-	return out
+	return out, redacted
 }
 
 // storedAsIs reports whether a header key and its values are stored as

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/syncbuf"
 	"github.com/grpctap/grpctap/proxy"
@@ -107,7 +108,7 @@ func TestObserverDirect(t *testing.T) {
 	x := newRec(t, Options{MaxMessage: 4})
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	co := x.r.StartCall(&proxy.CallStart{Method: "/a.B/C", Backend: "b:1", Authority: "a", Peer: "p:2", Protocol: proxy.ProtocolGRPCWeb,
-		Header: metadata.Pairs("Authorization", "Bearer hunter2", "x-key-bin", "\x00\x01", "x-plain", "v"), Time: t0})
+		Header: metadata.Pairs("Authorization", "Bearer hunter2", "x-key-bin", "\x00\x01", "x-plain", "v", "x-note", "[redacted]"), Time: t0})
 	co.ResponseHeader(&proxy.Header{MD: metadata.Pairs("set-cookie", "s=1", "h", "v"), Time: t0})
 	co.Message(proxy.NewMessage(1, proxy.Request, t0, []byte("hello")))
 	co.Message(proxy.NewMessage(2, proxy.Response, t0, []byte("abc")))
@@ -119,8 +120,12 @@ func TestObserverDirect(t *testing.T) {
 		t.Error(d)
 	}
 	anyB, _ := proto.Marshal(st.Proto().Details[0])
-	if d := cmp.Diff(store.Metadata{"authorization": {"[redacted]"}, "x-key-bin": {"AAE"}, "x-plain": {"v"}}, c.RequestHeaders); d != "" {
+	if d := cmp.Diff(store.Metadata{"authorization": {"[redacted]"}, "x-key-bin": {"AAE"}, "x-plain": {"v"}, "x-note": {"[redacted]"}}, c.RequestHeaders); d != "" {
 		t.Error(d)
+	}
+	// The client's own "[redacted]" is a value, not a mark.
+	if d := cmp.Diff([]string{"authorization", "set-cookie"}, c.Redacted); d != "" {
+		t.Errorf("redacted (-want +got):\n%s", d)
 	}
 	if d := cmp.Diff(store.Metadata{"set-cookie": {"[redacted]"}, "h": {"v"}}, c.ResponseHeaders); d != "" {
 		t.Error(d)
@@ -664,7 +669,7 @@ func TestEndToEndRedaction(t *testing.T) {
 			}
 			c := x.waitCall(t, 5, closed)
 			x.close(t)
-			if redact && (c.RequestHeaders["authorization"][0] != Redacted || c.RequestHeaders["x-other"][0] != "visible") {
+			if redact && (c.RequestHeaders["authorization"][0] != headers.Redacted || c.RequestHeaders["x-other"][0] != "visible") {
 				t.Fatalf("headers %v", c.RequestHeaders)
 			}
 			found := false

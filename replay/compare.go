@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
@@ -111,9 +113,9 @@ func (cm *Comparator) Compare(ctx context.Context, rec *store.CallWithMessages, 
 	cm.compareStatus(ctx, rec, out, &res)
 	ignore := cm.ignoreHeaders()
 	if len(rec.ResponseHeaders) > 0 || out.Header != nil {
-		res.Diffs = append(res.Diffs, diffMD("header", rec.ResponseHeaders, out.Header, ignore)...)
+		res.Diffs = append(res.Diffs, diffMD("header", rec.ResponseHeaders, out.Header, ignore, rec.Redacted)...)
 	}
-	res.Diffs = append(res.Diffs, diffMD("trailer", rec.Trailers, out.Trailer, ignore)...)
+	res.Diffs = append(res.Diffs, diffMD("trailer", rec.Trailers, out.Trailer, ignore, rec.Redacted)...)
 	cm.compareMessages(ctx, rec, out, &res)
 	res.Verdict = Match
 	if len(res.Diffs) > 0 {
@@ -327,8 +329,8 @@ func schemalessValue(f *decode.Field) any {
 }
 
 // diffMD compares recorded and replayed headers or trailers by name, leaving
-// out ignored names, pseudo-headers and values the recorder redacted.
-func diffMD(where string, rec store.Metadata, got metadata.MD, ignore map[string]bool) []Diff {
+// out ignored names, pseudo-headers and the headers the recorder redacted.
+func diffMD(where string, rec store.Metadata, got metadata.MD, ignore map[string]bool, redacted []string) []Diff {
 	keys := map[string]bool{}
 	for k := range rec {
 		keys[strings.ToLower(k)] = true
@@ -338,7 +340,7 @@ func diffMD(where string, rec store.Metadata, got metadata.MD, ignore map[string
 	}
 	names := make([]string, 0, len(keys))
 	for k := range keys {
-		if ignore[k] || k == "" || k[0] == ':' {
+		if ignore[k] || headers.Classify(k) == headers.Pseudo || slices.Contains(redacted, k) {
 			continue
 		}
 		names = append(names, k)
@@ -355,9 +357,6 @@ func diffMD(where string, rec store.Metadata, got metadata.MD, ignore map[string
 			}
 			gv = enc
 			rv = normBin(rv)
-		}
-		if len(rv) > 0 && allRedacted(rv) {
-			continue
 		}
 		if !equalStrings(rv, gv) {
 			out = append(out, Diff{Where: where, Path: k, Recorded: valuesOrAbsent(rv), Got: valuesOrAbsent(gv)})
@@ -376,15 +375,6 @@ func normBin(vs []string) []string {
 		}
 	}
 	return out
-}
-
-func allRedacted(vs []string) bool {
-	for _, v := range vs {
-		if v != redactedValue {
-			return false
-		}
-	}
-	return true
 }
 
 func equalStrings(a, b []string) bool {

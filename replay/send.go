@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
@@ -26,17 +27,14 @@ import (
 // (the proxy strips the grpctap- prefix); observers, and so a --db-out
 // capture, do.
 const (
-	HeaderReplayOf = proxy.InternalHeaderPrefix + "replay-of"
-	HeaderOrigin   = proxy.InternalHeaderPrefix + "origin"
+	HeaderReplayOf = headers.LabelPrefix + "replay-of"
+	HeaderOrigin   = headers.LabelPrefix + "origin"
 	OriginReplay   = "replay"
 )
 
 // DefaultTimeout bounds a replayed call whose recording has no deadline,
 // unless Options.Timeout is set.
 const DefaultTimeout = 30 * time.Second
-
-// redactedValue is what the recorder stores for a redacted header value.
-const redactedValue = "[redacted]"
 
 // Options configure a Replayer. The zero value of each field is its default.
 type Options struct {
@@ -154,49 +152,16 @@ func (r *Replayer) Timeout(recorded time.Duration, ok bool) time.Duration {
 }
 
 // RequestMetadata returns the metadata a replay of c sends: the recorded
-// request headers less pseudo-headers, hop-by-hop headers, the ones grpc-go
-// writes itself, grpctap's own and redacted values; then extra's keys
-// replace the recorded ones.
-func RequestMetadata(recorded store.Metadata, extra metadata.MD) metadata.MD {
-	md := metadata.MD{}
-	for k, vs := range recorded {
-		k = strings.ToLower(k)
-		if skipRequestKey(k) {
-			continue
-		}
-		for _, v := range vs {
-			if v == redactedValue {
-				continue
-			}
-			if strings.HasSuffix(k, "-bin") {
-				b, err := store.DecodeBin(v)
-				if err != nil {
-					continue
-				}
-				v = string(b)
-			}
-			md[k] = append(md[k], v)
-		}
-	}
+// request headers as headers.Replay passes them (less pseudo-headers,
+// hop-by-hop headers, the ones grpc-go writes itself, grpctap's own and
+// those the recorder redacted); then extra's keys replace the recorded
+// ones.
+func RequestMetadata(c *store.Call, extra metadata.MD) metadata.MD {
+	md := headers.Resend(headers.Replay, c.RequestHeaders, c.Redacted)
 	for k, vs := range extra {
 		md[strings.ToLower(k)] = append([]string(nil), vs...)
 	}
 	return md
-}
-
-func skipRequestKey(k string) bool {
-	if k == "" || k[0] == ':' || proxy.IsHopByHop(k) || strings.HasPrefix(k, proxy.InternalHeaderPrefix) {
-		return true
-	}
-	if strings.HasPrefix(k, proxy.ClientLabelPrefix) {
-		// A client's own grpctap-* header, renamed: the backend never got it.
-		return true
-	}
-	switch k {
-	case "content-type", "user-agent", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "content-length":
-		return true
-	}
-	return false
 }
 
 // ErrNotReplayable says a recorded call cannot be sent as recorded.
@@ -228,7 +193,7 @@ func (r *Replayer) Send(ctx context.Context, c *store.CallWithMessages, timeout 
 	}
 	defer cancel()
 
-	md := RequestMetadata(c.RequestHeaders, r.opts.Header)
+	md := RequestMetadata(&c.Call, r.opts.Header)
 	out := &Outcome{Target: target, Start: time.Now()}
 	obs := r.observe(ctx, c, target, md, out.Start)
 

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
@@ -93,8 +94,8 @@ func TestBidiRequestsWaitForPrecedingResponses(t *testing.T) {
 	at := time.Now()
 	c := &store.CallWithMessages{
 		Call: store.Call{ID: 42, Method: "/t.S/Chat", Backend: addr,
-			RequestHeaders: store.Metadata{"x-user": {"ann"}, "authorization": {redactedValue}, "te": {"trailers"},
-				HeaderOrigin: {"x"}, "x-bin-bin": {store.EncodeBin([]byte{0, 1})}}},
+			RequestHeaders: store.Metadata{"x-user": {"ann"}, "authorization": {headers.Redacted}, "te": {"trailers"},
+				HeaderOrigin: {"x"}, "x-bin-bin": {store.EncodeBin([]byte{0, 1})}}, Redacted: []string{"authorization"}},
 		Messages: []store.Message{
 			{Seq: 1, Direction: store.DirRequest, Time: at, Raw: []byte("1")},
 			{Seq: 2, Direction: store.DirResponse, Time: at, Raw: []byte("re:1")},

@@ -126,12 +126,12 @@ func (s *Store) Import(ctx context.Context, calls []CallWithMessages) ([]int64, 
 		key := s.NewKey()
 		start := &CallStart{
 			ID: key, Method: c.Method, Protocol: c.Protocol, Backend: c.Backend, Authority: c.Authority,
-			Peer: c.Peer, ContentType: c.ContentType, Compression: c.Compression, Time: c.Start, Header: c.RequestHeaders,
+			Peer: c.Peer, ContentType: c.ContentType, Compression: c.Compression, Time: c.Start, Header: c.RequestHeaders, Redacted: c.Redacted,
 		}
 		starts = append(starts, start)
 		events = append(events, Event{Start: start})
 		if c.ResponseHeaders != nil {
-			events = append(events, Event{Header: &ResponseHeader{CallID: key, Time: c.Start, Header: c.ResponseHeaders}})
+			events = append(events, Event{Header: &ResponseHeader{CallID: key, Time: c.Start, Header: c.ResponseHeaders, Redacted: c.Redacted}})
 		}
 		for _, m := range c.Messages {
 			size := m.Size
@@ -147,7 +147,7 @@ func (s *Store) Import(ctx context.Context, calls []CallWithMessages) ([]int64, 
 				st = &Status{}
 			}
 			events = append(events, Event{End: &CallEnd{CallID: key, Time: *c.End, Code: st.Code, Message: st.Message,
-				Details: st.Details, Trailers: c.Trailers, Dropped: c.DroppedEvents}})
+				Details: st.Details, Trailers: c.Trailers, Redacted: c.Redacted, Dropped: c.DroppedEvents}})
 		}
 	}
 	if err := s.WriteBatch(ctx, events); err != nil {

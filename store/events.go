@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/grpctap/grpctap/internal/headers"
 )
 
 // ErrReadOnly is returned by writes on a store opened with ReadOnly.
@@ -28,15 +30,20 @@ type CallStart struct {
 	Deadline    time.Time // zero: none
 	Time        time.Time
 	Header      Metadata
+	// Redacted names the headers whose values the writer replaced with
+	// headers.Redacted, in this event and the call's others (see
+	// Call.Redacted).
+	Redacted []string
 }
 
 // ResponseHeader records a call's response headers. CallID, in this and
 // the other events of a call, is the call's key (CallStart.ID) and becomes
 // its id once WriteBatch has committed the event.
 type ResponseHeader struct {
-	CallID int64
-	Time   time.Time
-	Header Metadata
+	CallID   int64
+	Time     time.Time
+	Header   Metadata
+	Redacted []string // as CallStart.Redacted
 }
 
 // MessageRecord is one message to append to a call.
@@ -58,6 +65,7 @@ type CallEnd struct {
 	Message  string
 	Details  [][]byte
 	Trailers Metadata
+	Redacted []string // as CallStart.Redacted
 	// Dropped counts this call's events that never reached the store.
 	Dropped int64
 }
@@ -106,24 +114,42 @@ func mdSize(md Metadata) int {
 	return n
 }
 
+// redactedKey is the key under which a header column's JSON names the
+// headers whose values were redacted (Call.Redacted). No header can have
+// it: gRPC metadata keys are lower case (HTTP/2 forbids upper case in
+// names, grpc-go and the recorder turn every key to lower case) and
+// cannot hold a space, so it is out of band while readers of the column
+// still see an object of key → values. It is written only where a value
+// is headers.Redacted, whoever put it there; a column without it is of a
+// capture from before (headers.InBand reads those).
+const redactedKey = "Redacted headers"
+
 // mdJSON encodes metadata as a JSON object with sorted keys, as
-// encoding/json would (readers parse it with encoding/json). It is written
-// by hand because it runs for every call the proxy records: the reflective
-// encoder cost a fifth of the writer's time.
-func mdJSON(md Metadata) string {
-	b, _ := appendMD(nil, nil, md)
+// encoding/json would (readers parse it with encoding/json), with
+// redactedKey naming those of redacted that md holds when any value of md
+// is headers.Redacted. It is written by hand because it runs for every
+// call the proxy records: the reflective encoder cost a fifth of the
+// writer's time.
+func mdJSON(md Metadata, redacted []string) string {
+	b, _ := appendMD(nil, nil, md, redacted)
 	return string(b)
 }
 
 // appendMD appends md's JSON (as mdJSON writes it) to b, sorting its keys
-// in keys (scratch; returned for reuse).
-func appendMD(b []byte, keys []string, md Metadata) ([]byte, []string) {
-	if len(md) == 0 {
-		return append(b, "{}"...), keys
-	}
+// in keys (scratch; returned for reuse). A key redactedKey in md itself is
+// left out: only redacted names it.
+func appendMD(b []byte, keys []string, md Metadata, redacted []string) ([]byte, []string) {
 	keys = keys[:0]
 	for k := range md {
-		keys = append(keys, k)
+		if k != redactedKey {
+			keys = append(keys, k)
+		}
+	}
+	if headers.HasPlaceholder(md) {
+		keys = append(keys, redactedKey)
+	}
+	if len(keys) == 0 {
+		return append(b, "{}"...), keys
 	}
 	slices.Sort(keys)
 	b = append(b, '{')
@@ -133,6 +159,14 @@ func appendMD(b []byte, keys []string, md Metadata) ([]byte, []string) {
 		}
 		b = appendJSONString(b, k)
 		vs := md[k]
+		if k == redactedKey {
+			vs = []string{}
+			for _, name := range redacted {
+				if _, ok := md[name]; ok {
+					vs = append(vs, name)
+				}
+			}
+		}
 		if vs == nil {
 			b = append(b, ":null"...) // as encoding/json writes a nil slice
 			continue
@@ -147,6 +181,22 @@ func appendMD(b []byte, keys []string, md Metadata) ([]byte, []string) {
 		b = append(b, ']')
 	}
 	return append(b, '}'), keys
+}
+
+// parseMD reads a header column: its metadata and, when the column names
+// them (redactedKey), the headers whose values were redacted; else, for
+// columns of captures from before the names were kept, the keys whose
+// values all read headers.Redacted.
+func parseMD(s string) (Metadata, []string) {
+	md := Metadata{}
+	if s != "" {
+		_ = json.Unmarshal([]byte(s), &md)
+	}
+	if names, ok := md[redactedKey]; ok {
+		delete(md, redactedKey)
+		return md, names
+	}
+	return md, headers.InBand(md)
 }
 
 // appendJSONString appends s as a JSON string. Printable ASCII without

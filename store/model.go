@@ -1,12 +1,13 @@
 package store
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/grpctap/grpctap/internal/headers"
 )
 
 // Metadata is a set of headers or trailers: key → values. Keys ending in
@@ -39,6 +40,12 @@ type Call struct {
 	RequestHeaders  Metadata `json:"request_headers"`
 	ResponseHeaders Metadata `json:"response_headers"`
 	Trailers        Metadata `json:"trailers"`
+	// Redacted names the headers (in any of the three above) whose values
+	// the recorder stored as "[redacted]" rather than as received, sorted;
+	// [] when none. A value "[redacted]" of a header not named here is the
+	// value that was sent. Calls of captures from before this list read
+	// it from the values (keys whose values are all "[redacted]").
+	Redacted []string `json:"redacted"`
 
 	RequestCount  int64 `json:"request_count"`
 	ResponseCount int64 `json:"response_count"`
@@ -174,12 +181,9 @@ func ParseCode(s string) (int, error) {
 
 // EncodeBin is how "-bin" metadata values are written in Metadata: base64,
 // standard alphabet, unpadded, as gRPC sends them.
-func EncodeBin(b []byte) string { return base64.RawStdEncoding.EncodeToString(b) }
+// (headers.EncodeBin).
+func EncodeBin(b []byte) string { return headers.EncodeBin(b) }
 
-// DecodeBin reads a "-bin" value written padded or unpadded.
-func DecodeBin(s string) ([]byte, error) {
-	if b, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(s, "=")); err == nil {
-		return b, nil
-	}
-	return base64.StdEncoding.DecodeString(s)
-}
+// DecodeBin reads a "-bin" value written padded or unpadded
+// (headers.DecodeBin).
+func DecodeBin(s string) ([]byte, error) { return headers.DecodeBin(s) }

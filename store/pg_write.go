@@ -112,8 +112,8 @@ func (p *pgStore) writeBatch(ctx context.Context, events []Event) (err error) {
 	var upd pgx.Batch
 	var md []byte
 	var keys []string
-	mdText := func(m Metadata) string {
-		md, keys = appendMD(md[:0], keys, m)
+	mdText := func(m Metadata, redacted []string) string {
+		md, keys = appendMD(md[:0], keys, m, redacted)
 		return string(md)
 	}
 	for i := range f.folds {
@@ -125,11 +125,11 @@ func (p *pgStore) writeBatch(ctx context.Context, events []Event) (err error) {
 		var endNS, code, stMsg, details, trailers any
 		if e := c.end; e != nil {
 			drops = e.Dropped
-			endNS, code, stMsg, details, trailers = e.Time.UnixNano(), int32(e.Code), e.Message, detailsJSON(e.Details), mdText(e.Trailers)
+			endNS, code, stMsg, details, trailers = e.Time.UnixNano(), int32(e.Code), e.Message, detailsJSON(e.Details), mdText(e.Trailers, e.Redacted)
 		}
 		var respH any
 		if c.header != nil {
-			respH = mdText(c.header.Header)
+			respH = mdText(c.header.Header, c.header.Redacted)
 		}
 		if s := c.start; s != nil {
 			var deadline any
@@ -143,7 +143,7 @@ func (p *pgStore) writeBatch(ctx context.Context, events []Event) (err error) {
 				trailers = "{}"
 			}
 			calls = append(calls, []any{c.id, p.opts.Name, p.writerID, s.Method, s.Protocol, s.Backend, s.Authority, s.Peer,
-				s.ContentType, s.Compression, s.Time.UnixNano(), deadline, mdText(s.Header), respH,
+				s.ContentType, s.Compression, s.Time.UnixNano(), deadline, mdText(s.Header, s.Redacted), respH,
 				endNS, code, stMsg, details, trailers, c.reqN, c.respN, c.reqB, c.respB, drops})
 		} else {
 			upd.Queue(pgUpdCall, respH, c.reqN, c.respN, c.reqB, c.respB, endNS, code, stMsg, details, trailers, drops, c.id)

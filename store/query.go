@@ -15,6 +15,8 @@ import (
 
 	msqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/grpctap/grpctap/internal/headers"
 )
 
 // Filter selects calls. The zero Filter selects every call.
@@ -461,18 +463,12 @@ func scanCall(r scanner, c *Call) error {
 		}
 		c.Status = st
 	}
-	c.RequestHeaders = parseMD(reqH)
-	c.ResponseHeaders = parseMD(respH)
-	c.Trailers = parseMD(trl)
+	var reqR, respR, trlR []string
+	c.RequestHeaders, reqR = parseMD(reqH)
+	c.ResponseHeaders, respR = parseMD(respH)
+	c.Trailers, trlR = parseMD(trl)
+	c.Redacted = headers.Names(reqR, respR, trlR)
 	return nil
-}
-
-func parseMD(s string) Metadata {
-	md := Metadata{}
-	if s != "" {
-		_ = json.Unmarshal([]byte(s), &md)
-	}
-	return md
 }
 
 // Check runs SQLite's integrity check on the whole file; nil means sound.

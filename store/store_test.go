@@ -34,7 +34,7 @@ func sampleEvents(id int64) []Event {
 	return []Event{
 		{Start: &CallStart{ID: id, Method: "/kitchen.Oven/Bake", Protocol: "grpc", Backend: "127.0.0.1:9",
 			Authority: "oven", Peer: "127.0.0.1:5555", ContentType: "application/grpc", Time: t0,
-			Header: Metadata{"x-a": {"1", "2"}, "authorization": {"[redacted]"}}}},
+			Header: Metadata{"x-a": {"1", "2"}, "authorization": {"[redacted]"}}, Redacted: []string{"authorization"}}},
 		{Message: &MessageRecord{CallID: id, Seq: 1, Direction: DirRequest, Time: t0.Add(time.Millisecond), Size: 3, Raw: []byte{1, 2, 3}}},
 		{Header: &ResponseHeader{CallID: id, Time: t0.Add(2 * time.Millisecond), Header: Metadata{"h": {"v"}}}},
 		{Message: &MessageRecord{CallID: id, Seq: 2, Direction: DirResponse, Time: t0.Add(3 * time.Millisecond), Size: 10, Truncated: true, Raw: []byte{9, 9}}},
@@ -74,7 +74,7 @@ func TestWriteAndRead(t *testing.T) {
 				Backend: "127.0.0.1:9", Authority: "oven", Peer: "127.0.0.1:5555", Start: t0, End: &end, DurationMS: &dur,
 				State: "closed", Status: &Status{Code: 9, Name: "FAILED_PRECONDITION", Message: "not ready", Details: [][]byte{{0xa, 0x1}}},
 				RequestHeaders:  Metadata{"x-a": {"1", "2"}, "authorization": {"[redacted]"}},
-				ResponseHeaders: Metadata{"h": {"v"}}, Trailers: Metadata{"t-bin": {"AAE"}},
+				ResponseHeaders: Metadata{"h": {"v"}}, Trailers: Metadata{"t-bin": {"AAE"}}, Redacted: []string{"authorization"},
 				RequestCount: 1, ResponseCount: 2, RequestBytes: 3, ResponseBytes: 10, ContentType: "application/grpc", Proxy: "proxy-1"},
 			Messages: []Message{
 				{Seq: 1, Direction: DirRequest, Time: t0.Add(time.Millisecond), Size: 3, Raw: []byte{1, 2, 3}},
@@ -438,7 +438,7 @@ func TestMetadataJSON(t *testing.T) {
 		"bad-utf8":    {"a\xffb"},
 		"x-trace-bin": {"AAEC"},
 	}
-	got := mdJSON(md)
+	got := mdJSON(md, nil)
 	var back Metadata
 	if err := json.Unmarshal([]byte(got), &back); err != nil {
 		t.Fatalf("mdJSON gave invalid JSON %q: %v", got, err)
@@ -453,10 +453,10 @@ func TestMetadataJSON(t *testing.T) {
 		t.Errorf("round trip:\n got %q\nwant %q", back, want)
 	}
 	std, _ := json.Marshal(Metadata{"a": {"1"}, "b": {"2", "3"}, "c": nil, "d": {}})
-	if got := mdJSON(Metadata{"b": {"2", "3"}, "a": {"1"}, "c": nil, "d": {}}); got != string(std) {
+	if got := mdJSON(Metadata{"b": {"2", "3"}, "a": {"1"}, "c": nil, "d": {}}, nil); got != string(std) {
 		t.Errorf("mdJSON = %s, want sorted keys like encoding/json: %s", got, std)
 	}
-	if got := mdJSON(nil); got != "{}" {
+	if got := mdJSON(nil, nil); got != "{}" {
 		t.Errorf("mdJSON(nil) = %q, want {}", got)
 	}
 }
@@ -491,3 +491,20 @@ func TestMigratesForward(t *testing.T) {
 
 // lite is the SQLite engine of a Store, for tests that look inside it.
 func lite(s *Store) *liteStore { return s.engine.(*liteStore) }
+
+// TestParseMDOfOldCaptures: a header column written before redacted names
+// were kept has only the values: a key whose values all read "[redacted]"
+// was redacted, as readers took it then; with the list, the list decides.
+func TestParseMDOfOldCaptures(t *testing.T) {
+	md, red := parseMD(`{"authorization":["[redacted]"],"x-a":["1","[redacted]"]}`)
+	if d := cmp.Diff([]string{"authorization"}, red); d != "" || len(md) != 2 {
+		t.Errorf("old column: redacted (-want +got):\n%s (md %v)", d, md)
+	}
+	md, red = parseMD(`{"Redacted headers":[],"authorization":["[redacted]"]}`)
+	if len(red) != 0 || len(md) != 1 || md["authorization"][0] != "[redacted]" {
+		t.Errorf("column with an empty list: md %v, redacted %v; want the value kept as sent", md, red)
+	}
+	if got := mdJSON(Metadata{"a": {"[redacted]"}, "b": {"[redacted]"}}, []string{"b", "z"}); got != `{"Redacted headers":["b"],"a":["[redacted]"],"b":["[redacted]"]}` {
+		t.Errorf("mdJSON with a redacted value = %s", got)
+	}
+}

@@ -417,9 +417,9 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 			} else {
 				st.BindInt64(10, s.Deadline.UnixNano())
 			}
-			w.bindMD(st, 11, s.Header)
+			w.bindMD(st, 11, s.Header, s.Redacted)
 			if f.header != nil {
-				w.bindMD(st, 12, f.header.Header)
+				w.bindMD(st, 12, f.header.Header, f.header.Redacted)
 			} else {
 				st.BindText(12, "{}")
 			}
@@ -445,7 +445,7 @@ func (w *writer) writeCall(f *callFold, sw *segWrite) error {
 	} else {
 		_, err = w.run(updCall, func(st *sqlite.Stmt) {
 			if f.header != nil {
-				w.bindMD(st, 1, f.header.Header)
+				w.bindMD(st, 1, f.header.Header, f.header.Redacted)
 			} else {
 				st.BindNull(1)
 			}
@@ -545,12 +545,12 @@ func (w *writer) bindEnd(st *sqlite.Stmt, i int, e *CallEnd) {
 	st.BindInt64(i+1, int64(e.Code))
 	st.BindText(i+2, e.Message)
 	st.BindText(i+3, detailsJSON(e.Details))
-	w.bindMD(st, i+4, e.Trailers)
+	w.bindMD(st, i+4, e.Trailers, e.Redacted)
 }
 
-// bindMD binds md's JSON as text, built in w's scratch buffer.
-func (w *writer) bindMD(st *sqlite.Stmt, i int, md Metadata) {
-	w.md, w.mdKeys = appendMD(w.md[:0], w.mdKeys, md)
+// bindMD binds md's JSON (mdJSON) as text, built in w's scratch buffer.
+func (w *writer) bindMD(st *sqlite.Stmt, i int, md Metadata, redacted []string) {
+	w.md, w.mdKeys = appendMD(w.md[:0], w.mdKeys, md, redacted)
 	st.BindText(i, unsafeString(w.md))
 }
 

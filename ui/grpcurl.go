@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/proxy"
-	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -35,21 +36,6 @@ type GrpcurlCommand struct {
 // addrVar is the shell variable a command names when the proxy's gRPC
 // address is not known.
 const addrVar = "GRPCTAP_ADDR"
-
-// grpcurlSkip are request headers a grpcurl command does not repeat:
-// grpcurl or grpc-go writes them itself, grpctap set them, or a browser
-// sent them to the gRPC-Web bridge.
-var grpcurlSkip = map[string]bool{
-	"content-type": true, "user-agent": true, "te": true, "grpc-accept-encoding": true,
-	"grpc-encoding": true, "grpc-timeout": true, "host": true, "content-length": true,
-	"accept": true, "accept-encoding": true, "accept-language": true, "origin": true, "referer": true,
-	"x-grpc-web": true, "x-user-agent": true, "cookie": true, "priority": true, "pragma": true, "cache-control": true,
-}
-
-func skipForGrpcurl(k string) bool {
-	return grpcurlSkip[k] || strings.HasPrefix(k, ":") || strings.HasPrefix(k, proxy.InternalHeaderPrefix) ||
-		strings.HasPrefix(k, "x-client-"+proxy.InternalHeaderPrefix) || strings.HasPrefix(k, "sec-")
-}
 
 // grpcurl serves GET /api/calls/{id}/grpcurl: a grpcurl command that sends
 // the call's requests and metadata again through the proxy's gRPC listener.
@@ -87,14 +73,14 @@ func grpcurlCommand(c *store.CallWithMessages, l GRPCListener) string {
 	}
 	keys := make([]string, 0, len(c.RequestHeaders))
 	for k := range c.RequestHeaders {
-		if !skipForGrpcurl(k) {
+		if headers.Passes(headers.Grpcurl, k) {
 			keys = append(keys, k)
 		}
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
 		for _, v := range c.RequestHeaders[k] {
-			if v != recorder.Redacted {
+			if !slices.Contains(c.Redacted, k) {
 				parts = append(parts, "-H", shellQuote(k+": "+v))
 				continue
 			}

@@ -15,14 +15,15 @@ import (
 
 	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
 
 // Composer label: every composer call carries OriginHeader: OriginComposer.
-// It starts with proxy.InternalHeaderPrefix, so backends never see it.
+// It starts with headers.LabelPrefix, so backends never see it.
 const (
-	OriginHeader   = proxy.InternalHeaderPrefix + "origin"
+	OriginHeader   = headers.LabelPrefix + "origin"
 	OriginComposer = "composer"
 )
 
@@ -192,7 +193,7 @@ func (u *UI) open(ctx context.Context, req *InvokeRequest) (*session, error) {
 	md := metadata.MD{}
 	for k, vs := range req.Metadata {
 		k = strings.ToLower(strings.TrimSpace(k))
-		if k == "" || strings.HasPrefix(k, proxy.InternalHeaderPrefix) {
+		if !headers.Passes(headers.Composer, k) {
 			continue
 		}
 		md.Append(k, vs...)

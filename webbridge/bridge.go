@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/internal/hostcheck"
 	"github.com/grpctap/grpctap/proxy"
 )
@@ -264,7 +265,7 @@ func isWebsocket(r *http.Request) bool {
 }
 
 // stripHopByHop deletes the request headers that belong to one connection:
-// those proxy.IsHopByHop names and those the Connection header lists.
+// those headers.IsHopByHop names and those the Connection header lists.
 // grpc-go would otherwise turn them into metadata (improbable-eng/grpc-web
 // #568: HTTP/1.1's Connection reached backends, which refuse it). TE is
 // dropped too: grpc-go's own client sends "te: trailers" to the backend.
@@ -277,7 +278,7 @@ func stripHopByHop(h http.Header) {
 		}
 	}
 	for k := range h {
-		if proxy.IsHopByHop(k) {
+		if headers.IsHopByHop(k) {
 			delete(h, k)
 		}
 	}

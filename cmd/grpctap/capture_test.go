@@ -20,7 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -530,7 +530,7 @@ func TestImportKeepsCallsAsTheProxyDoes(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &c); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.RequestHeaders["authorization"]; len(got) != 1 || got[0] != recorder.Redacted {
+	if got := c.RequestHeaders["authorization"]; len(got) != 1 || got[0] != headers.Redacted {
 		t.Errorf("authorization stored as %q", got)
 	}
 	if got := c.RequestHeaders["x-ok"]; len(got) != 1 || got[0] != "visible" {

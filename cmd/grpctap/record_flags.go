@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
@@ -38,7 +39,7 @@ type keepFlags struct {
 func (f *keepFlags) register(fs *pflag.FlagSet) {
 	f.maxMessage = recorder.DefaultMaxMessage
 	fs.Var(&f.maxMessage, "record-max-message", "store at most this many bytes of each message body; longer ones are stored cut, marked truncated with their full size (accepts KiB/MiB)")
-	fs.StringArrayVar(&f.redact, "redact-header", recorder.DefaultRedact, "header whose values are stored as [redacted] (repeatable; giving it replaces the default list)")
+	fs.StringArrayVar(&f.redact, "redact-header", headers.DefaultRedact, "header whose values are stored as [redacted] (repeatable; giving it replaces the default list)")
 	fs.BoolVar(&f.noRedact, "no-redact", false, "store every header value as received, secrets included")
 }
 
