@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/replay"
 	"github.com/grpctap/grpctap/store"
 )
@@ -96,7 +97,7 @@ func (a *Assertion) check() error {
 	if a.Path == "" {
 		return errors.New("give status, or a path with equals, matches or exists")
 	}
-	if _, err := replay.ParseFieldPath(a.Path); err != nil {
+	if _, err := msgdiff.ParseFieldPath(a.Path); err != nil {
 		return err
 	}
 	n := 0
@@ -156,7 +157,7 @@ func (c *Collection) validate() error {
 			q.Method = "/" + q.Method
 		}
 		for _, f := range q.IgnoreFields {
-			if _, err := replay.ParseFieldPath(f); err != nil {
+			if _, err := msgdiff.ParseFieldPath(f); err != nil {
 				return fmt.Errorf("request %d (%s): ignore_fields: %w", i+1, q.Name, err)
 			}
 		}

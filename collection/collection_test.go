@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/replay"
 	"github.com/grpctap/grpctap/store"
 )
@@ -93,10 +94,10 @@ func TestAssertions(t *testing.T) {
 		{Assertion{Path: "tags", Equals: json.RawMessage(`["a"]`)}, 0, ""},
 		{Assertion{Path: "tags[0]", Matches: "^a$"}, 0, ""},
 		{Assertion{Path: "count", Matches: "^[0-9]+$"}, 0, ""},
-		{Assertion{Path: "nope", Matches: "."}, 0, replay.Absent},
-		{Assertion{Path: "tags[1]", Exists: &yes}, 0, replay.Absent},
+		{Assertion{Path: "nope", Matches: "."}, 0, msgdiff.Absent},
+		{Assertion{Path: "tags[1]", Exists: &yes}, 0, msgdiff.Absent},
 		{Assertion{Path: "tags[1]", Exists: &no}, 0, ""},
-		{Assertion{Response: 5, Path: "author", Exists: &yes}, 0, replay.Absent},
+		{Assertion{Response: 5, Path: "author", Exists: &yes}, 0, msgdiff.Absent},
 	} {
 		if err := tc.a.check(); err != nil {
 			t.Fatalf("%+v: %v", tc.a, err)

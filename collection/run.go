@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/replay"
 	"github.com/grpctap/grpctap/store"
@@ -103,8 +104,8 @@ func (r *Runner) RunOne(ctx context.Context, q *Request) Result {
 	if res.Compared {
 		cm := *r.Comparator
 		for _, f := range q.IgnoreFields {
-			p, _ := replay.ParseFieldPath(f) // Validate checked it
-			cm.IgnoreFields = append(append([]replay.FieldPath(nil), cm.IgnoreFields...), p)
+			p, _ := msgdiff.ParseFieldPath(f) // Validate checked it
+			cm.IgnoreFields = append(append([]msgdiff.FieldPath(nil), cm.IgnoreFields...), p)
 		}
 		res.Result = cm.Compare(ctx, rec, got)
 		if res.Verdict == replay.Error {
@@ -125,7 +126,7 @@ func (r *Runner) RunOne(ctx context.Context, q *Request) Result {
 	sub := proxy.ContentSubtype(rec.ContentType)
 	trees := make([]any, len(got.Responses))
 	for i, b := range got.Responses {
-		trees[i], _, _ = replay.DecodeTree(ctx, dec, decode.Input{Method: q.Method, Backend: target, Direction: decode.Response, ContentSubtype: sub, Raw: b})
+		trees[i], _, _ = msgdiff.DecodeTree(ctx, dec, decode.Input{Method: q.Method, Backend: target, Direction: decode.Response, ContentSubtype: sub, Raw: b})
 	}
 	for _, a := range q.Assertions {
 		res.Assertions++
@@ -200,7 +201,7 @@ func (a *Assertion) judge(code int, trees []any) (replay.Diff, bool) {
 		}
 		return replay.Diff{Where: WhereAssert, Path: "status", Recorded: store.CodeName(want), Got: store.CodeName(code)}, true
 	}
-	path, _ := replay.ParseFieldPath(a.Path)
+	path, _ := msgdiff.ParseFieldPath(a.Path)
 	idx := a.Response
 	if idx < 0 {
 		idx += len(trees)
@@ -216,9 +217,9 @@ func (a *Assertion) judge(code int, trees []any) (replay.Diff, bool) {
 		if found == *a.Exists {
 			return replay.Diff{}, false
 		}
-		want, got := "present", replay.Absent
+		want, got := "present", msgdiff.Absent
 		if !*a.Exists {
-			want, got = replay.Absent, "present"
+			want, got = msgdiff.Absent, "present"
 		}
 		return replay.Diff{Where: WhereAssert, Path: where, Recorded: want, Got: got}, true
 	case a.Matches != "":
@@ -229,7 +230,7 @@ func (a *Assertion) judge(code int, trees []any) (replay.Diff, bool) {
 		return replay.Diff{Where: WhereAssert, Path: where, Recorded: "matches " + a.Matches, Got: valueOrAbsent(v, found)}, true
 	default:
 		want := jsonValue(a.Equals)
-		if found && len(replay.DiffTrees(nil, want, v, nil)) == 0 {
+		if found && len(msgdiff.DiffTrees(nil, want, v, nil)) == 0 {
 			return replay.Diff{}, false
 		}
 		return replay.Diff{Where: WhereAssert, Path: where, Recorded: want, Got: valueOrAbsent(v, found)}, true
@@ -248,7 +249,7 @@ func jsonValue(b []byte) any {
 
 func valueOrAbsent(v any, found bool) any {
 	if !found {
-		return replay.Absent
+		return msgdiff.Absent
 	}
 	return v
 }

@@ -38,8 +38,8 @@ import (
 
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/internal/headers"
+	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/proxy"
-	"github.com/grpctap/grpctap/replay"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -387,7 +387,7 @@ func (m *Mock) distance(ctx context.Context, r *recorded, in []any, n int) int {
 	rt := m.recordedTrees(ctx, r, n)
 	d := 10 * abs(len(rt)-len(in))
 	for i := 0; i < min(len(rt), len(in)); i++ {
-		d += len(replay.DiffTrees(nil, rt[i], in[i], nil))
+		d += len(msgdiff.DiffTrees(nil, rt[i], in[i], nil))
 	}
 	return d
 }
@@ -401,7 +401,7 @@ func (m *Mock) trees(ctx context.Context, fullMethod string, like *store.CallWit
 	out := make([]any, len(msgs))
 	sub := proxy.ContentSubtype(like.ContentType)
 	for i, b := range msgs {
-		out[i], _, _ = replay.DecodeTree(ctx, m.opts.Decoder, decode.Input{Method: fullMethod, Backend: like.Backend, Direction: decode.Request, ContentSubtype: sub, Raw: b})
+		out[i], _, _ = msgdiff.DecodeTree(ctx, m.opts.Decoder, decode.Input{Method: fullMethod, Backend: like.Backend, Direction: decode.Request, ContentSubtype: sub, Raw: b})
 	}
 	return out
 }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/internal/headers"
+	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/store"
 )
@@ -40,13 +39,6 @@ const (
 	Match    = "match"
 	Mismatch = "mismatch"
 	Error    = "error"
-)
-
-// How response messages were compared (Result.ComparedBy).
-const (
-	BySchema     = "schema"     // decoded with the method's schema: field names
-	BySchemaless = "schemaless" // no schema: field numbers of the schemaless tree
-	ByBytes      = "bytes"      // not protobuf and not JSON: raw bytes
 )
 
 // Diff is one difference between a recording and its replay.
@@ -84,7 +76,7 @@ type Comparator struct {
 	// Decoder decodes response messages; nil compares schemaless trees.
 	Decoder *decode.Decoder
 	// IgnoreFields are field paths or patterns left out of message diffs.
-	IgnoreFields []FieldPath
+	IgnoreFields []msgdiff.FieldPath
 	// IgnoreHeaders are header and trailer names (any case) left out;
 	// nil means DefaultVolatileHeaders.
 	IgnoreHeaders []string
@@ -159,13 +151,13 @@ func (cm *Comparator) compareStatus(ctx context.Context, rec *store.CallWithMess
 		where := fmt.Sprintf("status.details[%d]", i)
 		switch {
 		case i >= len(rec.Status.Details):
-			res.Diffs = append(res.Diffs, Diff{Where: where, Recorded: Absent, Got: cm.anyJSON(ctx, gotDetails[i], out.Target)})
+			res.Diffs = append(res.Diffs, Diff{Where: where, Recorded: msgdiff.Absent, Got: cm.anyJSON(ctx, gotDetails[i], out.Target)})
 		case i >= len(gotDetails):
-			res.Diffs = append(res.Diffs, Diff{Where: where, Recorded: cm.anyJSON(ctx, rec.Status.Details[i], out.Target), Got: Absent})
+			res.Diffs = append(res.Diffs, Diff{Where: where, Recorded: cm.anyJSON(ctx, rec.Status.Details[i], out.Target), Got: msgdiff.Absent})
 		case !bytes.Equal(rec.Status.Details[i], gotDetails[i]):
 			a, aMD := cm.anyTree(ctx, rec.Status.Details[i], out.Target)
 			b, _ := cm.anyTree(ctx, gotDetails[i], out.Target)
-			for _, d := range DiffTrees(aMD, a, b, cm.IgnoreFields) {
+			for _, d := range msgdiff.DiffTrees(aMD, a, b, cm.IgnoreFields) {
 				res.Diffs = append(res.Diffs, Diff{Where: where, Path: d.Path, Recorded: d.Recorded, Got: d.Got})
 			}
 		}
@@ -215,21 +207,21 @@ func (cm *Comparator) compareMessages(ctx context.Context, rec *store.CallWithMe
 			continue
 		}
 		res.ComparedBy = by
-		if aErr != "" && by != ByBytes {
+		if aErr != "" && by != msgdiff.ByBytes {
 			res.Notes = append(res.Notes, fmt.Sprintf("%s: %s", where, aErr))
 		}
 		md := outMD
-		if by != BySchema {
+		if by != msgdiff.BySchema {
 			md = nil
 		}
-		for _, d := range DiffTrees(md, a, b, cm.IgnoreFields) {
+		for _, d := range msgdiff.DiffTrees(md, a, b, cm.IgnoreFields) {
 			res.Diffs = append(res.Diffs, Diff{Where: where, Path: d.Path, Recorded: d.Recorded, Got: d.Got})
 		}
 	}
-	if res.ComparedBy == BySchemaless {
+	if res.ComparedBy == msgdiff.BySchemaless {
 		res.Notes = append(res.Notes, "no schema for "+rec.Method+": messages compared as schemaless trees (field numbers); give --proto/--protoset or a target with reflection")
 	}
-	if res.ComparedBy == ByBytes {
+	if res.ComparedBy == msgdiff.ByBytes {
 		res.Notes = append(res.Notes, "messages compared as bytes")
 	}
 }
@@ -248,84 +240,7 @@ func (cm *Comparator) mode(ctx context.Context, rec *store.CallWithMessages, tar
 
 // tree decodes one response message into a JSON tree and says how.
 func (cm *Comparator) tree(ctx context.Context, rec *store.CallWithMessages, target, sub string, raw []byte) (any, string, string) {
-	return DecodeTree(ctx, cm.Decoder, decode.Input{Method: rec.Method, Backend: target, Direction: decode.Response, ContentSubtype: sub, Raw: raw})
-}
-
-// DecodeTree decodes one message into a JSON tree as DiffTrees takes it,
-// and says how: BySchema (protojson field names), BySchemaless (field
-// numbers) or ByBytes (base64 or text), with the decoder's complaint if
-// any. dec may be nil (schemaless).
-func DecodeTree(ctx context.Context, dec *decode.Decoder, in decode.Input) (tree any, by string, problem string) {
-	raw := in.Raw
-	if dec == nil {
-		node, err := decode.Schemaless(raw)
-		if err != nil {
-			return base64.StdEncoding.EncodeToString(raw), ByBytes, err.Error()
-		}
-		return schemalessTree(node), BySchemaless, ""
-	}
-	r := dec.Decode(ctx, in)
-	if len(r.JSON) > 0 {
-		return jsonTree(r.JSON), BySchema, r.Error
-	}
-	if r.Schemaless != nil {
-		return schemalessTree(r.Schemaless), BySchemaless, r.Error
-	}
-	if r.Text != "" {
-		return r.Text, ByBytes, r.Error
-	}
-	return base64.StdEncoding.EncodeToString(raw), ByBytes, r.Error
-}
-
-func jsonTree(b []byte) any {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return string(b)
-	}
-	return v
-}
-
-// schemalessTree turns a schemaless Node into field number → value (a list
-// when the field repeats), dropping the wire offsets that shift whenever a
-// length changes.
-func schemalessTree(n *decode.Node) map[string]any {
-	out := map[string]any{}
-	for _, f := range n.Fields {
-		k := strconv.Itoa(int(f.Number))
-		v := schemalessValue(f)
-		if prev, ok := out[k]; ok {
-			if list, ok := prev.([]any); ok {
-				out[k] = append(list, v)
-			} else {
-				out[k] = []any{prev, v}
-			}
-			continue
-		}
-		out[k] = v
-	}
-	return out
-}
-
-func schemalessValue(f *decode.Field) any {
-	switch {
-	case f.Message != nil:
-		return schemalessTree(f.Message)
-	case f.Group != nil:
-		return schemalessTree(f.Group)
-	case f.String != nil:
-		return *f.String
-	case f.Bytes != nil:
-		return *f.Bytes
-	case f.Varint != "":
-		return f.Varint
-	case f.Fixed64 != "":
-		return f.Fixed64
-	case f.Fixed32 != nil:
-		return strconv.FormatUint(uint64(*f.Fixed32), 10)
-	}
-	return nil
+	return msgdiff.DecodeTree(ctx, cm.Decoder, decode.Input{Method: rec.Method, Backend: target, Direction: decode.Response, ContentSubtype: sub, Raw: raw})
 }
 
 // diffMD compares recorded and replayed headers or trailers by name, leaving
@@ -392,7 +307,7 @@ func equalStrings(a, b []string) bool {
 func valuesOrAbsent(vs []string) any {
 	switch len(vs) {
 	case 0:
-		return Absent
+		return msgdiff.Absent
 	case 1:
 		return vs[0]
 	}
@@ -430,7 +345,7 @@ func (cm *Comparator) anyTree(ctx context.Context, raw []byte, target string) (a
 		m := dynamicpb.NewMessage(md)
 		if err := proto.Unmarshal(a.GetValue(), m); err == nil {
 			if b, err := protojson.Marshal(m); err == nil {
-				tree := jsonTree(b)
+				tree := msgdiff.JSONTree(b)
 				if obj, ok := tree.(map[string]any); ok {
 					obj["@type"] = a.GetTypeUrl()
 				}
@@ -439,7 +354,7 @@ func (cm *Comparator) anyTree(ctx context.Context, raw []byte, target string) (a
 		}
 	}
 	node, _ := decode.Schemaless(a.GetValue())
-	return map[string]any{"@type": a.GetTypeUrl(), "value": schemalessTree(node)}, nil
+	return map[string]any{"@type": a.GetTypeUrl(), "value": msgdiff.SchemalessTree(node)}, nil
 }
 
 func (cm *Comparator) anyJSON(ctx context.Context, raw []byte, target string) any {

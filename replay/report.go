@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/grpctap/grpctap/msgdiff"
 )
 
 // Summary counts the verdicts of a replay run.
@@ -68,7 +70,7 @@ func WriteDetails(w io.Writer, r Result) {
 // as JSON.
 func show(v any) string {
 	if s, ok := v.(string); ok {
-		if s == Absent {
+		if s == msgdiff.Absent {
 			return s
 		}
 		return fmt.Sprintf("%q", s)

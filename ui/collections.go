@@ -11,6 +11,7 @@ import (
 	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/collection"
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/replay"
 	"github.com/grpctap/grpctap/store"
 )
@@ -233,7 +234,7 @@ func (u *UI) runCollection(w http.ResponseWriter, r *http.Request) {
 	}
 	cm := &replay.Comparator{Decoder: u.dec, IgnoreHeaders: append(append([]string(nil), replay.DefaultVolatileHeaders...), req.IgnoreHeaders...)}
 	for _, f := range req.IgnoreFields {
-		p, err := replay.ParseFieldPath(f)
+		p, err := msgdiff.ParseFieldPath(f)
 		if err != nil {
 			writeErr(w, http.StatusBadRequest, "ignore_fields: "+err.Error())
 			return

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/replay"
 	"github.com/grpctap/grpctap/store"
@@ -60,7 +61,7 @@ type ReplayAnswers struct {
 
 // Answer is what a call got back: its status (nil for a recording that
 // never ended), response headers, response messages decoded as the replay
-// compares them (replay.DecodeTree, within decode.DefaultLimits; JSON
+// compares them (msgdiff.DecodeTree, within decode.DefaultLimits; JSON
 // text in the schema's field order when a schema decodes them) and
 // trailers.
 type Answer struct {
@@ -89,7 +90,7 @@ func (u *UI) replayAnswers(ctx context.Context, c *store.CallWithMessages, out *
 		if r := u.dec.Decode(ctx, in); len(r.JSON) > 0 {
 			return r.JSON
 		}
-		t, _, _ := replay.DecodeTree(ctx, u.dec, in)
+		t, _, _ := msgdiff.DecodeTree(ctx, u.dec, in)
 		return t
 	}
 	rec := Answer{Headers: c.ResponseHeaders, Trailers: c.Trailers, Responses: []any{}}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/replay"
@@ -277,7 +278,7 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 // sendFlags are the flags replay and test read alike.
 type sendFlags struct {
 	header metadata.MD
-	ignore []replay.FieldPath
+	ignore []msgdiff.FieldPath
 	tls    *tls.Config
 }
 
@@ -295,7 +296,7 @@ func readSendFlags(target string, headers, ignoreFields []string, bt *backendTLS
 	}
 	sf := &sendFlags{header: hdr}
 	for _, s := range ignoreFields {
-		p, err := replay.ParseFieldPath(s)
+		p, err := msgdiff.ParseFieldPath(s)
 		if err != nil {
 			return nil, fmt.Errorf("--ignore-field: %w", err)
 		}
@@ -309,7 +310,7 @@ func readSendFlags(target string, headers, ignoreFields []string, bt *backendTLS
 
 // newComparator compares as replay and test do: the volatile headers and
 // --ignore-header left out.
-func newComparator(dec *decode.Decoder, ignore []replay.FieldPath, ignoreHeaders []string) *replay.Comparator {
+func newComparator(dec *decode.Decoder, ignore []msgdiff.FieldPath, ignoreHeaders []string) *replay.Comparator {
 	return &replay.Comparator{Decoder: dec, IgnoreFields: ignore,
 		IgnoreHeaders: append(append([]string(nil), replay.DefaultVolatileHeaders...), ignoreHeaders...)}
 }

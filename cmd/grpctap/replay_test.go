@@ -24,6 +24,7 @@ import (
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
 	"github.com/grpctap/grpctap/internal/stubserver"
+	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/replay"
@@ -232,7 +233,7 @@ func TestReplayDiffsAChangedBackend(t *testing.T) {
 	}
 	paths := map[int64][]string{}
 	for _, r := range rep.Results {
-		if r.ComparedBy != "" && r.ComparedBy != replay.BySchema {
+		if r.ComparedBy != "" && r.ComparedBy != msgdiff.BySchema {
 			t.Errorf("call %d compared by %s, want schema", r.CallID, r.ComparedBy)
 		}
 		for _, d := range r.Diffs {

@@ -1,8 +1,6 @@
-package replay
+package msgdiff
 
 import (
-	"encoding/json"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -15,7 +13,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func tree(t *testing.T, s string) any {
 	t.Helper()
-	return jsonTree([]byte(s))
+	return JSONTree([]byte(s))
 }
 
 func TestDiffTreesPaths(t *testing.T) {
@@ -75,17 +73,5 @@ func TestParseFieldPath(t *testing.T) {
 		if _, err := ParseFieldPath(bad); err == nil {
 			t.Errorf("%q should not parse", bad)
 		}
-	}
-}
-
-func TestWriteText(t *testing.T) {
-	var b strings.Builder
-	WriteText(&b, Result{CallID: 3, Method: "/p.S/M", Target: "t", Verdict: Mismatch, Got: "OK", Diffs: []Diff{
-		{Where: "response[0]", Path: "a.b", Recorded: "x", Got: json.Number("2")},
-		{Where: "trailer", Path: "x-k", Recorded: "1", Got: Absent},
-	}})
-	want := "call 3 /p.S/M → t: mismatch (OK, 0.0ms)\n  response[0].a.b: \"x\" → 2\n  trailer x-k: \"1\" → (absent)\n"
-	if b.String() != want {
-		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }

@@ -1,4 +1,4 @@
-package replay
+package msgdiff
 
 import (
 	"encoding/json"
