@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/replay"
@@ -76,6 +78,10 @@ func (r *Runner) RunOne(ctx context.Context, q *Request) Result {
 			return fail("example: %v", err)
 		}
 		res.Compared = rec.Status != nil
+		if rec.Redacted == nil {
+			// An example saved before redacted headers were named.
+			rec.Redacted = headers.InBand(rec.RequestHeaders, rec.ResponseHeaders, rec.Trailers)
+		}
 	}
 	rec.Method = q.Method
 	rec.Service, _ = store.SplitMethod(q.Method)
@@ -83,6 +89,9 @@ func (r *Runner) RunOne(ctx context.Context, q *Request) Result {
 		rec.Backend = q.Target
 	}
 	rec.RequestHeaders = store.Metadata(q.Metadata)
+	// The request's headers are its own values: none of them is redacted,
+	// whatever the example's recording redacted.
+	rec.Redacted = slices.DeleteFunc(rec.Redacted, func(k string) bool { _, own := q.Metadata[k]; return own })
 	if rec.Backend == "" && r.Route != nil {
 		rec.Backend, _ = r.Route(q.Method)
 	}

@@ -51,7 +51,7 @@ func (p Policy) Message(m *store.Message) {
 func (p Policy) Call(c *store.CallWithMessages) {
 	had := c.Redacted
 	if had == nil {
-		had = headers.Names(headers.InBand(c.RequestHeaders), headers.InBand(c.ResponseHeaders), headers.InBand(c.Trailers))
+		had = headers.InBand(c.RequestHeaders, c.ResponseHeaders, c.Trailers)
 	}
 	var req, resp, trl []string
 	c.RequestHeaders, req = p.metadata(c.RequestHeaders)

@@ -301,28 +301,20 @@ func Placeholders(n int) []string {
 	return red
 }
 
-// InBand returns the keys of md whose values are all Redacted, sorted:
-// the redacted headers of a capture written before redaction was marked
-// out of band, when the value was the only mark.
-func InBand(md map[string][]string) []string {
-	var out []string
-	for k, vs := range md {
-		if len(vs) == 0 {
-			continue
-		}
-		all := true
-		for _, v := range vs {
-			if v != Redacted {
-				all = false
-				break
+// InBand returns the keys of mds whose values are all Redacted, sorted,
+// never nil: the redacted headers of a call recorded before redaction was
+// marked out of band (an old capture, an old export or saved example),
+// when the value was the only mark.
+func InBand(mds ...map[string][]string) []string {
+	out := []string{}
+	for _, md := range mds {
+		for k, vs := range md {
+			if len(vs) > 0 && !slices.ContainsFunc(vs, func(v string) bool { return v != Redacted }) {
+				out = append(out, k)
 			}
 		}
-		if all {
-			out = append(out, k)
-		}
 	}
-	slices.Sort(out)
-	return out
+	return Names(out)
 }
 
 // HasPlaceholder reports whether any value of md is Redacted.
