@@ -49,7 +49,7 @@ func GivenSources(o DecoderOptions) ([]decode.Source, error) {
 		}
 		sources = append(sources, src)
 	} else if len(o.ImportPaths) > 0 {
-		return nil, errors.New("--import-path needs at least one --proto file")
+		return nil, fmt.Errorf("import paths %s given without a .proto file to find in them", strings.Join(o.ImportPaths, ", "))
 	}
 	if len(o.Protosets) > 0 {
 		src, err := decode.NewProtoset(o.Protosets...)
@@ -148,7 +148,7 @@ func DecodeCallWithin(ctx context.Context, dec *decode.Decoder, c *store.CallWit
 		}
 		var notes []string
 		if m.Truncated {
-			notes = append(notes, fmt.Sprintf("message was recorded cut to %d of %d bytes (--record-max-message)", len(m.Raw), m.Size))
+			notes = append(notes, fmt.Sprintf("message was recorded cut to %d of %d bytes (the recorder's limit on a body)", len(m.Raw), m.Size))
 		}
 		if len(res.Elided) > 0 {
 			elided[i] = res.Elided

@@ -86,7 +86,7 @@ func (l *Learner) learn(ctx context.Context, k learnKey) {
 		if first {
 			lvl = slog.LevelInfo
 		}
-		l.log.Log(ctx, lvl, "no schema for method: its messages will be shown schemaless (give --proto or --protoset to decode them)",
+		l.log.Log(ctx, lvl, "no schema for method: its messages will be shown schemaless (a .proto file or protoset given to grpctap would decode them)",
 			"method", k.method, "backend", k.backend, "reason", err.Error())
 		return
 	} else {

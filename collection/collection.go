@@ -292,7 +292,7 @@ func FromCall(c *store.CallWithMessages, name string) (Request, error) {
 			if why == "" {
 				why = "no schema"
 			}
-			return Request{}, fmt.Errorf("call %d: request #%d has no JSON form (%s): give the schema (--proto, --protoset, or a backend with reflection)", c.ID, m.Seq, why)
+			return Request{}, fmt.Errorf("call %d: request #%d has no JSON form (%s): its schema is needed (a .proto file, a protoset, or a backend with reflection)", c.ID, m.Seq, why)
 		}
 		var compact bytes.Buffer
 		if err := json.Compact(&compact, m.JSON); err != nil {

@@ -97,7 +97,7 @@ func (r *Runner) RunOne(ctx context.Context, q *Request) Result {
 	}
 	target := r.Replayer.Target(&rec.Call)
 	if target == "" {
-		return fail("no target: the request names none and neither does its example; give --target")
+		return fail("no target: the request names none, nor does its example, and the runner was given none")
 	}
 	dec := r.Comparator.Decoder
 	msgs, err := r.messages(ctx, q, rec, target)

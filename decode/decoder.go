@@ -307,7 +307,7 @@ func (d *Decoder) FindMethod(ctx context.Context, method, backend string) (proto
 		return md, builtin.String(), nil
 	}
 	if len(sources) == 0 {
-		why := "no descriptor source (give --proto or --protoset, or allow reflection)"
+		why := "no descriptor source: no .proto files or protosets, and no reflection allowed"
 		if err := d.dialErr(backend); err != nil {
 			why = err.Error()
 		}

@@ -218,8 +218,9 @@ func (s *staticSource) Files() []protoreflect.FileDescriptor {
 	return append([]protoreflect.FileDescriptor(nil), s.fs.files...)
 }
 
-// NewProtoFiles parses .proto files (--proto) found through importPaths
-// (--import-path). The well-known types (google/protobuf/*.proto) are built
+// NewProtoFiles parses .proto files found through importPaths. The
+// source is named after grpctap's flags ("--proto a.proto, b.proto"), as
+// inspectors show where a schema came from. The well-known types (google/protobuf/*.proto) are built
 // in. As a convenience a file named with an import path in front
 // ("protos/a/b.proto" with import path "protos") is found too. With no import
 // paths, file names are relative to the working directory.

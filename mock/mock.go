@@ -260,7 +260,7 @@ func (m *Mock) Serve(s Stream, fullMethod, authority string) error {
 	}
 	rec, level, score, nearest := m.match(ctx, mt, in, authority)
 	if rec == nil {
-		return grpcstatus.Errorf(codes.NotFound, "grpctap mock: no recorded call of %s matches this request (%s, --match %s); nearest: %s",
+		return grpcstatus.Errorf(codes.NotFound, "grpctap mock: no recorded call of %s matches this request (%s, loosest match allowed: %s); nearest: %s",
 			fullMethod, plural(len(in), "message"), m.opts.MaxLevel, nearest)
 	}
 	how := fmt.Sprintf("%s; call=%d", level, rec.call.ID)
@@ -304,7 +304,7 @@ func (m *Mock) play(s Stream, mt *method, rec *recorded, consumed int, how strin
 			continue
 		}
 		if msg.Truncated {
-			return grpcstatus.Errorf(codes.DataLoss, "grpctap mock: call %d response #%d was recorded cut to %d of %d bytes (--record-max-message)", c.ID, msg.Seq, len(msg.Raw), msg.Size)
+			return grpcstatus.Errorf(codes.DataLoss, "grpctap mock: call %d response #%d was recorded cut to %d of %d bytes (the recorder's limit on a body)", c.ID, msg.Seq, len(msg.Raw), msg.Size)
 		}
 		if err := s.Send(msg.Raw); err != nil {
 			return err

@@ -219,7 +219,7 @@ func (cm *Comparator) compareMessages(ctx context.Context, rec *store.CallWithMe
 		}
 	}
 	if res.ComparedBy == msgdiff.BySchemaless {
-		res.Notes = append(res.Notes, "no schema for "+rec.Method+": messages compared as schemaless trees (field numbers); give --proto/--protoset or a target with reflection")
+		res.Notes = append(res.Notes, "no schema for "+rec.Method+": messages compared as schemaless trees (field numbers): no .proto file, protoset or reflection of the target had it")
 	}
 	if res.ComparedBy == msgdiff.ByBytes {
 		res.Notes = append(res.Notes, "messages compared as bytes")

@@ -50,10 +50,10 @@ func (r *Replayer) Load(ctx context.Context, calls []*store.CallWithMessages, ti
 		return LoadReport{}, errors.New("load: no calls selected")
 	}
 	if opts.Duration <= 0 {
-		return LoadReport{}, errors.New("load: --duration must be positive")
+		return LoadReport{}, fmt.Errorf("load: duration %v: must be positive", opts.Duration)
 	}
 	if opts.Rate < 0 {
-		return LoadReport{}, errors.New("load: --rate must not be negative")
+		return LoadReport{}, fmt.Errorf("load: rate %v calls/s: must not be negative", opts.Rate)
 	}
 	conc := max(opts.Concurrency, 1)
 	// Starts stop when the run's time is up; calls in flight then finish

@@ -167,6 +167,10 @@ func RequestMetadata(c *store.Call, extra metadata.MD) metadata.MD {
 // ErrNotReplayable says a recorded call cannot be sent as recorded.
 var ErrNotReplayable = errors.New("not replayable")
 
+// ErrNoTarget says a call has nowhere to go: no recorded backend, and no
+// Options.Target. It is an ErrNotReplayable.
+var ErrNoTarget = fmt.Errorf("no target: %w", ErrNotReplayable)
+
 // Send replays c with the given deadline (0: none) and returns what came
 // back. A call that fails on the wire is an Outcome with its status; Send
 // errs only when the call could not be attempted (a request recorded cut
@@ -179,7 +183,7 @@ func (r *Replayer) Send(ctx context.Context, c *store.CallWithMessages, timeout 
 	}
 	target := r.Target(&c.Call)
 	if target == "" {
-		return nil, fmt.Errorf("call %d has no recorded backend; give --target: %w", c.ID, ErrNotReplayable)
+		return nil, fmt.Errorf("call %d has no recorded backend and the replayer no target: %w", c.ID, ErrNoTarget)
 	}
 	cc, err := r.conn(target)
 	if err != nil {

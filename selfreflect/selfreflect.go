@@ -222,7 +222,7 @@ func (m *merged) FindFileByPath(path string) (protoreflect.FileDescriptor, error
 			return fd, nil
 		}
 	}
-	return nil, fmt.Errorf("no file %q in the schemas of grpctap's routed backends, --proto or --protoset: %w", path, protoregistry.NotFound)
+	return nil, fmt.Errorf("no file %q in the schemas of grpctap's routed backends or of the .proto files and protosets given to it: %w", path, protoregistry.NotFound)
 }
 
 // FindDescriptorByName implements protodesc.Resolver.
@@ -232,7 +232,7 @@ func (m *merged) FindDescriptorByName(name protoreflect.FullName) (protoreflect.
 			return d, nil
 		}
 	}
-	return nil, fmt.Errorf("no symbol %s in the schemas of grpctap's routed backends, --proto or --protoset: %w", name, protoregistry.NotFound)
+	return nil, fmt.Errorf("no symbol %s in the schemas of grpctap's routed backends or of the .proto files and protosets given to it: %w", name, protoregistry.NotFound)
 }
 
 // FindExtensionByName implements protoregistry.ExtensionTypeResolver.
@@ -242,7 +242,7 @@ func (m *merged) FindExtensionByName(name protoreflect.FullName) (protoreflect.E
 			return xt, nil
 		}
 	}
-	return nil, fmt.Errorf("no extension %s in the schemas of grpctap's routed backends, --proto or --protoset: %w", name, protoregistry.NotFound)
+	return nil, fmt.Errorf("no extension %s in the schemas of grpctap's routed backends or of the .proto files and protosets given to it: %w", name, protoregistry.NotFound)
 }
 
 // FindExtensionByNumber implements protoregistry.ExtensionTypeResolver.
@@ -252,7 +252,7 @@ func (m *merged) FindExtensionByNumber(message protoreflect.FullName, field prot
 			return xt, nil
 		}
 	}
-	return nil, fmt.Errorf("no extension %d of %s in the schemas of grpctap's routed backends, --proto or --protoset: %w", field, message, protoregistry.NotFound)
+	return nil, fmt.Errorf("no extension %d of %s in the schemas of grpctap's routed backends or of the .proto files and protosets given to it: %w", field, message, protoregistry.NotFound)
 }
 
 // RangeExtensionsByMessage calls f for each extension of message, once per

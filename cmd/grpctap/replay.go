@@ -190,6 +190,12 @@ func selectCalls(ctx context.Context, st *store.Store, f *replayFlags, args []st
 
 func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []string) error {
 	log := newLogger(cmd.ErrOrStderr(), f.logLevel.Level)
+	if f.duration < 0 {
+		return fmt.Errorf("--duration %v: must be positive", f.duration)
+	}
+	if f.rate < 0 {
+		return fmt.Errorf("--rate %v: must not be negative", f.rate)
+	}
 	if f.duration == 0 && (f.rate != 0 || cmd.Flags().Changed("concurrency")) {
 		return errors.New("--rate and --concurrency are load-mode flags: give --duration too")
 	}
@@ -358,6 +364,9 @@ func replayOne(ctx context.Context, st *store.Store, rp *replay.Replayer, cmpr *
 		return replay.Result{CallID: id, Method: c.Method, Verdict: replay.Error, Error: err.Error(), Diffs: []replay.Diff{}}
 	}
 	out, err := rp.Send(ctx, c, rp.Timeout(recTimeout, ok))
+	if errors.Is(err, replay.ErrNoTarget) {
+		err = fmt.Errorf("%w (give --target)", err)
+	}
 	if err != nil {
 		return replay.Result{CallID: id, Method: c.Method, RPC: c.RPC, Target: rp.Target(&c.Call), Verdict: replay.Error, Error: err.Error(), Diffs: []replay.Diff{}}
 	}

@@ -343,6 +343,32 @@ func TestReplayErrors(t *testing.T) {
 	if err == nil {
 		t.Error("ids with --method should fail")
 	}
+	// The library names values; the command names its flags.
+	for _, tc := range []struct{ args, want []string }{
+		{[]string{"--duration", "-1s", "--all"}, []string{"--duration -1s", "positive"}},
+		{[]string{"--duration", "1s", "--rate", "-2", "--all"}, []string{"--rate -2", "negative"}},
+		{[]string{"--import-path", "protos", "--all"}, []string{"import paths protos", ".proto"}},
+	} {
+		_, _, err := runCmd(t, append([]string{"replay", "--db", db}, tc.args...)...)
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("replay %v: %v, want an error saying %q", tc.args, err, w)
+			}
+		}
+	}
+	st, err := store.Open(context.Background(), db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := st.Import(context.Background(), []store.CallWithMessages{{Call: store.Call{Method: "/t.S/M", Start: time.Now()}}})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _, err := runCmd(t, "replay", "--db", db, itoa(ids[0]))
+	if err == nil || !strings.Contains(text, "no recorded backend") || !strings.Contains(text, "give --target") {
+		t.Errorf("a call without a backend: %v\n%s", err, text)
+	}
 	// Selection by status and age.
 	out := mustRun(t, append([]string{"replay", "--db", db, "--status", "not_found", "--since", "1h"}, demoVolatile...)...)
 	if got := verdictLine.FindAllStringSubmatch(out, -1); len(got) != 1 || got[0][3] != "match" {
