@@ -78,16 +78,16 @@ func TestFleetQueries(t *testing.T) {
 			want []int64
 		}{
 			{PageQuery{}, []int64{6, 5, 4, 3, 2, 1}},
-			{PageQuery{Proxy: "edge-a"}, []int64{3, 2, 1}},
-			{PageQuery{Proxy: "edge-b", State: "closed"}, []int64{5, 4}},
+			{PageQuery{Filter: Filter{Proxy: "edge-a"}}, []int64{3, 2, 1}},
+			{PageQuery{Filter: Filter{Proxy: "edge-b"}, State: "closed"}, []int64{5, 4}},
 			{PageQuery{State: "open"}, []int64{6}},
 			{PageQuery{Protocol: "grpc-web"}, []int64{6}},
 			{PageQuery{Text: "banana-1"}, []int64{5}},    // a body's bytes
 			{PageQuery{Text: "APPLE"}, []int64{3, 2, 1}}, // header values, any case
 			{PageQuery{Text: "remove"}, []int64{5, 4}},   // the method
-			{PageQuery{Method: "*Add", Status: new(int)}, []int64{3, 1}},
-			{PageQuery{Limit: 2, Before: 5}, []int64{4, 3}},
-			{PageQuery{After: 4}, []int64{6, 5}},
+			{PageQuery{Filter: Filter{Method: "*Add", Status: new(int)}}, []int64{3, 1}},
+			{PageQuery{Filter: Filter{Limit: 2}, Before: 5}, []int64{4, 3}},
+			{PageQuery{Filter: Filter{AfterID: 4}}, []int64{6, 5}},
 		} {
 			if d := cmp.Diff(tc.want, pageIDs(t, a, tc.q)); d != "" {
 				t.Errorf("%+v: %s", tc.q, d)

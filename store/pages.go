@@ -5,19 +5,17 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-	"time"
 )
 
 // PageQuery selects one page of calls for the web inspector: newest first,
 // with a cursor. The zero PageQuery returns the newest DefaultPageSize
 // calls.
 type PageQuery struct {
-	Method   string    // glob on the full method, as in Filter; "" any
-	Status   *int      // status code; closed calls only
-	Protocol string    // "grpc", "grpc-web", "grpc-web-text"; "" any
-	State    string    // "open" or "closed"; "" any
-	Proxy    string    // the recording process's name, as in Filter; "" any
-	Since    time.Time // calls started at or after; zero: any
+	// Filter is the selection a list takes too; its Limit is the page
+	// size.
+	Filter
+	Protocol string // "grpc", "grpc-web", "grpc-web-text"; "" any
+	State    string // "open" or "closed"; "" any
 	// Text matches, case-insensitively for ASCII, the method, backend,
 	// peer, request headers, response headers, trailers and status
 	// message; and, byte for byte, the recorded message bodies (so a string
@@ -25,11 +23,6 @@ type PageQuery struct {
 	Text string
 	// Before is the cursor: only calls with an id below it. 0: the newest.
 	Before int64
-	// After selects only calls with an id above it (to fetch what arrived
-	// since a page was loaded). 0: no bound.
-	After int64
-	// Limit is the page size. Default DefaultPageSize, at most MaxPageSize.
-	Limit int
 }
 
 // Page sizes of PageQuery.
@@ -75,7 +68,7 @@ func likeEscape(s string) string {
 // status index, 2 ms this way); a method or time filter is first narrowed
 // to the id runs whose batches can hold a match (Store.candidates).
 func (s *liteStore) pageWhere(q PageQuery) ([]string, []any) {
-	conds, args := Filter{Method: q.Method, Status: q.Status, Since: q.Since, AfterID: q.After, Proxy: q.Proxy}.conds(true)
+	conds, args := q.Filter.conds(true)
 	if q.Protocol != "" {
 		conds = append(conds, "+protocol = ?")
 		args = append(args, q.Protocol)

@@ -166,7 +166,7 @@ func (p *pgStore) Messages(ctx context.Context, callID int64) ([]Message, error)
 func (p *pgStore) CallsPage(ctx context.Context, q PageQuery) (*Page, error) {
 	limit := q.pageSize()
 	var a pgArgs
-	conds := Filter{Method: q.Method, Status: q.Status, Since: q.Since, AfterID: q.After, Proxy: q.Proxy}.pgConds(&a)
+	conds := q.Filter.pgConds(&a)
 	if q.Protocol != "" {
 		conds = append(conds, "protocol = "+a.add(q.Protocol))
 	}

@@ -19,18 +19,22 @@ import (
 	"github.com/grpctap/grpctap/internal/headers"
 )
 
-// Filter selects calls. The zero Filter selects every call.
+// Filter selects calls: the one model of a selection, taken by lists
+// (EachCall, ListCalls) and, with more criteria of its own, by pages
+// (PageQuery embeds it). The zero Filter selects every call.
 type Filter struct {
 	Method string    // glob on the full method ("/pkg.Svc/*", "*Watch*"); "" any
 	Status *int      // status code; closed calls only
 	Since  time.Time // calls started at or after; zero: any
-	// Limit keeps the newest Limit calls; 0: all.
-	Limit int
-	// AfterID selects calls with an id above it (for following a capture).
+	// AfterID selects calls with an id above it (for following a capture,
+	// or fetching what arrived since a page was loaded). 0: no bound.
 	AfterID int64
 	// Proxy selects the calls recorded by the grpctap process of this
 	// name (Options.Name); "" any.
 	Proxy string
+	// Limit keeps the newest Limit calls of those selected. 0: all, for a
+	// list; DefaultPageSize for a page, which has at most MaxPageSize.
+	Limit int
 }
 
 // MaxPatternLen bounds a method glob and a search text, in characters.

@@ -79,10 +79,10 @@ func BenchmarkReads200k(b *testing.B) {
 		run  func() (int, error)
 	}{
 		{"newest page", func() (int, error) { return page(r, PageQuery{}) }},
-		{"method common", func() (int, error) { return page(r, PageQuery{Method: "/shop.v1.Cart/*"}) }},
-		{"method rare", func() (int, error) { return page(r, PageQuery{Method: "*Reindex"}) }},
-		{"status NOT_FOUND", func() (int, error) { return page(r, PageQuery{Status: &notFound}) }},
-		{"time range", func() (int, error) { return page(r, PageQuery{Since: t0.Add(150 * time.Second)}) }},
+		{"method common", func() (int, error) { return page(r, PageQuery{Filter: Filter{Method: "/shop.v1.Cart/*"}}) }},
+		{"method rare", func() (int, error) { return page(r, PageQuery{Filter: Filter{Method: "*Reindex"}}) }},
+		{"status NOT_FOUND", func() (int, error) { return page(r, PageQuery{Filter: Filter{Status: &notFound}}) }},
+		{"time range", func() (int, error) { return page(r, PageQuery{Filter: Filter{Since: t0.Add(150 * time.Second)}}) }},
 		{"calls --limit 100 --method rare", func() (int, error) {
 			cs, err := r.ListCalls(ctx, Filter{Method: "*Reindex", Limit: 100})
 			return len(cs), err

@@ -517,7 +517,7 @@ func TestTimeRangesAcrossWriters(t *testing.T) {
 				t.Fatalf("since +%v: call %d started %v", since, c.ID, c.Start)
 			}
 		}
-		page, err := a.CallsPage(ctx, PageQuery{Since: from, Limit: 3})
+		page, err := a.CallsPage(ctx, PageQuery{Filter: Filter{Since: from, Limit: 3}})
 		if err != nil || len(page.Calls) != min(3, want) {
 			t.Fatalf("page since +%v: %v %v", since, page, err)
 		}

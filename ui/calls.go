@@ -17,10 +17,9 @@ import (
 func parsePageQuery(r *http.Request, now time.Time) (store.PageQuery, error) {
 	v := r.URL.Query()
 	q := store.PageQuery{
-		Method:   strings.TrimSpace(v.Get("method")),
+		Filter:   store.Filter{Method: strings.TrimSpace(v.Get("method")), Proxy: strings.TrimSpace(v.Get("proxy"))},
 		Protocol: v.Get("protocol"),
 		State:    v.Get("state"),
-		Proxy:    strings.TrimSpace(v.Get("proxy")),
 		Text:     strings.TrimSpace(v.Get("q")),
 	}
 	for name, s := range map[string]string{"method": q.Method, "q": q.Text} {
@@ -47,7 +46,7 @@ func parsePageQuery(r *http.Request, now time.Time) (store.PageQuery, error) {
 			return q, fmt.Errorf("since %q: want a duration (10m) or an RFC 3339 time", s)
 		}
 	}
-	for name, dst := range map[string]*int64{"cursor": &q.Before, "after": &q.After} {
+	for name, dst := range map[string]*int64{"cursor": &q.Before, "after": &q.AfterID} {
 		if s := v.Get(name); s != "" {
 			n, err := strconv.ParseInt(s, 10, 64)
 			if err != nil || n < 0 {

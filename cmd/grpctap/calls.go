@@ -120,7 +120,8 @@ func (f *filterFlags) each(ctx context.Context, st *store.Store, fn func(c *stor
 	if f.protocol == "" && f.text == "" {
 		return st.EachCall(ctx, flt, fn)
 	}
-	q := store.PageQuery{Method: flt.Method, Status: flt.Status, Protocol: f.protocol, Since: flt.Since, Text: f.text, Proxy: f.proxy, Limit: store.MaxPageSize}
+	flt.Limit = store.MaxPageSize
+	q := store.PageQuery{Filter: flt, Protocol: f.protocol, Text: f.text}
 	var newest []store.Call
 	for {
 		if f.limit > 0 {
