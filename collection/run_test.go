@@ -10,8 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/demo/demopb"
@@ -36,14 +34,8 @@ func TestRunRedactedHeaders(t *testing.T) {
 			_ = ss.SetHeader(metadata.Pairs("set-cookie", "s=2"))
 			return rawcodec.Echo(srv, ss)
 		})))
-	set := &descriptorpb.FileDescriptorSet{File: []*descriptorpb.FileDescriptorProto{
-		protodesc.ToFileDescriptorProto(durationpb.File_google_protobuf_duration_proto),
-		protodesc.ToFileDescriptorProto(timestamppb.File_google_protobuf_timestamp_proto),
-		protodesc.ToFileDescriptorProto(demopb.File_demo_proto)}}
-	b, err := proto.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The well-known types demo.proto imports are built in.
+	b, _ := proto.Marshal(&descriptorpb.FileDescriptorSet{File: []*descriptorpb.FileDescriptorProto{protodesc.ToFileDescriptorProto(demopb.File_demo_proto)}})
 	src, err := decode.NewFileDescriptorSet(b)
 	if err != nil {
 		t.Fatal(err)

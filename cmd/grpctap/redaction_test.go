@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -16,8 +14,6 @@ import (
 	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/mock"
-	"github.com/grpctap/grpctap/proxy"
-	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -48,28 +44,6 @@ func TestRealRedactedValueSurvivesReplayAndMock(t *testing.T) {
 		}
 	}
 
-	// Record one call through the proxy, with the default redaction.
-	db := filepath.Join(t.TempDir(), "rec.db")
-	st, err := store.Open(ctx, db, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	rec, err := recorder.New(ctx, st, recorder.Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := proxy.New(proxy.Options{Backend: backend, Observer: rec, Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := p.NewServer()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
 	call := func(addr string) (hdr, tr metadata.MD) {
 		t.Helper()
 		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -86,14 +60,14 @@ func TestRealRedactedValueSurvivesReplayAndMock(t *testing.T) {
 		}
 		return hdr, tr
 	}
-	call(lis.Addr().String())
+	// Record one call through the proxy, with the default redaction.
+	db := recordThrough(t, backend, func(addr string) { call(addr) })
 	received("recording")
-	srv.Stop()
-	<-done
-	_ = p.Close()
-	if err := rec.Close(ctx); err != nil {
+	st, err := store.Open(ctx, db, store.Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close()
 
 	calls, err := st.ListCalls(ctx, store.Filter{})
 	if err != nil || len(calls) != 1 {

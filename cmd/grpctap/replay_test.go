@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -25,8 +24,6 @@ import (
 	"github.com/grpctap/grpctap/demo/demopb"
 	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/msgdiff"
-	"github.com/grpctap/grpctap/proxy"
-	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/replay"
 	"github.com/grpctap/grpctap/store"
 )
@@ -62,43 +59,21 @@ func startDemo(t *testing.T) *demo.Server {
 func recordDemo(t *testing.T, backend string) (string, recordedIDs) {
 	t.Helper()
 	ctx := context.Background()
-	db := filepath.Join(t.TempDir(), "rec.db")
-	st, err := store.Open(ctx, db, store.Options{})
+	db := recordThrough(t, backend, func(addr string) {
+		cl := demoClient(t, addr)
+		cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "x-trace", "t-1", "authorization", "Bearer secret"), 10*time.Second)
+		defer cancel()
+		driveDemo(t, cctx, cl)
+	})
+	st, err := store.Open(ctx, db, store.Options{ReadOnly: true})
 	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := recorder.New(ctx, st, recorder.Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := proxy.New(proxy.Options{Backend: backend, Observer: rec, Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := p.NewServer()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-
-	cl := demoClient(t, lis.Addr().String())
-	cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "x-trace", "t-1", "authorization", "Bearer secret"), 10*time.Second)
-	defer cancel()
-	driveDemo(t, cctx, cl)
-
-	srv.Stop()
-	<-done
-	_ = p.Close()
-	if err := rec.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	calls, err := st.ListCalls(ctx, store.Filter{})
+	st.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Close()
 	if len(calls) != 5 {
 		t.Fatalf("recorded %d calls, want 5", len(calls))
 	}
