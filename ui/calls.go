@@ -125,7 +125,8 @@ func (u *UI) getCall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	elided := capture.DecodeCallWithin(r.Context(), u.dec, c, decode.DefaultLimits)
-	v := CallView{CallWithMessages: c, Messages: make([]MessageView, len(c.Messages)), StatusDetails: capture.DecodeDetails(r.Context(), u.dec, &c.Call)}
+	v := CallView{CallWithMessages: c, Messages: make([]MessageView, len(c.Messages)), StatusDetails: capture.DecodeDetails(r.Context(), u.dec, &c.Call),
+		ComposerMetadata: composerMetadata(&c.Call)}
 	for i, m := range c.Messages {
 		v.Messages[i] = messageView(m, elided[i])
 	}

@@ -1,7 +1,10 @@
 package ui
 
 import (
+	"slices"
+
 	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -15,4 +18,27 @@ type CallView struct {
 	// Messages replaces CallWithMessages.Messages in JSON.
 	Messages      []MessageView `json:"messages"`
 	StatusDetails []DetailView  `json:"status_details_decoded,omitempty"`
+	// ComposerMetadata is the request metadata "Open in composer" starts
+	// from: key and value pairs of the headers a replay sends
+	// (headers.Replay), in key order, values as recorded. A redacted
+	// header is among them with its "[redacted]", for the user to fill in.
+	ComposerMetadata [][2]string `json:"composer_metadata"`
+}
+
+// composerMetadata is CallView.ComposerMetadata of c.
+func composerMetadata(c *store.Call) [][2]string {
+	keys := make([]string, 0, len(c.RequestHeaders))
+	for k := range c.RequestHeaders {
+		if headers.Passes(headers.Replay, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	out := [][2]string{}
+	for _, k := range keys {
+		for _, v := range c.RequestHeaders[k] {
+			out = append(out, [2]string{k, v})
+		}
+	}
+	return out
 }

@@ -39,8 +39,8 @@ export async function renderComposer(view, params, info) {
         const c = await api('GET', '/api/calls/' + params.get('from'));
         cs.method = c.method;
         cs.target = '';
-        const md = Object.entries(c.request_headers).filter(([k]) => !/^(:|grpctap-|content-type$|user-agent$|te$|grpc-)/.test(k));
-        cs.metadata = md.flatMap(([k, vs]) => vs.map(v => [k, v]));
+        // The headers a replay would send (the server's one header policy).
+        cs.metadata = (c.composer_metadata || []).map(([k, v]) => [k, v]);
         if (!cs.metadata.length) cs.metadata = [['', '']];
         cs.messages = (await requestJSON(c)).map(j => pretty(j ?? {}));
       } catch (e) { toast(e.message); }
