@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -459,6 +460,7 @@ func (r *Recorder) metadata(md metadata.MD) (store.Metadata, []string) {
 			out[k] = vs
 		}
 	}
+	slices.Sort(redacted) // the same bytes in the capture for the same call
 	return out, redacted
 }
 
