@@ -300,7 +300,12 @@ func TestFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"proxy"}, "needs --backend"},
+		{[]string{"proxy", "--listen", "127.0.0.1:0", "--ui", "", "--resolve", "backend.test"}, "want HOST=ADDR"},
+		{[]string{"proxy", "--listen", "127.0.0.1:0", "--ui", "", "--forward-ports", "443,https"}, `"https" is not a port`},
+		{[]string{"proxy", "--listen", "127.0.0.1:0", "--ui", "", "--forward-allow", "10.0.0.0/33"}, "want a CIDR"},
+		{[]string{"proxy", "--listen", "127.0.0.1:0", "--ui", "", "--no-intercept", "[a"}, "host pattern"},
+		{[]string{"proxy", "--listen", "127.0.0.1:0", "--ui", "", "--ca-cert", "c.pem"}, "--ca-key"},
+		{[]string{"proxy", "--listen", "127.0.0.1:0", "--ui", "", "--ca-cert", "nosuch.pem", "--ca-key", "nosuch-key.pem"}, "--ca-cert: CA nosuch.pem"},
 		{[]string{"proxy", "--backend", "x:1", "--route", "nope"}, "want PREFIX=ADDR"},
 		{[]string{"proxy", "--backend", "x:1", "--max-msg-size", "lots"}, "not a size"},
 		{[]string{"proxy", "--backend", "x:1", "--tls-cert", "c.pem"}, "--tls-key"},
