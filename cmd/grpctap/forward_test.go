@@ -578,3 +578,26 @@ func nonLoopbackIP(t *testing.T) net.IP {
 	t.Skip("no address but loopback to connect from")
 	return nil
 }
+
+// TestForwardBesideTLSListener: with --tls-cert the port serves direct
+// gRPC over TLS (grpctap's own certificate) and forward-proxy tunnels
+// side by side; the tunnel's h2c is not taken for a TLS handshake.
+func TestForwardBesideTLSListener(t *testing.T) {
+	certs := testcert.New(t)
+	backend := startDemo(t)
+	env := &forwardEnv{h2cHost: "plain.test:" + portOf(t, backend.Addr())}
+	env.proc = start(t, "proxy", "--listen", "127.0.0.1:0", "--no-record", "--ui", "", "--tls-cert", certs.ServerCertFile, "--tls-key", certs.ServerKeyFile,
+		"--backend", backend.Addr(), "--resolve", "plain.test=127.0.0.1")
+	env.addr = env.proc.waitFor(t, listeningLine)
+	cc, err := grpc.NewClient(env.addr, grpc.WithTransportCredentials(credentials.NewTLS(certs.ClientConfig(t, false))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if resp, err := demopb.NewDemoServiceClient(cc).Echo(ctx, &demopb.EchoRequest{Message: "tls"}); err != nil || resp.GetMessage() != "tls" {
+		t.Fatalf("direct TLS call: %v, %v", resp, err)
+	}
+	runGoClient(t, env, env.h2cHost, false)
+}
