@@ -601,3 +601,58 @@ func TestForwardBesideTLSListener(t *testing.T) {
 	}
 	runGoClient(t, env, env.h2cHost, false)
 }
+
+// TestCACommand: 'grpctap ca' makes the CA on first use and prints its
+// path, PEM and how each kind of client trusts it; the next run reads the
+// same CA.
+func TestCACommand(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	first := mustRun(t, "ca")
+	path := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "grpctap", "ca.pem")
+	for _, want := range []string{"Made a new CA.", "certificate: " + path, "-----BEGIN CERTIFICATE-----",
+		"SSL_CERT_FILE=" + path, "NODE_EXTRA_CA_CERTS=" + path, "-cacert " + path, "keytool -importcert", "update-ca-certificates"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("grpctap ca lacks %q:\n%s", want, first)
+		}
+	}
+	second := mustRun(t, "ca")
+	if strings.Contains(second, "Made a new CA") {
+		t.Error("the second run made another CA")
+	}
+	pemOf := func(s string) string {
+		i, j := strings.Index(s, "-----BEGIN"), strings.Index(s, "-----END CERTIFICATE-----")
+		return s[i:j]
+	}
+	if pemOf(first) != pemOf(second) {
+		t.Error("the second run printed another certificate")
+	}
+	if got := strings.TrimSpace(mustRun(t, "ca", "--path")); got != path {
+		t.Errorf("ca --path = %q, want %q", got, path)
+	}
+}
+
+// TestForwardWithAGivenCA: --ca-cert/--ca-key sign the intercepted TLS
+// instead of grpctap's own CA: a client that trusts only the own one is
+// refused.
+func TestForwardWithAGivenCA(t *testing.T) {
+	bin := stubserver.Grpcurl(t)
+	mine := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", mine)
+	mustRun(t, "ca")
+	given := filepath.Join(mine, "grpctap")
+	env := startForward(t, "--ca-cert", filepath.Join(given, "ca.pem"), "--ca-key", filepath.Join(given, "ca-key.pem"))
+	ownCA := env.caFile // made by startForward's 'ca --path' in its own XDG_CONFIG_HOME
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call := func(ca string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, bin, "-cacert", ca, "-d", `{"message":"given CA"}`, env.tlsHost, "grpctap.demo.v1.DemoService/Echo")
+		cmd.Env = proxyEnv(env.addr)
+		return cmd.CombinedOutput()
+	}
+	if out, err := call(filepath.Join(given, "ca.pem")); err != nil || !strings.Contains(string(out), "given CA") {
+		t.Fatalf("grpcurl trusting the given CA: %v\n%s\nproxy log:\n%s", err, out, env.proc.errOut)
+	}
+	if out, err := call(ownCA); err == nil {
+		t.Errorf("grpcurl trusting grpctap's own CA was served, want a refused certificate:\n%s", out)
+	}
+}
