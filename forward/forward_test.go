@@ -325,23 +325,10 @@ func TestListenerTellsConnectionsApart(t *testing.T) {
 // mid-sniff and in blind tunnels, and leaves no goroutine behind
 // (goleak).
 func TestListenerCloseEndsEverything(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
-		}
-	}()
+	echo := echoServer(t)
 	l, _ := listen(t, Options{})
 	dialRaw(t, l, "CONN") // mid-request
-	blind := dialRaw(t, l, "CONNECT "+echo.Addr().String()+" HTTP/1.1\r\n\r\nhello")
+	blind := dialRaw(t, l, "CONNECT "+echo+" HTTP/1.1\r\n\r\nhello")
 	br := bufio.NewReader(blind)
 	if resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect}); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("CONNECT: %v %v", resp, err)
@@ -363,3 +350,65 @@ func TestListenerCloseEndsEverything(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// echoServer echoes whatever is sent to it, for blind tunnels.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = lis.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); _, _ = io.Copy(c, c); _ = c.Close() }()
+		}
+	}()
+	return lis.Addr().String()
+}
+
+// TestNoInterceptIsBlind: a host matching NoIntercept gets a blind tunnel
+// even for HTTP/2 (the server sees the client's bytes as they are), and
+// one that cannot be reached gets 502 instead of 200.
+func TestNoInterceptIsBlind(t *testing.T) {
+	echo := echoServer(t)
+	r := Resolve{}
+	if err := r.Parse("echo.blind.test=" + echo); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Parse("dead.blind.test=127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	l, got := listen(t, Options{Resolve: r, NoIntercept: []string{"*.BLIND.test"}})
+	c := dialRaw(t, l, "CONNECT echo.blind.test:443 HTTP/1.1\r\n\r\n"+h2Preface)
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	b := make([]byte, len(h2Preface))
+	if _, err := io.ReadFull(br, b); err != nil || string(b) != h2Preface {
+		t.Fatalf("excluded host's tunnel echoed %q, %v", b, err)
+	}
+	select {
+	case c := <-got:
+		t.Fatalf("an excluded host's tunnel was handed to the server: %T", c)
+	default:
+	}
+	dead := dialRaw(t, l, "CONNECT dead.blind.test:443 HTTP/1.1\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(dead), &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "cannot reach 127.0.0.1:1") {
+		t.Errorf("unreachable excluded host: %d %q", resp.StatusCode, body)
+	}
+}

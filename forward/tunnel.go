@@ -113,7 +113,6 @@ func (t *tunnel) intercept(c net.Conn, up *proxy.Upstream) {
 func (t *tunnel) blind(reason string) {
 	up, err := t.dial()
 	if err != nil {
-		t.l.log.Warn("forward proxy: blind tunnel: cannot reach the server", "target", t.target, "addr", t.addr, "err", err)
 		_ = t.client.Close()
 		return
 	}
@@ -125,7 +124,6 @@ func (t *tunnel) blind(reason string) {
 func (t *tunnel) blindNow(reason string) {
 	up, err := t.dial()
 	if err != nil {
-		t.l.log.Warn("forward proxy: blind tunnel: cannot reach the server", "target", t.target, "addr", t.addr, "err", err)
 		refuse(t.client, http.StatusBadGateway, fmt.Sprintf("grpctap: cannot reach %s: %v", t.addr, err))
 		return
 	}
@@ -137,9 +135,14 @@ func (t *tunnel) blindNow(reason string) {
 	t.pipe(up, reason)
 }
 
+// dial connects to the server of a blind tunnel; a failure is logged.
 func (t *tunnel) dial() (net.Conn, error) {
 	d := net.Dialer{Timeout: t.l.opts.DialTimeout}
-	return d.Dial("tcp", t.addr)
+	c, err := d.Dial("tcp", t.addr)
+	if err != nil {
+		t.l.log.Warn("forward proxy: blind tunnel: cannot reach the server", "target", t.target, "addr", t.addr, "err", err)
+	}
+	return c, err
 }
 
 // pipe copies between the client (what was sniffed first) and up until
