@@ -56,7 +56,8 @@ func printCA(w io.Writer, ca *forward.CA) {
 	f := ca.CertFile
 	fmt.Fprintf(w, `
 Trust it in the client you run with HTTPS_PROXY=http://127.0.0.1:50050
-(grpctap proxy's --listen address):
+(grpctap proxy's --listen address; grpc-js and grpc-core read grpc_proxy or
+https_proxy, in lower case):
 
   Go (grpc-go):  SSL_CERT_FILE=%[1]s
                  (replaces the system roots for that process; or add the file

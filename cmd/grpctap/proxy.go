@@ -195,8 +195,9 @@ grpc.reflection.v1.ServerReflection=ADDR forwards it to ADDR instead, and
 with --no-reflection it is forwarded like any other call.
 
 The same port is a forward proxy too: a client started with
-HTTPS_PROXY=http://ADDR (grpc-go, grpc-js, grpcurl, ...) keeps its own
-target and sends HTTP CONNECT; grpctap intercepts its gRPC (TLS with a
+HTTPS_PROXY=http://ADDR (grpc-go, grpcurl; grpc-js and grpc-core read
+grpc_proxy or https_proxy, in lower case) keeps its own target and sends
+HTTP CONNECT; grpctap intercepts its gRPC (TLS with a
 certificate from grpctap's CA, which the client must trust: see 'grpctap
 ca'; or cleartext h2c), forwards and records it with the CONNECT target as
 the backend, and copies any other tunnel blind. Only loopback clients may
