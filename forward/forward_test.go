@@ -3,9 +3,11 @@ package forward
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,7 +20,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/grpctap/grpctap/internal/rawcodec"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/testcert"
 	"github.com/grpctap/grpctap/proxy"
 )
@@ -411,4 +417,105 @@ func TestNoInterceptIsBlind(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "cannot reach 127.0.0.1:1") {
 		t.Errorf("unreachable excluded host: %d %q", resp.StatusCode, body)
 	}
+}
+
+// TestProxyForwardsTunnelCallsToTheirTarget: behind a Listener and its
+// Credentials, a call that came through CONNECT goes to the CONNECT
+// target (mapped by Resolve; the name itself resolves nowhere), not to
+// the proxy's default backend, and observers see it with that target as
+// backend and the grpctap-forward label; afterwards a local call
+// (the composer's) to that recorded backend reaches it the same way.
+func TestProxyForwardsTunnelCallsToTheirTarget(t *testing.T) {
+	target, targetCalls := stubserver.CountedRawEcho(t)
+	other, otherCalls := stubserver.CountedRawEcho(t)
+	_, port, _ := net.SplitHostPort(target)
+	r := Resolve{}
+	if err := r.Parse("svc.invalid=127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	obs := &startLog{}
+	p, err := proxy.New(proxy.Options{Backend: other, Observer: obs, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Listen(inner, Options{Resolve: r, Logger: quietLog()})
+	srv := p.NewServer(grpc.Creds(Credentials(nil)))
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(l) }()
+	defer func() { srv.Stop(); <-served }()
+
+	// A client whose dialler sends CONNECT first, as grpc-go's proxy
+	// support does (the tests in cmd/grpctap use its HTTPS_PROXY itself).
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", l.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", addr, addr)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+		if err != nil || resp.StatusCode != 200 || br.Buffered() > 0 {
+			_ = c.Close()
+			return nil, fmt.Errorf("CONNECT: %v %v", resp, err)
+		}
+		return c, nil
+	}
+	name := "svc.invalid:" + port
+	cc, err := grpc.NewClient("passthrough:///"+name, grpc.WithContextDialer(dial),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawcodec.Codec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	in, out := []byte("through the tunnel"), []byte(nil)
+	if err := cc.Invoke(ctx, "/t.S/Echo", &in, &out); err != nil || string(out) != string(in) {
+		t.Fatalf("call through the tunnel: %q, %v", out, err)
+	}
+	if targetCalls.Load() != 1 || otherCalls.Load() != 0 {
+		t.Fatalf("calls reached the target %d times, the default backend %d times", targetCalls.Load(), otherCalls.Load())
+	}
+	if s := obs.get(); len(s) != 1 || s[0].Backend != name || s[0].Header.Get(proxy.HeaderForward)[0] != "h2c" {
+		t.Fatalf("observed %+v", s)
+	}
+
+	lc := p.Open(ctx, proxy.LocalOptions{Method: "/t.S/Echo", Backend: name})
+	if err := lc.Send([]byte("composer")); err != nil {
+		t.Fatal(err)
+	}
+	lc.CloseSend()
+	if b, err := lc.Recv(); err != nil || string(b) != "composer" {
+		t.Fatalf("local call to %s: %q, %v", name, b, err)
+	}
+	<-lc.Done()
+	if targetCalls.Load() != 2 {
+		t.Errorf("the local call did not reach the forward target (%d calls)", targetCalls.Load())
+	}
+}
+
+// startLog keeps the CallStarts it sees.
+type startLog struct {
+	mu     sync.Mutex
+	starts []proxy.CallStart
+}
+
+func (o *startLog) StartCall(s *proxy.CallStart) proxy.CallObserver {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(s.Header.Get(proxy.HeaderForward)) > 0 {
+		o.starts = append(o.starts, *s)
+	}
+	return nil
+}
+
+func (o *startLog) get() []proxy.CallStart {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]proxy.CallStart(nil), o.starts...)
 }

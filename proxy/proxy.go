@@ -259,7 +259,7 @@ func (p *Proxy) forward(ss grpc.ServerStream, labels bool) error {
 	if forwarded {
 		cc, err = p.fwd.conn(up)
 	} else {
-		cc, err = p.pool.get(backend)
+		cc, err = p.Conn(backend)
 	}
 	if err != nil {
 		return c.end(status.Errorf(codes.Unavailable, "grpctap: %v", err), nil)
