@@ -317,14 +317,21 @@ func TestListenerTellsConnectionsApart(t *testing.T) {
 	}
 
 	get := dialRaw(t, l, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err = http.ReadResponse(bufio.NewReader(get), nil)
+	if code, body := refusal(t, get, http.MethodGet); code != http.StatusMethodNotAllowed || !strings.Contains(body, "not GET") {
+		t.Errorf("GET: %d %q", code, body)
+	}
+}
+
+// refusal reads the listener's answer other than 200 to a request of
+// method sent on c: its status code and body.
+func refusal(t *testing.T, c net.Conn, method string) (int, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(string(body), "not GET") {
-		t.Errorf("GET: %d %q", resp.StatusCode, body)
-	}
+	return resp.StatusCode, string(body)
 }
 
 // TestListenerCloseEndsEverything: Close returns while clients are
@@ -409,13 +416,8 @@ func TestNoInterceptIsBlind(t *testing.T) {
 	default:
 	}
 	dead := dialRaw(t, l, "CONNECT dead.blind.test:443 HTTP/1.1\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(dead), &http.Request{Method: http.MethodConnect})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "cannot reach 127.0.0.1:1") {
-		t.Errorf("unreachable excluded host: %d %q", resp.StatusCode, body)
+	if code, body := refusal(t, dead, http.MethodConnect); code != http.StatusBadGateway || !strings.Contains(body, "cannot reach 127.0.0.1:1") {
+		t.Errorf("unreachable excluded host: %d %q", code, body)
 	}
 }
 
