@@ -100,19 +100,30 @@ func newPool(tlsCfg *tls.Config, maxMsg int, extra []grpc.DialOption) *pool {
 }
 
 func (p *pool) get(addr string) (*grpc.ClientConn, error) {
+	return p.getWith(addr, addr, addr)
+}
+
+// getWith returns the connection kept under key, made first by dialling
+// target with the pool's options and then extra; name is the backend for
+// errors.
+func (p *pool) getWith(key, target, name string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, errPoolClosed
 	}
-	if cc, ok := p.conns[addr]; ok {
+	if cc, ok := p.conns[key]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, p.opts...)
-	if err != nil {
-		return nil, fmt.Errorf("backend %s: %w", addr, err)
+	opts := p.opts
+	if len(extra) > 0 {
+		opts = append(append([]grpc.DialOption(nil), p.opts...), extra...)
 	}
-	p.conns[addr] = cc
+	cc, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", name, err)
+	}
+	p.conns[key] = cc
 	return cc, nil
 }
 

@@ -27,8 +27,9 @@ type LocalOptions struct {
 	// them as they are; the backend never does.
 	Header metadata.MD
 	// Backend, when set, is where the call goes, whatever the routes say
-	// (dialled as every backend, with the proxy's BackendTLS). Default "":
-	// routed as any call.
+	// (dialled as every backend, with the proxy's BackendTLS; a target
+	// that forward-proxy calls reached since the proxy started, as they
+	// did: see Conn). Default "": routed as any call.
 	Backend string
 	// Recorded is given to observers as CallStart.Recorded: an observer
 	// that stores calls calls it with the call's id. Default nil.

@@ -35,6 +35,10 @@ type Options struct {
 	// BackendTLS, when set, makes the proxy dial backends over TLS.
 	// Default: plaintext HTTP/2 (h2c).
 	BackendTLS *tls.Config
+	// ForwardTLS verifies the servers of forward-proxy calls whose client
+	// spoke TLS (see Upstream); its ServerName is set per server. Default:
+	// the system roots, TLS 1.2 or later.
+	ForwardTLS *tls.Config
 	// MaxMsgSize bounds each message, both ways. Default: DefaultMaxMsgSize.
 	MaxMsgSize int
 	// Observer sees every call. Default: none.
@@ -66,6 +70,7 @@ type Options struct {
 type Proxy struct {
 	router *router
 	pool   *pool
+	fwd    *upstreams // forward-proxy targets
 	maxMsg int
 	obs    Observer
 	log    *slog.Logger
@@ -92,6 +97,7 @@ func New(opts Options) (*Proxy, error) {
 	p := &Proxy{
 		router: r,
 		pool:   newPool(opts.BackendTLS, maxMsg, opts.DialOptions),
+		fwd:    newUpstreams(opts.ForwardTLS, maxMsg, opts.DialOptions),
 		maxMsg: maxMsg,
 		obs:    opts.Observer,
 		log:    log,
@@ -110,13 +116,22 @@ func (p *Proxy) Backends() []string { return p.router.backends() }
 
 // Conn returns the proxy's shared connection to a backend, for the parts of
 // grpctap that talk to backends themselves (reflection, replay, composer).
-func (p *Proxy) Conn(backend string) (*grpc.ClientConn, error) { return p.pool.get(backend) }
+// A backend no route names that calls reached through the forward proxy
+// is reached as they did (its address after --resolve, TLS or not).
+func (p *Proxy) Conn(backend string) (*grpc.ClientConn, error) {
+	if !p.router.names(backend) {
+		if u, ok := p.fwd.known(backend); ok {
+			return p.fwd.conn(u)
+		}
+	}
+	return p.pool.get(backend)
+}
 
 // Route returns the backend a method is routed to, and false when none is.
 func (p *Proxy) Route(method string) (string, bool) { return p.router.lookup(method) }
 
 // Close closes every backend connection. Calls still in flight fail.
-func (p *Proxy) Close() error { return p.pool.close() }
+func (p *Proxy) Close() error { return errors.Join(p.pool.close(), p.fwd.pool.close()) }
 
 // NewServer returns a grpc.Server that forwards every method through p.
 // It registers no services of its own; extra options are appended.
@@ -213,12 +228,16 @@ func (p *Proxy) forward(ss grpc.ServerStream, labels bool) error {
 	start := time.Now()
 	method, _ := grpc.MethodFromServerStream(ss)
 	local := localOptions(ctx)
-	if h, ok := p.own[method]; ok && !p.router.explicit(method) && (local == nil || local.Backend == "") {
+	up, forwarded := upstreamFrom(ctx)
+	if h, ok := p.own[method]; ok && !forwarded && !p.router.explicit(method) && (local == nil || local.Backend == "") {
 		return p.answer(ss, method, h, start)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	backend, routed := p.router.lookup(method)
-	if local != nil && local.Backend != "" {
+	switch {
+	case forwarded:
+		backend, routed = up.Target, true
+	case local != nil && local.Backend != "":
 		backend, routed = local.Backend, true
 	}
 	comp := recvCompression(ctx)
@@ -226,13 +245,22 @@ func (p *Proxy) forward(ss grpc.ServerStream, labels bool) error {
 	if !labels {
 		seen = clientLabels(md)
 	}
+	if forwarded {
+		seen = withForwardLabel(seen, up)
+	}
 	c := p.startCall(ctx, method, backend, comp, seen, start)
 
 	if !routed {
 		return c.end(status.Errorf(codes.Unimplemented,
 			"grpctap: no route matches method %s and no default backend is set (use --backend or --route)", method), nil)
 	}
-	cc, err := p.pool.get(backend)
+	var cc *grpc.ClientConn
+	var err error
+	if forwarded {
+		cc, err = p.fwd.conn(up)
+	} else {
+		cc, err = p.Conn(backend)
+	}
 	if err != nil {
 		return c.end(status.Errorf(codes.Unavailable, "grpctap: %v", err), nil)
 	}
@@ -448,7 +476,7 @@ func (p *Proxy) backendError(backend string, err error) error {
 		code = codes.Unavailable
 	}
 	msg := st.Message()
-	if p.plaintext && strings.Contains(msg, "error reading server preface") {
+	if p.plaintext && p.router.names(backend) && strings.Contains(msg, "error reading server preface") {
 		// A TLS server hangs up on (or answers with a TLS alert) the
 		// plaintext HTTP/2 preface it cannot read.
 		msg += " (the backend did not answer plaintext HTTP/2: if it serves TLS, start grpctap with --backend-tls)"

@@ -80,6 +80,19 @@ func (r *router) explicit(method string) bool {
 	return false
 }
 
+// names reports whether backend is the default or a route's backend.
+func (r *router) names(backend string) bool {
+	if backend == r.def {
+		return backend != ""
+	}
+	for _, rt := range r.routes {
+		if rt.backend == backend {
+			return true
+		}
+	}
+	return false
+}
+
 // backends lists every backend address the router can choose.
 func (r *router) backends() []string {
 	var out []string

@@ -1,6 +1,8 @@
 // Command proxybench measures grpctap's forwarding against a direct call and
 // against a bare mwitkow/grpc-proxy, in one run on loopback, and prints
-// throughput, p50 and p99 for each and the ratios grpctap/grpc-proxy.
+// throughput, p50 and p99 for each and the ratios grpctap/grpc-proxy,
+// then grpctap as a forward proxy (grpctap-forward: the client sets
+// HTTPS_PROXY and dials a name, forward.go) against grpctap in reverse mode.
 //
 //	go run ./bench/proxybench [-duration 500ms] [-rounds 40]
 //
@@ -104,6 +106,11 @@ func run(args []string, out io.Writer) error {
 			}
 		}()
 	}
+	fwdLis, err := reserveForward()
+	if err != nil {
+		return err
+	}
+	defer fwdLis.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	benchutil.FirstError = func(err error) { fmt.Fprintln(os.Stderr, "error:", err) }
 	stop := []func(){}
@@ -184,6 +191,17 @@ func run(args []string, out io.Writer) error {
 		targets = append(targets, target{name: et.name, cc: cc, settle: et.settle})
 	}
 
+	fwdAddr, stopFwd, err := serveForward(fwdLis, backend, log)
+	if err != nil {
+		return err
+	}
+	stop = append(stop, stopFwd)
+	fwdConn, err := connect(fwdAddr)
+	if err != nil {
+		return err
+	}
+	targets = append(targets, target{name: forwardName, cc: fwdConn})
+
 	if *onlyTargets != "" {
 		var keep []target
 		for _, t := range targets {
@@ -257,7 +275,10 @@ func run(args []string, out io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%d\t%s\t%s\t\n", c.name, t.name, tp, lat50, lat99, errs, ratio, pr)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printForwardRatios(out, cases, results)
 }
 
 func fmtDur(d time.Duration) string {

@@ -90,6 +90,7 @@ Start with 'grpctap demo' to see it work against a built-in backend.`,
 		newTestCmd(),
 		newMockCmd(),
 		newUICmd(),
+		newCACmd(),
 	)
 	return root
 }

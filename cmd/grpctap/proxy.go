@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/grpctap/grpctap/forward"
 	"github.com/grpctap/grpctap/proxy"
 )
 
@@ -27,6 +28,9 @@ type proxyFlags struct {
 	maxMsgSize      byteSize
 	shutdownTimeout time.Duration
 	logLevel        logLevel
+	// forward: the listener takes CONNECT too (forward.Listener), and the
+	// server's credentials pass its intercepted tunnels through.
+	forward bool
 }
 
 // listenSpec is where the proxy listens for gRPC.
@@ -127,12 +131,29 @@ func (f *backendTLSFlags) config(log *slog.Logger) (*tls.Config, error) {
 
 // serverOptions returns the gRPC server options for the listener.
 func (f *proxyFlags) serverOptions() ([]grpc.ServerOption, error) {
-	return listenerTLS(f.tlsCert, f.tlsKey)
+	if !f.forward {
+		return listenerTLS(f.tlsCert, f.tlsKey)
+	}
+	creds, err := listenerCreds(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return nil, err
+	}
+	return []grpc.ServerOption{grpc.Creds(forward.Credentials(creds))}, nil
 }
 
 // listenerTLS returns the server options that serve TLS (ALPN h2) with the
 // --tls-cert and --tls-key files, or none when both are empty.
 func listenerTLS(certFile, keyFile string) ([]grpc.ServerOption, error) {
+	creds, err := listenerCreds(certFile, keyFile)
+	if err != nil || creds == nil {
+		return nil, err
+	}
+	return []grpc.ServerOption{grpc.Creds(creds)}, nil
+}
+
+// listenerCreds returns the TLS credentials (ALPN h2) of the --tls-cert and
+// --tls-key files, or nil when both are empty.
+func listenerCreds(certFile, keyFile string) (credentials.TransportCredentials, error) {
 	if (certFile == "") != (keyFile == "") {
 		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
 	}
@@ -143,20 +164,21 @@ func listenerTLS(certFile, keyFile string) ([]grpc.ServerOption, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener TLS: %w", err)
 	}
-	return []grpc.ServerOption{grpc.Creds(creds)}, nil
+	return creds, nil
 }
 
 func newProxyCmd() *cobra.Command {
 	var f struct {
-		proxy  proxyFlags
-		record recordFlags
-		decode decodeFlags
-		web    webFlags
-		ui     uiFlags
-		pprof  string
+		proxy   proxyFlags
+		forward forwardFlags
+		record  recordFlags
+		decode  decodeFlags
+		web     webFlags
+		ui      uiFlags
+		pprof   string
 	}
 	cmd := &cobra.Command{
-		Use:   "proxy --backend ADDR [flags]",
+		Use:   "proxy [--backend ADDR] [flags]",
 		Short: "Forward gRPC calls to backends, recording every one",
 		Long: `proxy listens for gRPC and forwards every method of every service to a
 backend, unchanged: all four RPC kinds, metadata, trailers, status and
@@ -172,18 +194,25 @@ with the services of every backend merged; --route
 grpc.reflection.v1.ServerReflection=ADDR forwards it to ADDR instead, and
 with --no-reflection it is forwarded like any other call.
 
+The same port is a forward proxy too: a client started with
+HTTPS_PROXY=http://ADDR (grpc-go, grpcurl; grpc-js and grpc-core read
+grpc_proxy or https_proxy, in lower case) keeps its own target and sends
+HTTP CONNECT; grpctap intercepts its gRPC (TLS with a
+certificate from grpctap's CA, which the client must trust: see 'grpctap
+ca'; or cleartext h2c), forwards and records it with the CONNECT target as
+the backend, and copies any other tunnel blind. Only loopback clients may
+CONNECT unless --forward-allow says otherwise. See docs/forward.md.
+
 With --listen 127.0.0.1:0 a free port is picked: the log line
 "grpctap proxy listening" names it (addr=...).`,
 		Example: `  grpctap proxy --backend 127.0.0.1:9000
   grpctap proxy --listen :50050 --backend api.internal:443 --backend-tls
   grpctap proxy --route billing.v1.Billing=127.0.0.1:9001 --backend 127.0.0.1:9000
   grpctap proxy --backend 127.0.0.1:9000 --web 8080 --web-origin http://localhost:3000
-  grpctap proxy --backend 127.0.0.1:9000 --web :8080 --web-host devbox.lan`,
+  grpctap proxy --backend 127.0.0.1:9000 --web :8080 --web-host devbox.lan
+  grpctap proxy --resolve api.example.com=127.0.0.1   # then HTTPS_PROXY=http://127.0.0.1:50050 my-client`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.proxy.backend == "" && len(f.proxy.routes) == 0 {
-				return fmt.Errorf("proxy needs --backend ADDR or at least one --route PREFIX=ADDR (try 'grpctap demo' for a built-in backend)")
-			}
 			log := newLogger(cmd.ErrOrStderr(), f.proxy.logLevel.Level)
 			// Cancelling ctx is what stops the bridge and the inspector, on
 			// every way out of this function.
@@ -196,8 +225,14 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 				return err
 			}
 			defer closeListeners(ls)
+			fl, err := f.forward.listen(ls[0], log)
+			if err != nil {
+				return err
+			}
+			ls[0] = fl
+			f.proxy.forward = true
 			mockHook := func(o *proxy.Options) (func(), error) { return mockOnUnavailable(cmd.Flags(), o, log) }
-			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, ls[0], mockHook)
+			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, ls[0], mockHook, f.forward.hook(&f.proxy.backendTLS))
 			if err != nil {
 				return err
 			}
@@ -221,6 +256,7 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 				return errors.Join(err, waitWeb())
 			}
 			log.Info("grpctap proxy listening", "addr", fw.lis.Addr().String(), "backends", fw.proxy.Backends(), "tls", f.proxy.tlsCert != "")
+			logForwardMode(log, fw.lis.Addr(), f.proxy.backend == "" && len(f.proxy.routes) == 0)
 			err = serveGRPC(ctx, fw.server, fw.lis, f.proxy.shutdownTimeout, log)
 			cancel()
 			// The inspector stops before the recorder and the capture close.
@@ -228,6 +264,7 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 		},
 	}
 	f.proxy.register(cmd.Flags(), true)
+	f.forward.register(cmd.Flags())
 	f.record.register(cmd.Flags())
 	f.decode.register(cmd.Flags(), true)
 	f.web.register(cmd.Flags(), "")

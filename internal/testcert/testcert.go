@@ -30,16 +30,17 @@ type Set struct {
 	Pool           *x509.CertPool
 }
 
-// New writes a fresh Set into t.TempDir().
-func New(t testing.TB) *Set {
+// New writes a fresh Set into t.TempDir(). The server certificate is for
+// localhost, 127.0.0.1, ::1 and the names given.
+func New(t testing.TB, names ...string) *Set {
 	t.Helper()
 	dir := t.TempDir()
 	caKey, caCert, caDER := makeCA(t)
 	s := &Set{CAFile: filepath.Join(dir, "ca.pem"), Pool: x509.NewCertPool()}
 	s.Pool.AddCert(caCert)
 	writePEM(t, s.CAFile, "CERTIFICATE", caDER)
-	s.ServerCertFile, s.ServerKeyFile = issue(t, dir, "server", caKey, caCert, x509.ExtKeyUsageServerAuth)
-	s.ClientCertFile, s.ClientKeyFile = issue(t, dir, "client", caKey, caCert, x509.ExtKeyUsageClientAuth)
+	s.ServerCertFile, s.ServerKeyFile = issue(t, dir, "server", caKey, caCert, x509.ExtKeyUsageServerAuth, names)
+	s.ClientCertFile, s.ClientKeyFile = issue(t, dir, "client", caKey, caCert, x509.ExtKeyUsageClientAuth, nil)
 	return s
 }
 
@@ -100,7 +101,7 @@ func makeCA(t testing.TB) (*ecdsa.PrivateKey, *x509.Certificate, []byte) {
 
 var serial atomic.Int64
 
-func issue(t testing.TB, dir, name string, caKey *ecdsa.PrivateKey, ca *x509.Certificate, usage x509.ExtKeyUsage) (certFile, keyFile string) {
+func issue(t testing.TB, dir, name string, caKey *ecdsa.PrivateKey, ca *x509.Certificate, usage x509.ExtKeyUsage, names []string) (certFile, keyFile string) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +113,7 @@ func issue(t testing.TB, dir, name string, caKey *ecdsa.PrivateKey, ca *x509.Cer
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     append([]string{"localhost"}, names...),
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
