@@ -117,12 +117,15 @@ func mdSize(md Metadata) int {
 // redactedKey is the key under which a header column's JSON names the
 // headers whose values were redacted (Call.Redacted). No header can have
 // it: gRPC metadata keys are lower case (HTTP/2 forbids upper case in
-// names, grpc-go and the recorder turn every key to lower case) and
-// cannot hold a space, so it is out of band while readers of the column
-// still see an object of key → values. It is written only where a value
-// is headers.Redacted, whoever put it there; a column without it is of a
-// capture from before (headers.InBand reads those).
-const redactedKey = "Redacted headers"
+// names, grpc-go, the recorder and import turn every key to lower case),
+// hold no space, and the only pseudo-header grpc-go passes on is
+// :authority; so it is out of band while readers of the column still see
+// an object of key → values. The leading ':' makes grpctap versions from
+// before the list take it for a pseudo-header: they show it, and leave it
+// out of replays, mock answers, diffs and grpcurl commands. It is written
+// only where a value is headers.Redacted, whoever put it there; a column
+// without it is of a capture from before (headers.InBand reads those).
+const redactedKey = ":Redacted headers"
 
 // mdJSON encodes metadata as a JSON object with sorted keys, as
 // encoding/json would (readers parse it with encoding/json), with

@@ -500,11 +500,11 @@ func TestParseMDOfOldCaptures(t *testing.T) {
 	if d := cmp.Diff([]string{"authorization"}, red); d != "" || len(md) != 2 {
 		t.Errorf("old column: redacted (-want +got):\n%s (md %v)", d, md)
 	}
-	md, red = parseMD(`{"Redacted headers":[],"authorization":["[redacted]"]}`)
+	md, red = parseMD(`{":Redacted headers":[],"authorization":["[redacted]"]}`)
 	if len(red) != 0 || len(md) != 1 || md["authorization"][0] != "[redacted]" {
 		t.Errorf("column with an empty list: md %v, redacted %v; want the value kept as sent", md, red)
 	}
-	if got := mdJSON(Metadata{"a": {"[redacted]"}, "b": {"[redacted]"}}, []string{"b", "z"}); got != `{"Redacted headers":["b"],"a":["[redacted]"],"b":["[redacted]"]}` {
+	if got := mdJSON(Metadata{"a": {"[redacted]"}, "b": {"[redacted]"}}, []string{"b", "z"}); got != `{":Redacted headers":["b"],"a":["[redacted]"],"b":["[redacted]"]}` {
 		t.Errorf("mdJSON with a redacted value = %s", got)
 	}
 }
