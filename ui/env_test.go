@@ -17,13 +17,13 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
 	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/testcert"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 	"github.com/grpctap/grpctap/ui"
 )
@@ -102,7 +102,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	served := make(chan struct{})
 	go func() { defer close(served); _ = srv.Serve(lis) }()
 	t.Cleanup(func() { srv.Stop(); <-served })
-	dec, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{Reflection: true})
+	dec, err := schemas.OpenDecoder(ctx, st, schemas.DecoderOptions{Reflection: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -216,13 +216,13 @@ docs/capture.md without messages.`,
 			}
 			// A schema tells each call's real RPC kind; without one it is
 			// guessed from the message counts.
-			dec, err := capture.OpenDecoder(ctx, st, df.options(nil))
+			dec, err := schemas.OpenDecoder(ctx, st, df.options(nil))
 			if err != nil {
 				return err
 			}
 			defer dec.Close()
 			for i := range calls {
-				capture.ResolveRPC(ctx, dec, &calls[i])
+				schemas.ResolveRPC(ctx, dec, &calls[i])
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())

@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/collection"
 	"github.com/grpctap/grpctap/replay"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -70,7 +70,7 @@ func runCollectionAdd(ctx context.Context, cmd *cobra.Command, f *replayFlags, d
 		return err
 	}
 	defer st.Close()
-	dec, err := capture.OpenDecoder(ctx, st, df.options(reflectionDial(nil)))
+	dec, err := schemas.OpenDecoder(ctx, st, df.options(reflectionDial(nil)))
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func runCollectionAdd(ctx context.Context, cmd *cobra.Command, f *replayFlags, d
 		if err != nil {
 			return err
 		}
-		capture.DecodeCall(ctx, dec, c)
+		schemas.DecodeCall(ctx, dec, c)
 		q, err := collection.FromCall(c, "")
 		if err != nil {
 			return err

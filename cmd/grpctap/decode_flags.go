@@ -3,8 +3,8 @@ package main
 import (
 	"github.com/spf13/pflag"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/schemas"
 )
 
 // decodeFlags say where schemas come from, for the commands that decode.
@@ -28,8 +28,8 @@ func (f *decodeFlags) register(fs *pflag.FlagSet, reflection bool) {
 
 // options returns the decoder options; dial, when not nil and reflection is
 // on, is how reflection reaches a backend.
-func (f *decodeFlags) options(dial decode.Dialer) capture.DecoderOptions {
-	return capture.DecoderOptions{
+func (f *decodeFlags) options(dial decode.Dialer) schemas.DecoderOptions {
+	return schemas.DecoderOptions{
 		ProtoFiles:  f.protos,
 		ImportPaths: f.importPaths,
 		Protosets:   f.protosets,

@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/selfreflect"
 	"github.com/grpctap/grpctap/ui"
 )
@@ -73,7 +73,7 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 		}
 		return shared{cc}, nil
 	}
-	dec, err := capture.OpenDecoder(ctx, rf.store, df.options(dial))
+	dec, err := schemas.OpenDecoder(ctx, rf.store, df.options(dial))
 	if err != nil {
 		return nil, err
 	}
@@ -85,12 +85,12 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 		observers = append(observers, rec)
 		if rf.store != nil && (len(df.protos) > 0 || len(df.protosets) > 0) {
 			// Keep the given schemas in the capture too.
-			if err := capture.SaveLearned(ctx, dec, rf.store); err != nil {
+			if err := schemas.SaveLearned(ctx, dec, rf.store); err != nil {
 				log.Warn("saving schemas in the capture", "err", err)
 			}
 		}
 		if !df.noReflection {
-			learner := capture.NewLearner(dec, rf.store, log)
+			learner := schemas.NewLearner(dec, rf.store, log)
 			fw.closers = append(fw.closers, func(context.Context) error { learner.Close(); return nil })
 			observers = append(observers, learner)
 		}
@@ -100,7 +100,7 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 		// The proxy answers reflection itself, merging every backend's
 		// schemas and the given files (only those: a capture's saved
 		// schemas may be of backends no longer routed to).
-		given, err := capture.GivenSources(df.options(nil))
+		given, err := schemas.GivenSources(df.options(nil))
 		if err != nil {
 			return nil, err
 		}

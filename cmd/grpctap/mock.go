@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/mock"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -47,7 +47,7 @@ func (f *mockSourceFlags) load(ctx context.Context, db string, log *slog.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	dec, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{ProtoFiles: f.protoFiles, ImportPaths: f.importPaths, Protosets: f.protosets})
+	dec, err := schemas.OpenDecoder(ctx, st, schemas.DecoderOptions{ProtoFiles: f.protoFiles, ImportPaths: f.importPaths, Protosets: f.protosets})
 	if err != nil {
 		st.Close()
 		return nil, nil, err

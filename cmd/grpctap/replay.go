@@ -18,11 +18,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/replay"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -234,7 +234,7 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 		return runLoad(ctx, cmd.OutOrStdout(), st, rp, ids, f)
 	}
 
-	dec, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{
+	dec, err := schemas.OpenDecoder(ctx, st, schemas.DecoderOptions{
 		ProtoFiles: f.protoFiles, ImportPaths: f.importPaths, Protosets: f.protosets,
 		Reflection: !f.noRefl, Dial: reflectionDial(tlsCfg),
 	})
@@ -350,7 +350,7 @@ func replayOne(ctx context.Context, st *store.Store, rp *replay.Replayer, cmpr *
 		return replay.Result{CallID: id, Verdict: replay.Error, Error: err.Error(), Diffs: []replay.Diff{}}
 	}
 	if cmpr.Decoder != nil {
-		capture.DecodeCall(ctx, cmpr.Decoder, c) // fills in the RPC kind from the schema
+		schemas.DecodeCall(ctx, cmpr.Decoder, c) // fills in the RPC kind from the schema
 	}
 	recTimeout, ok, err := st.RecordedTimeout(ctx, id)
 	if err != nil {

@@ -12,9 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/collection"
 	"github.com/grpctap/grpctap/replay"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -127,7 +127,7 @@ func runTest(ctx context.Context, cmd *cobra.Command, f *testFlags, arg string) 
 	if len(col.Requests) == 0 {
 		return fmt.Errorf("collection %q has no requests", col.Name)
 	}
-	dec, err := capture.OpenDecoder(ctx, st, f.decode.options(reflectionDial(sf.tls)))
+	dec, err := schemas.OpenDecoder(ctx, st, f.decode.options(reflectionDial(sf.tls)))
 	if err != nil {
 		return err
 	}

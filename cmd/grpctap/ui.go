@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -62,7 +62,7 @@ Composer calls made here go straight to the target and are not recorded
 			dial := func(backend string) (grpc.ClientConnInterface, error) {
 				return grpc.NewClient(backend, grpc.WithTransportCredentials(insecure.NewCredentials()))
 			}
-			dec, err := capture.OpenDecoder(ctx, st, df.options(dial))
+			dec, err := schemas.OpenDecoder(ctx, st, df.options(dial))
 			if err != nil {
 				return err
 			}

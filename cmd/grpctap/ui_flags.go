@@ -15,10 +15,10 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 	"github.com/grpctap/grpctap/ui"
 )
@@ -154,7 +154,7 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 	dec, ownDec := d.Decoder, false
 	if dec == nil {
 		var err error
-		dec, err = capture.OpenDecoder(ctx, d.Store, capture.DecoderOptions{Reflection: true})
+		dec, err = schemas.OpenDecoder(ctx, d.Store, schemas.DecoderOptions{Reflection: true})
 		if err != nil {
 			return "", nil, err
 		}
