@@ -14,20 +14,25 @@ import (
 
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/selfreflect"
+	"github.com/grpctap/grpctap/store"
 	"github.com/grpctap/grpctap/ui"
 )
 
-// forwarder is the proxy with everything the 'proxy' and 'demo' commands
-// attach to it: the recorder, schema learning and the listener.
+// forwarder is the wiring of 'proxy' and 'demo': the proxy with
+// everything attached to it (the capture and its recorder, schema
+// learning, the listener), built from their flags.
 type forwarder struct {
-	proxy   *proxy.Proxy
-	server  *grpc.Server
-	lis     net.Listener
-	decoder *decode.Decoder
-	tls     *tls.Config // TLS to backends; nil for plaintext
-	closers []func(context.Context) error
+	proxy    *proxy.Proxy
+	server   *grpc.Server
+	lis      net.Listener
+	decoder  *decode.Decoder
+	store    *store.Store       // nil when not recording
+	recorder *recorder.Recorder // nil when not recording
+	tls      *tls.Config        // TLS to backends; nil for plaintext
+	closers  []func(context.Context) error
 }
 
 // shared lets the decoder use the proxy's pooled backend connections for
@@ -39,8 +44,10 @@ type shared struct{ grpc.ClientConnInterface }
 type optionHook func(*proxy.Options) (release func(), err error)
 
 // startForwarder opens the capture, the decoder and the proxy, whose
-// server is to serve lis (from pf.listenSpec).
-func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *recordFlags, df *decodeFlags, lis net.Listener, hooks ...optionHook) (_ *forwarder, err error) {
+// server is to serve lis (from pf.listenSpec), and has g close them last,
+// once every server has stopped (the recorder flushes, the capture
+// closes); when it fails, it has closed what it opened.
+func startForwarder(ctx context.Context, g *runGroup, log *slog.Logger, pf *proxyFlags, rf *recordFlags, df *decodeFlags, lis net.Listener, hooks ...optionHook) (_ *forwarder, err error) {
 	fw := &forwarder{lis: lis}
 	defer func() {
 		if err != nil {
@@ -56,11 +63,12 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 	if err != nil {
 		return nil, err
 	}
-	rec, closeRec, err := rf.open(ctx, log)
+	rec, err := rf.open(ctx, log)
 	if err != nil {
 		return nil, err
 	}
-	fw.closers = append(fw.closers, closeRec)
+	fw.store, fw.recorder = rec.store, rec.recorder
+	fw.closers = append(fw.closers, rec.close)
 
 	// The decoder reaches backends through the proxy's own pool, which
 	// exists once the proxy does; it is first used after that. It decodes
@@ -73,7 +81,7 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 		}
 		return shared{cc}, nil
 	}
-	dec, err := schemas.OpenDecoder(ctx, rf.store, df.options(dial))
+	dec, err := schemas.OpenDecoder(ctx, fw.store, df.options(dial))
 	if err != nil {
 		return nil, err
 	}
@@ -81,16 +89,16 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 	fw.closers = append(fw.closers, func(context.Context) error { return dec.Close() })
 
 	var observers []proxy.Observer
-	if rec != nil {
-		observers = append(observers, rec)
-		if rf.store != nil && (len(df.protos) > 0 || len(df.protosets) > 0) {
+	if fw.recorder != nil {
+		observers = append(observers, fw.recorder)
+		if len(df.protos) > 0 || len(df.protosets) > 0 {
 			// Keep the given schemas in the capture too.
-			if err := schemas.SaveLearned(ctx, dec, rf.store); err != nil {
+			if err := schemas.SaveLearned(ctx, dec, fw.store); err != nil {
 				log.Warn("saving schemas in the capture", "err", err)
 			}
 		}
 		if !df.noReflection {
-			learner := schemas.NewLearner(dec, rf.store, log)
+			learner := schemas.NewLearner(dec, fw.store, log)
 			fw.closers = append(fw.closers, func(context.Context) error { learner.Close(); return nil })
 			observers = append(observers, learner)
 		}
@@ -127,8 +135,9 @@ func startForwarder(ctx context.Context, log *slog.Logger, pf *proxyFlags, rf *r
 	fw.closers = append(fw.closers, func(context.Context) error { return p.Close() })
 	fw.server = p.NewServer(srvOpts...)
 	// A server that was never served still has its stream workers to stop
-	// (a later start-up step failed); after serveGRPC this is a no-op.
+	// (a later start-up step failed); once served and stopped this is a no-op.
 	fw.closers = append(fw.closers, func(context.Context) error { fw.server.Stop(); return nil })
+	g.onClose(fw.close)
 	return fw, nil
 }
 
@@ -145,16 +154,43 @@ func (fw *forwarder) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// startUI starts the web inspector over the forwarder's capture, recorder,
-// proxy and decoder, as uf says; pf are the flags of the gRPC listener,
-// whose address and TLS the inspector's grpcurl commands name. out, when
-// not nil, gets the URL line.
-func (fw *forwarder) startUI(ctx context.Context, uf *uiFlags, lis net.Listener, rf *recordFlags, pf *proxyFlags, log *slog.Logger, out io.Writer) (string, func() error, error) {
-	return uf.start(ctx, lis, uiDeps{
-		Store: rf.store, Recorder: rf.recorder, Proxy: fw.proxy, Decoder: fw.decoder,
-		BackendTLS: fw.tls, Logger: log, Out: out,
+// frontDoors are the servers 'proxy' and 'demo' run around the
+// forwarder: its gRPC listener, and the gRPC-Web bridge and the inspector
+// when they are on (their listeners nil when off).
+type frontDoors struct {
+	web   *webFlags
+	webLn net.Listener
+	ui    *uiFlags
+	uiLn  net.Listener
+	// out, when not nil, gets the inspector's URL line.
+	out io.Writer
+}
+
+// serveIn adds the forwarder's gRPC server and its front doors to g. It
+// returns the bridge's address and the
+// inspector's URL to show ("" when off). pf are the flags of the gRPC
+// listener, whose address and TLS the inspector's grpcurl commands name.
+func (fw *forwarder) serveIn(ctx context.Context, g *runGroup, d frontDoors, pf *proxyFlags, log *slog.Logger) (webAddr, uiURL string, err error) {
+	web, webAddr, err := d.web.service(fw.proxy, fw.decoder, d.webLn, pf.shutdownTimeout, log)
+	if err != nil {
+		return "", "", err
+	}
+	if web != nil {
+		g.add(*web)
+	}
+	inspector, uiURL, err := d.ui.service(ctx, d.uiLn, uiDeps{
+		Store: fw.store, Recorder: fw.recorder, Proxy: fw.proxy, Decoder: fw.decoder,
+		BackendTLS: fw.tls, Logger: log, Out: d.out,
 		GRPC: ui.GRPCListener{Addr: dialAddr(fw.lis.Addr()), TLS: pf.tlsCert != "", CACert: pf.tlsCert},
 	})
+	if err != nil {
+		return "", "", err
+	}
+	if inspector != nil {
+		g.add(*inspector)
+	}
+	g.add(grpcService("proxy", fw.server, fw.lis))
+	return webAddr, uiURL, nil
 }
 
 // dialAddr is the address a client on this machine dials to reach a

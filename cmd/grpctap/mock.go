@@ -106,8 +106,7 @@ recorded calls.`,
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	f.src.register(fs, "")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long calls in flight may take to finish")
-	f.logLevel.Level = slog.LevelInfo
-	fs.Var(&f.logLevel, "log-level", "log level: debug, info (one line per call), warn or error")
+	f.logLevel.register(fs, "info")
 	return cmd
 }
 
@@ -131,7 +130,9 @@ func runMock(ctx context.Context, cmd *cobra.Command, f *mockFlags) error {
 	}
 	srv := m.NewServer(srvOpts...)
 	log.Info("grpctap mock listening", "addr", lis.Addr().String(), "tls", f.tlsCert != "", "db", f.db, "calls", m.Calls(), "methods", len(m.Methods()))
-	return serveGRPC(ctx, srv, lis, f.shutdownTimeout, log)
+	g := newRunGroup(f.shutdownTimeout, log)
+	g.add(grpcService("mock", srv, lis))
+	return g.run(ctx)
 }
 
 func methodNote(glob string) string {

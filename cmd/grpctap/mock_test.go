@@ -118,11 +118,11 @@ func TestProxyMockOnUnavailable(t *testing.T) {
 	db, _ := recordThenStop(t)
 	ctx := context.Background()
 
-	// The proxy's flags as runProxy sees them: --db from recordFlags.
+	// The proxy's flags as 'proxy' reads them; --db is the proxy's own.
+	var mf mockOnUnavailableFlags
 	fs := pflag.NewFlagSet("proxy", pflag.ContinueOnError)
-	fs.String("db", defaultDB, "")
-	registerMockOnUnavailable(fs)
-	if err := fs.Parse([]string{"--db", db, "--mock-on-unavailable"}); err != nil {
+	mf.register(fs)
+	if err := fs.Parse([]string{"--mock-on-unavailable"}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.Open(ctx, db, store.Options{})
@@ -135,7 +135,7 @@ func TestProxyMockOnUnavailable(t *testing.T) {
 	}
 	var logBuf syncbuf.Buffer
 	opts := proxy.Options{Backend: deadBackend(t), Observer: rec, Logger: newLogger(&logBuf, slog.LevelInfo)}
-	release, err := mockOnUnavailable(fs, &opts, opts.Logger)
+	release, err := mf.apply(&opts, db, opts.Logger)
 	if err != nil {
 		t.Fatal(err)
 	}

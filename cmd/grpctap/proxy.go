@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -50,8 +49,7 @@ func (f *proxyFlags) register(fs *pflag.FlagSet, withBackend bool) {
 	f.maxMsgSize = proxy.DefaultMaxMsgSize
 	fs.Var(&f.maxMsgSize, "max-msg-size", "largest message forwarded each way, in bytes (accepts KiB/MiB suffixes)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long calls in flight may take to finish before they are cancelled")
-	f.logLevel.Level = slog.LevelInfo
-	fs.Var(&f.logLevel, "log-level", "log level: debug (one line per call), info, warn or error")
+	f.logLevel.register(fs, "debug")
 }
 
 // options turns the flags into proxy options.
@@ -175,6 +173,7 @@ func newProxyCmd() *cobra.Command {
 		decode  decodeFlags
 		web     webFlags
 		ui      uiFlags
+		mock    mockOnUnavailableFlags
 		pprof   string
 	}
 	cmd := &cobra.Command{
@@ -214,10 +213,7 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := newLogger(cmd.ErrOrStderr(), f.proxy.logLevel.Level)
-			// Cancelling ctx is what stops the bridge and the inspector, on
-			// every way out of this function.
-			ctx, cancel := context.WithCancel(cmd.Context())
-			defer cancel()
+			ctx := cmd.Context()
 			// Every address is taken before anything starts, so that all
 			// that are in use are reported at once.
 			ls, err := listenAll(cmd.Flags(), log, f.proxy.listenSpec(), f.web.listenSpec(), f.ui.listenSpec(!f.record.noRecord))
@@ -231,36 +227,25 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 			}
 			ls[0] = fl
 			f.proxy.forward = true
-			mockHook := func(o *proxy.Options) (func(), error) { return mockOnUnavailable(cmd.Flags(), o, log) }
-			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, ls[0], mockHook, f.forward.hook(&f.proxy.backendTLS))
+			g := newRunGroup(f.proxy.shutdownTimeout, log)
+			mockHook := func(o *proxy.Options) (func(), error) { return f.mock.apply(o, f.record.db, log) }
+			fw, err := startForwarder(ctx, g, log, &f.proxy, &f.record, &f.decode, ls[0], mockHook, f.forward.hook(&f.proxy.backendTLS))
 			if err != nil {
 				return err
 			}
-			defer closeForwarder(fw, f.proxy.shutdownTimeout, log)
-			stopPprof, err := startPprof(f.pprof, log)
+			pp, err := pprofService(f.pprof, log)
 			if err != nil {
-				return err
+				return g.abort(err)
 			}
-			defer func() {
-				if err := stopPprof(); err != nil {
-					log.Warn("closing", "err", err)
-				}
-			}()
-			_, waitWeb, err := f.web.start(ctx, fw.proxy, fw.decoder, ls[1], f.proxy.shutdownTimeout, log)
-			if err != nil {
-				return err
+			if pp != nil {
+				g.add(*pp)
 			}
-			_, waitUI, err := fw.startUI(ctx, &f.ui, ls[2], &f.record, &f.proxy, log, cmd.OutOrStdout())
-			if err != nil {
-				cancel()
-				return errors.Join(err, waitWeb())
+			if _, _, err := fw.serveIn(ctx, g, frontDoors{web: &f.web, webLn: ls[1], ui: &f.ui, uiLn: ls[2], out: cmd.OutOrStdout()}, &f.proxy, log); err != nil {
+				return g.abort(err)
 			}
 			log.Info("grpctap proxy listening", "addr", fw.lis.Addr().String(), "backends", fw.proxy.Backends(), "tls", f.proxy.tlsCert != "")
 			logForwardMode(log, fw.lis.Addr(), f.proxy.backend == "" && len(f.proxy.routes) == 0)
-			err = serveGRPC(ctx, fw.server, fw.lis, f.proxy.shutdownTimeout, log)
-			cancel()
-			// The inspector stops before the recorder and the capture close.
-			return errors.Join(err, waitWeb(), waitUI())
+			return g.run(ctx)
 		},
 	}
 	f.proxy.register(cmd.Flags(), true)
@@ -269,16 +254,7 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 	f.decode.register(cmd.Flags(), true)
 	f.web.register(cmd.Flags(), "")
 	f.ui.register(cmd.Flags(), true)
-	registerMockOnUnavailable(cmd.Flags())
+	f.mock.register(cmd.Flags())
 	cmd.Flags().StringVar(&f.pprof, "pprof", "", pprofUsage)
 	return cmd
-}
-
-// closeForwarder flushes the recorder and closes everything, bounded by grace.
-func closeForwarder(fw *forwarder, grace time.Duration, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if err := fw.close(ctx); err != nil {
-		log.Warn("closing", "err", err)
-	}
 }

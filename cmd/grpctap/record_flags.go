@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
 )
@@ -60,11 +59,6 @@ type recordFlags struct {
 	keep      keepFlags
 	retain    time.Duration
 	maxDBSize byteSize
-
-	// Set by open, for the parts of grpctap that read the live capture
-	// (the UI): nil when not recording.
-	store    *store.Store
-	recorder *recorder.Recorder
 }
 
 func (f *recordFlags) register(fs *pflag.FlagSet) {
@@ -76,19 +70,25 @@ func (f *recordFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&f.maxDBSize, "max-db-size", "prune the oldest calls while the capture holds more than this (accepts MiB/GiB; default: no limit)")
 }
 
-// open starts recording as the flags say. It returns the observer for
-// proxy.Options (nil with --no-record) and a function that flushes and
-// closes the capture. A file that is not a grpctap capture, or is corrupt,
+// recording is what open made: the capture and its recorder, both nil
+// with --no-record.
+type recording struct {
+	store    *store.Store
+	recorder *recorder.Recorder
+	close    func(context.Context) error // flushes the recorder, closes the capture
+}
+
+// open starts recording as the flags say. A file that is not a grpctap capture, or is corrupt,
 // is an error; a capture that cannot be written (read-only file) is not:
 // the proxy forwards, the problem is logged and every event is counted as
 // dropped.
-func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observer, func(context.Context) error, error) {
+func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (*recording, error) {
 	if f.noRecord {
 		log.Info("not recording (--no-record)")
-		return nil, func(context.Context) error { return nil }, nil
+		return &recording{close: func(context.Context) error { return nil }}, nil
 	}
 	if f.maxDBSize > 0 && store.IsPostgres(f.db) {
-		return nil, nil, errors.New("--max-db-size applies to SQLite captures: PostgreSQL keeps deleted space for reuse rather than giving it back, so bound a PostgreSQL capture with --retain")
+		return nil, errors.New("--max-db-size applies to SQLite captures: PostgreSQL keeps deleted space for reuse rather than giving it back, so bound a PostgreSQL capture with --retain")
 	}
 	var lastRetry time.Time
 	st, err := store.Open(ctx, f.db, store.Options{
@@ -105,11 +105,11 @@ func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observe
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrNotCapture) || errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrNewerSchema) {
-			return nil, nil, fmt.Errorf("%w (choose another file with --db, or --no-record)", err)
+			return nil, fmt.Errorf("%w (choose another file with --db, or --no-record)", err)
 		}
 		ro, roErr := store.Open(ctx, f.db, store.Options{ReadOnly: true})
 		if roErr != nil {
-			return nil, nil, fmt.Errorf("%w (choose another file with --db, or --no-record)", err)
+			return nil, fmt.Errorf("%w (choose another file with --db, or --no-record)", err)
 		}
 		log.Error("capture cannot be written: calls are forwarded but not recorded, and counted as dropped", "db", f.db, "err", err)
 		st = ro
@@ -123,9 +123,8 @@ func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observe
 	})
 	if err != nil {
 		st.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	f.store, f.recorder = st, rec
 	log.Info("recording calls", "db", st.Path(), "name", nameOr(f.name))
 	closeFn := func(ctx context.Context) error {
 		err := rec.Close(ctx)
@@ -138,7 +137,7 @@ func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observe
 		}
 		return errors.Join(err, st.Close())
 	}
-	return rec, closeFn, nil
+	return &recording{store: st, recorder: rec, close: closeFn}, nil
 }
 
 // nameOr is the name a process records under: name, else the host name.

@@ -36,12 +36,12 @@ func TestRecordHelperProcess(t *testing.T) {
 	}
 	ctx := context.Background()
 	f := recordFlags{db: os.Getenv("GRPCTAP_DB"), keep: keepFlags{maxMessage: recorder.DefaultMaxMessage}}
-	obs, _, err := f.open(ctx, quietLog())
+	rec, err := f.open(ctx, quietLog())
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(3)
 	}
-	p, err := proxy.New(proxy.Options{Backend: os.Getenv("GRPCTAP_BACKEND"), Observer: obs, Logger: quietLog()})
+	p, err := proxy.New(proxy.Options{Backend: os.Getenv("GRPCTAP_BACKEND"), Observer: rec.recorder, Logger: quietLog()})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(3)

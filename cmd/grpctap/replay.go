@@ -111,8 +111,7 @@ percentiles and the count of each status are printed; nothing is compared.`,
 	fs.Float64Var(&f.rate, "rate", 0, "load mode: calls started per second (0: as fast as --concurrency allows)")
 	fs.DurationVar(&f.duration, "duration", 0, "load mode: replay the selection in a loop for this long and report throughput and latency")
 	fs.IntVar(&f.concurrency, "concurrency", 1, "load mode: calls in flight at most")
-	f.logLevel.Level = slog.LevelWarn
-	fs.Var(&f.logLevel, "log-level", "log level: debug, info, warn or error")
+	f.logLevel.register(fs, "")
 	return cmd
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -75,8 +74,7 @@ could not be run (or on other errors). --junit writes JUnit XML for CI.`,
 	fs.StringVar(&f.junit, "junit", "", "write the results as JUnit XML to this file")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON report (results and summary) instead of text")
 	f.decode.register(fs, true)
-	f.logLevel.Level = slog.LevelWarn
-	fs.Var(&f.logLevel, "log-level", "log level: debug, info, warn or error")
+	f.logLevel.register(fs, "")
 	return cmd
 }
 

@@ -3,8 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -14,6 +14,10 @@ import (
 	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
+
+// uiShutdownTimeout is how long 'grpctap ui' lets requests in flight
+// finish when it stops.
+const uiShutdownTimeout = 5 * time.Second
 
 func newUICmd() *cobra.Command {
 	var (
@@ -81,19 +85,19 @@ Composer calls made here go straight to the target and are not recorded
 				return err
 			}
 			defer closeListeners(ls)
-			_, wait, err := uf.start(ctx, ls[0], uiDeps{Store: st, Proxy: p, Decoder: dec, Logger: log, Out: out})
+			inspector, _, err := uf.service(ctx, ls[0], uiDeps{Store: st, Proxy: p, Decoder: dec, Logger: log, Out: out})
 			if err != nil {
 				return err
 			}
+			g := newRunGroup(uiShutdownTimeout, log)
+			g.add(*inspector)
 			fmt.Fprintln(out, "\nPress Ctrl-C to stop.")
-			<-ctx.Done()
-			return wait()
+			return g.run(ctx)
 		},
 	}
 	dbFlag(cmd.Flags(), &db, "capture to show")
 	uf.register(cmd.Flags(), false)
 	df.register(cmd.Flags(), true)
-	logLevel.Level = slog.LevelInfo
-	cmd.Flags().Var(&logLevel, "log-level", "log level: debug, info, warn or error")
+	logLevel.register(cmd.Flags(), "")
 	return cmd
 }

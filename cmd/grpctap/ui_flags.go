@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/url"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/spf13/pflag"
 
@@ -119,34 +117,32 @@ func (f *uiFlags) listenSpec(on bool) listenSpec {
 	return s
 }
 
-// start serves the inspector on lis (from listenSpec) as the flags say,
-// until ctx ends. It returns
-// the URL to show (inspectorURL; "" when --ui is off or there is no capture to show) and
-// a function that stops the inspector (if ctx has not) and waits for it;
-// call it before closing the recorder and the store.
-func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string, func() error, error) {
-	noop := func() error { return nil }
+// service is the inspector on lis (from listenSpec) as the flags say, with
+// the URL to show (inspectorURL); nil and "" when --ui is off or there is
+// no capture to show. It serves from the moment it is made; the group
+// stops it before the recorder and the store close.
+func (f *uiFlags) service(ctx context.Context, lis net.Listener, d uiDeps) (*service, string, error) {
 	log := d.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	if f.addr == "" {
 		if f.token != "" || f.readOnly || f.readOnlyToken != "" || f.tlsCert != "" || f.tlsKey != "" {
-			return "", noop, errors.New("--ui-token, --ui-read-only, --ui-read-only-token and --ui-tls-* need --ui ADDR")
+			return nil, "", errors.New("--ui-token, --ui-read-only, --ui-read-only-token and --ui-tls-* need --ui ADDR")
 		}
-		return "", noop, nil
+		return nil, "", nil
 	}
 	token, readOnlyToken, err := f.access()
 	if err != nil {
-		return "", noop, err
+		return nil, "", err
 	}
 	tlsCfg, err := f.tlsConfig()
 	if err != nil {
-		return "", noop, err
+		return nil, "", err
 	}
 	if d.Store == nil {
 		log.Info("web inspector off: it shows a capture, and nothing is recorded (--no-record)")
-		return "", noop, nil
+		return nil, "", nil
 	}
 	if tlsCfg == nil && !ui.IsLoopback(f.addr) {
 		log.Warn("the inspector is reachable from the network over plain HTTP: its token crosses the network in clear; serve it over HTTPS with --ui-tls-cert and --ui-tls-key")
@@ -156,7 +152,7 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 		var err error
 		dec, err = schemas.OpenDecoder(ctx, d.Store, schemas.DecoderOptions{Reflection: true})
 		if err != nil {
-			return "", nil, err
+			return nil, "", err
 		}
 		ownDec = true
 	}
@@ -170,7 +166,7 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 		Token: token, ReadOnlyToken: readOnlyToken, ReadOnly: f.readOnly, TLS: tlsCfg,
 		Logger: log, BackendTLS: d.BackendTLS, GRPC: d.GRPC})
 	if err != nil {
-		return "", nil, errors.Join(err, closeDec())
+		return nil, "", errors.Join(err, closeDec())
 	}
 	srv := ui.Serve(lis, h)
 	shown := inspectorURL(srv, srv.URL, f.addr)
@@ -181,32 +177,10 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 		}
 	}
 	log.Info("web inspector listening", "url", srv.URL, "addr", srv.Addr.String(), "read_only_url", srv.ReadOnlyURL, "read_only", f.readOnly)
-	stopped := make(chan struct{})
-	var once sync.Once
-	var stopErr error
-	stop := func() {
-		once.Do(func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			stopErr = errors.Join(srv.Shutdown(sctx), closeDec())
-			close(stopped)
-		})
-	}
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		select {
-		case <-ctx.Done():
-			stop()
-		case <-stopped:
-		}
-	}()
-	wait := func() error {
-		stop()
-		<-watchDone
-		return stopErr
-	}
-	return shown, wait, nil
+	s := startedService("web inspector", func(ctx context.Context) error {
+		return errors.Join(srv.Shutdown(ctx), closeDec())
+	})
+	return &s, shown, nil
 }
 
 // inspectorURL is the inspector's URL as it listens: on every interface

@@ -103,13 +103,13 @@ func TestUICommandErrors(t *testing.T) {
 
 func TestUIFlagsOffAndTokenOffLoopback(t *testing.T) {
 	f := uiFlags{addr: ""}
-	url, wait, err := f.start(context.Background(), nil, uiDeps{})
-	if err != nil || url != "" || wait() != nil {
+	svc, url, err := f.service(context.Background(), nil, uiDeps{})
+	if err != nil || url != "" || svc != nil {
 		t.Errorf("--ui '': %q %v", url, err)
 	}
 	f = uiFlags{addr: "127.0.0.1:0"}
-	url, wait, err = f.start(context.Background(), nil, uiDeps{Logger: quietLog()})
-	if err != nil || url != "" || wait() != nil {
+	svc, url, err = f.service(context.Background(), nil, uiDeps{Logger: quietLog()})
+	if err != nil || url != "" || svc != nil {
 		t.Errorf("no store (--no-record): %q %v", url, err)
 	}
 }

@@ -57,29 +57,27 @@ func (f *webFlags) listenSpec() listenSpec {
 		advice: "choose another address with --web, or --web '' to turn the bridge off"}
 }
 
-// start serves the bridge on lis (from listenSpec) when --web is set, with
-// its own grpc.Server from p, so calls are routed, forwarded and recorded
-// like native ones. It returns the address it listens on ("" when --web is
-// unset) and wait, which blocks until the bridge has stopped: after ctx is
-// cancelled, requests in flight get grace to finish before they are cut.
-// Call wait exactly once. The caller closes lis when start fails. dec, when
-// not nil, gives the bridge the schemas it needs to translate JSON calls.
-func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, dec *decode.Decoder, lis net.Listener, grace time.Duration, log *slog.Logger) (addr string, wait func() error, err error) {
-	noop := func() error { return nil }
+// service is the bridge on lis (from listenSpec) when --web is set (nil
+// when not), with its own grpc.Server from p, so calls are routed,
+// forwarded and recorded like native ones; addr is where it listens. When
+// stopped, requests in flight get grace to finish before they are cut.
+// dec, when not nil, gives the bridge the schemas it needs to translate
+// JSON calls. The caller closes lis when service fails.
+func (f *webFlags) service(p *proxy.Proxy, dec *decode.Decoder, lis net.Listener, grace time.Duration, log *slog.Logger) (_ *service, addr string, err error) {
 	if f.addr == "" {
 		if len(f.origins) > 0 || len(f.hosts) > 0 || f.websockets || f.tlsCert != "" || f.tlsKey != "" {
-			return "", noop, fmt.Errorf("--web-origin, --web-host, --web-websockets and --web-tls-* need --web ADDR")
+			return nil, "", fmt.Errorf("--web-origin, --web-host, --web-websockets and --web-tls-* need --web ADDR")
 		}
-		return "", noop, nil
+		return nil, "", nil
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
-		return "", noop, fmt.Errorf("--web-tls-cert and --web-tls-key go together")
+		return nil, "", fmt.Errorf("--web-tls-cert and --web-tls-key go together")
 	}
 	var tlsCfg *tls.Config
 	if f.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
 		if err != nil {
-			return "", noop, fmt.Errorf("gRPC-Web TLS: %w", err)
+			return nil, "", fmt.Errorf("gRPC-Web TLS: %w", err)
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
@@ -91,7 +89,7 @@ func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, dec *decode.Decode
 	h, err := webbridge.New(srv, opts)
 	if err != nil {
 		srv.Stop()
-		return "", noop, fmt.Errorf("--web-origin or --web-host: %w", err)
+		return nil, "", fmt.Errorf("--web-origin or --web-host: %w", err)
 	}
 	hs := webbridge.NewHTTPServer(h, tlsCfg, log)
 	addr = lis.Addr().String()
@@ -100,11 +98,10 @@ func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, dec *decode.Decode
 		origins = []string{"(same origin only)"}
 	}
 	log.Info("grpctap gRPC-Web bridge listening", "addr", addr, "tls", tlsCfg != nil, "origins", origins, "extra_hosts", f.hosts, "websockets", f.websockets)
-	done := make(chan error, 1)
-	go func() {
-		err := webbridge.Serve(ctx, hs, lis, grace)
-		srv.Stop() // nothing left in flight: Serve waited for every handler
-		done <- err
-	}()
-	return addr, func() error { return <-done }, nil
+	// srv stops after Serve: nothing is left in flight, Serve waited for
+	// every handler.
+	s := ctxService("gRPC-Web bridge", func(ctx context.Context) error {
+		return webbridge.Serve(ctx, hs, lis, grace)
+	}, srv.Stop)
+	return &s, addr, nil
 }
