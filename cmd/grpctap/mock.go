@@ -19,21 +19,17 @@ import (
 // mockSourceFlags say which recorded calls a mock answers from and how it
 // matches; shared by 'mock' and 'proxy --mock-on-unavailable'.
 type mockSourceFlags struct {
-	method      string
-	timing      bool
-	match       string
-	protoFiles  []string
-	importPaths []string
-	protosets   []string
+	method string
+	timing bool
+	match  string
+	files  decodeFlags // for decoded matching; default: the schemas saved in the capture
 }
 
 func (f *mockSourceFlags) register(fs *pflag.FlagSet, prefix string) {
 	fs.StringVar(&f.method, prefix+"method", "", "answer only methods matching this glob ('/pkg.Svc/*'); others get UNIMPLEMENTED")
 	fs.BoolVar(&f.timing, prefix+"timing", false, "keep the recorded gaps between messages (default: answer at once)")
 	fs.StringVar(&f.match, prefix+"match", "similar", "loosest match accepted: exact (request bytes), decoded (equal fields) or similar (the closest recorded request)")
-	fs.StringArrayVar(&f.protoFiles, prefix+"proto", nil, ".proto file describing the methods, for decoded matching (repeatable; default: the schemas saved in the capture)")
-	fs.StringArrayVar(&f.importPaths, prefix+"import-path", nil, "directory to resolve --proto imports in (repeatable)")
-	fs.StringArrayVar(&f.protosets, prefix+"protoset", nil, "compiled FileDescriptorSet describing the methods (repeatable)")
+	f.files.registerFiles(fs, prefix)
 }
 
 // load opens the capture read-only and builds the mock from it. The
@@ -47,7 +43,7 @@ func (f *mockSourceFlags) load(ctx context.Context, db string, log *slog.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	dec, err := schemas.OpenDecoder(ctx, st, schemas.DecoderOptions{ProtoFiles: f.protoFiles, ImportPaths: f.importPaths, Protosets: f.protosets})
+	dec, err := schemas.OpenDecoder(ctx, st, f.files.options(nil))
 	if err != nil {
 		st.Close()
 		return nil, nil, err
