@@ -3,9 +3,9 @@ package schemas_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/schemas"
@@ -54,14 +55,9 @@ func TestLearnThenDecodeWithoutBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := p.NewServer()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
+	addr, stopProxy := stubserver.Start(t, p.NewServer())
 
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,21 +67,16 @@ func TestLearnThenDecodeWithoutBackend(t *testing.T) {
 	if _, err := client.Echo(cctx, &demopb.EchoRequest{Message: "remember me", Author: &demopb.Author{Name: "ada", Mood: demopb.Mood_MOOD_HAPPY}}); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the learner has saved the schema.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, _, err := st.LoadDescriptors(ctx, ""); err == nil {
-			break
+	stubserver.WaitFor(t, 10*time.Second, func() error {
+		if _, _, err := st.LoadDescriptors(ctx, ""); err != nil {
+			return fmt.Errorf("learned schema never saved: %w", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("learned schema never saved")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	// Everything but the capture file goes away.
 	_ = cc.Close()
-	srv.Stop()
+	stopProxy()
 	_ = p.Close()
 	learner.Close()
 	_ = live.Close()
