@@ -401,7 +401,14 @@ func TestRecordFlags(t *testing.T) {
 	if f.keep.maxMessage != 1024 || cmp.Diff([]string{"x-secret"}, f.keep.redact) != "" || f.retain != time.Hour || f.maxDBSize != 10<<20 {
 		t.Errorf("parsed %+v", f)
 	}
-	rec, err := f.open(ctx, quietLog())
+	open := func(f *recordFlags) (*recording, error) {
+		cfg, err := f.config(quietLog())
+		if err != nil {
+			return nil, err
+		}
+		return openRecording(ctx, cfg, quietLog())
+	}
+	rec, err := open(f)
 	if err != nil || rec.recorder == nil || rec.store == nil {
 		t.Fatalf("open: %+v %v", rec, err)
 	}
@@ -410,7 +417,7 @@ func TestRecordFlags(t *testing.T) {
 	}
 
 	f = parse("--no-record", "--db", db)
-	rec, err = f.open(ctx, quietLog())
+	rec, err = open(f)
 	if err != nil || rec.recorder != nil || rec.store != nil {
 		t.Fatalf("--no-record: %+v %v", rec, err)
 	}
@@ -419,7 +426,7 @@ func TestRecordFlags(t *testing.T) {
 	foreign := filepath.Join(t.TempDir(), "x.db")
 	os.WriteFile(foreign, []byte(strings.Repeat("x", 200)), 0o644)
 	f = parse("--db", foreign)
-	if _, err := f.open(ctx, quietLog()); !errors.Is(err, store.ErrNotCapture) {
+	if _, err := open(f); !errors.Is(err, store.ErrNotCapture) {
 		t.Fatalf("foreign file: %v", err)
 	}
 }

@@ -82,11 +82,20 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 	backend := demo.ServeWith(ls[0], demo.Options{Changed: f.changed})
 	g.onClose(func(ctx context.Context) error { _ = backend.Close(ctx); return nil })
 	f.proxy.backend = backend.Addr()
-	fw, err := startForwarder(ctx, g, log, &f.proxy, &f.record, &f.decode, ls[1])
+	cfg, err := readForwarderConfig(log, &f.proxy, &f.record, &f.decode)
 	if err != nil {
 		return g.abort(err)
 	}
-	webAddr, uiURL, err := fw.serveIn(ctx, g, frontDoors{web: &f.web, webLn: ls[2], ui: &f.ui, uiLn: ls[3]}, &f.proxy, log)
+	doors, err := readFrontDoors(&f.web, &f.ui)
+	if err != nil {
+		return g.abort(err)
+	}
+	doors.webLn, doors.uiLn = ls[2], ls[3]
+	fw, err := startForwarder(ctx, g, log, cfg, ls[1])
+	if err != nil {
+		return g.abort(err)
+	}
+	webAddr, uiURL, err := fw.serveIn(ctx, g, doors, f.proxy.tlsCert, f.proxy.shutdownTimeout, log)
 	if err != nil {
 		return g.abort(err)
 	}

@@ -79,6 +79,40 @@ func (f *proxyFlags) options(log *slog.Logger) (proxy.Options, error) {
 	return opts, nil
 }
 
+// readForwarderConfig reads the flags 'proxy' and 'demo' share into what
+// startForwarder builds; hooks adjust the proxy's options further.
+func readForwarderConfig(log *slog.Logger, pf *proxyFlags, rf *recordFlags, df *decodeFlags, hooks ...optionHook) (forwarderConfig, error) {
+	opts, err := pf.options(log)
+	if err != nil {
+		return forwarderConfig{}, err
+	}
+	srvOpts, err := pf.serverOptions()
+	if err != nil {
+		return forwarderConfig{}, err
+	}
+	rc, err := rf.config(log)
+	if err != nil {
+		return forwarderConfig{}, err
+	}
+	so := df.options(nil)
+	so.Reflection = !df.noReflection
+	return forwarderConfig{proxy: opts, server: srvOpts, record: rc, schemas: so, hooks: hooks}, nil
+}
+
+// readFrontDoors reads the flags of the gRPC-Web bridge and the inspector
+// that 'proxy' and 'demo' share; their listeners are the caller's to set.
+func readFrontDoors(wf *webFlags, uf *uiFlags) (frontDoors, error) {
+	web, err := wf.config()
+	if err != nil {
+		return frontDoors{}, err
+	}
+	inspector, err := uf.config()
+	if err != nil {
+		return frontDoors{}, err
+	}
+	return frontDoors{web: web, ui: inspector}, nil
+}
+
 // checkTarget checks a backend address given with flag; the error says
 // what to give instead.
 func checkTarget(flag, addr string) error {
@@ -229,7 +263,16 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 			f.proxy.forward = true
 			g := newRunGroup(f.proxy.shutdownTimeout, log)
 			mockHook := func(o *proxy.Options) (func(), error) { return f.mock.apply(o, f.record.db, log) }
-			fw, err := startForwarder(ctx, g, log, &f.proxy, &f.record, &f.decode, ls[0], mockHook, f.forward.hook(&f.proxy.backendTLS))
+			cfg, err := readForwarderConfig(log, &f.proxy, &f.record, &f.decode, mockHook, f.forward.hook(&f.proxy.backendTLS))
+			if err != nil {
+				return err
+			}
+			doors, err := readFrontDoors(&f.web, &f.ui)
+			if err != nil {
+				return err
+			}
+			doors.webLn, doors.uiLn, doors.out = ls[1], ls[2], cmd.OutOrStdout()
+			fw, err := startForwarder(ctx, g, log, cfg, ls[0])
 			if err != nil {
 				return err
 			}
@@ -240,7 +283,7 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 			if pp != nil {
 				g.add(*pp)
 			}
-			if _, _, err := fw.serveIn(ctx, g, frontDoors{web: &f.web, webLn: ls[1], ui: &f.ui, uiLn: ls[2], out: cmd.OutOrStdout()}, &f.proxy, log); err != nil {
+			if _, _, err := fw.serveIn(ctx, g, doors, f.proxy.tlsCert, f.proxy.shutdownTimeout, log); err != nil {
 				return g.abort(err)
 			}
 			log.Info("grpctap proxy listening", "addr", fw.lis.Addr().String(), "backends", fw.proxy.Backends(), "tls", f.proxy.tlsCert != "")

@@ -36,7 +36,12 @@ func TestRecordHelperProcess(t *testing.T) {
 	}
 	ctx := context.Background()
 	f := recordFlags{db: os.Getenv("GRPCTAP_DB"), keep: keepFlags{maxMessage: recorder.DefaultMaxMessage}}
-	rec, err := f.open(ctx, quietLog())
+	cfg, err := f.config(quietLog())
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(3)
+	}
+	rec, err := openRecording(ctx, cfg, quietLog())
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(3)

@@ -44,6 +44,10 @@ Composer calls made here go straight to the target and are not recorded
 			if uf.addr == "" {
 				return errors.New("--ui needs an address: the inspector is all this command serves")
 			}
+			cfg, err := uf.config()
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			log := newLogger(cmd.ErrOrStderr(), logLevel.Level)
 			if _, err := os.Stat(db); err != nil && !store.IsPostgres(db) {
@@ -85,7 +89,7 @@ Composer calls made here go straight to the target and are not recorded
 				return err
 			}
 			defer closeListeners(ls)
-			inspector, _, err := uf.service(ctx, ls[0], uiDeps{Store: st, Proxy: p, Decoder: dec, Logger: log, Out: out})
+			inspector, _, err := uiService(ctx, cfg, ls[0], uiDeps{Store: st, Proxy: p, Decoder: dec, Logger: log, Out: out})
 			if err != nil {
 				return err
 			}

@@ -103,12 +103,22 @@ func TestUICommandErrors(t *testing.T) {
 
 func TestUIFlagsOffAndTokenOffLoopback(t *testing.T) {
 	f := uiFlags{addr: ""}
-	svc, url, err := f.service(context.Background(), nil, uiDeps{})
+	cfg, err := f.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, url, err := uiService(context.Background(), cfg, nil, uiDeps{})
 	if err != nil || url != "" || svc != nil {
 		t.Errorf("--ui '': %q %v", url, err)
 	}
+	if _, err := (&uiFlags{addr: "", token: "t"}).config(); err == nil {
+		t.Errorf("--ui-token without --ui: no error")
+	}
 	f = uiFlags{addr: "127.0.0.1:0"}
-	svc, url, err = f.service(context.Background(), nil, uiDeps{Logger: quietLog()})
+	if cfg, err = f.config(); err != nil {
+		t.Fatal(err)
+	}
+	svc, url, err = uiService(context.Background(), cfg, nil, uiDeps{Logger: quietLog()})
 	if err != nil || url != "" || svc != nil {
 		t.Errorf("no store (--no-record): %q %v", url, err)
 	}

@@ -62,7 +62,11 @@ func TestWebFlagsServe(t *testing.T) {
 	f := parseWebFlags(t, "--web", "127.0.0.1:0", "--web-origin", "http://page.example:3000", "--web-websockets", "--web-host", "tap.example")
 	webCtx, stopWeb := context.WithCancel(ctx)
 	defer stopWeb()
-	web, addr, err := f.service(p, nil, listenFor(t, f.listenSpec()), 2*time.Second, log)
+	cfg, err := f.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, addr, err := webService(cfg, p, nil, listenFor(t, f.listenSpec()), 2*time.Second, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +142,11 @@ func TestWebFlagsOff(t *testing.T) {
 	}
 	defer p.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	web, addr, err := parseWebFlags(t).service(p, nil, nil, time.Second, log)
+	cfg, err := parseWebFlags(t).config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, addr, err := webService(cfg, p, nil, nil, time.Second, log)
 	if err != nil || addr != "" || web != nil {
 		t.Fatalf("without --web: addr %q err %v", addr, err)
 	}
@@ -151,7 +159,11 @@ func TestWebFlagsOff(t *testing.T) {
 		{"--web", "127.0.0.1:0", "--web-tls-cert", "/nonexistent.pem", "--web-tls-key", "/nonexistent.key"},
 	} {
 		f := parseWebFlags(t, args...)
-		if _, _, err := f.service(p, nil, listenFor(t, f.listenSpec()), time.Second, log); err == nil {
+		cfg, err := f.config()
+		if err == nil {
+			_, _, err = webService(cfg, p, nil, listenFor(t, f.listenSpec()), time.Second, log)
+		}
+		if err == nil {
 			t.Errorf("%q: no error", args)
 		}
 	}
