@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,13 +29,7 @@ import (
 
 type replayFlags struct {
 	selectFlags
-	target      string
-	headers     []string
-	timeout     time.Duration
-	backendTLS  backendTLSFlags
-	ignoreField []string
-	ignoreHdr   []string
-	jsonOut     bool
+	compareFlags
 	dbOut       string
 	decode      decodeFlags
 	rate        float64
@@ -83,13 +78,7 @@ percentiles and the count of each status are printed; nothing is compared.`,
 	}
 	fs := cmd.Flags()
 	f.selectFlags.register(fs, "capture to replay from")
-	fs.StringVar(&f.target, "target", "", "address to send every call to (default: each call's recorded backend)")
-	fs.StringArrayVar(&f.headers, "header", nil, "'key: value' request header to add or override (repeatable)")
-	fs.DurationVar(&f.timeout, "timeout", 0, "deadline of each call (default: as recorded, or 30s when recorded without one)")
-	f.backendTLS.register(fs)
-	fs.StringArrayVar(&f.ignoreField, "ignore-field", nil, "field path left out of message diffs, e.g. receivedAt, items[*].id, labels[\"k\"] (repeatable)")
-	fs.StringArrayVar(&f.ignoreHdr, "ignore-header", nil, "response header or trailer left out of the comparison, added to the default list ("+strings.Join(replay.DefaultVolatileHeaders, ", ")+") (repeatable)")
-	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON report (results and summary) instead of text")
+	f.compareFlags.register(fs, "each call's recorded backend", "as recorded, or 30s when recorded without one")
 	fs.StringVar(&f.dbOut, "db-out", "", "record the replayed calls in this capture, marked with the id of the call each replays")
 	f.decode.register(fs, true)
 	fs.Float64Var(&f.rate, "rate", 0, "load mode: calls started per second (0: as fast as --concurrency allows)")
@@ -195,6 +184,31 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 		replay.WriteSummary(w, sum)
 	}
 	return verdictExit(sum, "calls could not be replayed", "calls differ from the capture")
+}
+
+// compareFlags are the flags of 'replay' and 'test', which send calls
+// again and compare the answers: where to, with what, and what the
+// comparison leaves out.
+type compareFlags struct {
+	target      string
+	headers     []string
+	timeout     time.Duration
+	backendTLS  backendTLSFlags
+	ignoreField []string
+	ignoreHdr   []string
+	jsonOut     bool
+}
+
+// register declares them; targetDefault and timeoutDefault say what the
+// command does without --target and --timeout.
+func (f *compareFlags) register(fs *pflag.FlagSet, targetDefault, timeoutDefault string) {
+	fs.StringVar(&f.target, "target", "", "address to send every call to (default: "+targetDefault+")")
+	fs.StringArrayVar(&f.headers, "header", nil, "'key: value' request header to add or override (repeatable)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "deadline of each call (default: "+timeoutDefault+")")
+	f.backendTLS.register(fs)
+	fs.StringArrayVar(&f.ignoreField, "ignore-field", nil, "field path left out of message diffs, e.g. receivedAt, items[*].id, labels[\"k\"] (repeatable)")
+	fs.StringArrayVar(&f.ignoreHdr, "ignore-header", nil, "response header or trailer left out of the comparison, added to the default list ("+strings.Join(replay.DefaultVolatileHeaders, ", ")+") (repeatable)")
+	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON report (results and summary) instead of text")
 }
 
 // sendFlags are the flags replay and test read alike.
