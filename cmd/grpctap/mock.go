@@ -32,23 +32,39 @@ func (f *mockSourceFlags) register(fs *pflag.FlagSet, prefix string) {
 	f.files.registerFiles(fs, prefix)
 }
 
-// load opens the capture read-only and builds the mock from it. The
-// returned function releases what it holds.
-func (f *mockSourceFlags) load(ctx context.Context, db string, log *slog.Logger) (*mock.Mock, func(), error) {
+// mockSource is what the mock flags ask for: the capture to answer from,
+// which calls and how they match; loadMock builds the mock from it.
+type mockSource struct {
+	db      string
+	options mock.Options // without Decoder and Logger
+	schemas schemas.DecoderOptions
+}
+
+// config checks the flags and reads them, with db the capture to answer
+// from.
+func (f *mockSourceFlags) config(db string) (mockSource, error) {
 	level, err := mock.ParseLevel(f.match)
 	if err != nil {
-		return nil, nil, err
+		return mockSource{}, err
 	}
-	st, err := store.Open(ctx, db, store.Options{ReadOnly: true})
+	return mockSource{db: db, options: mock.Options{Method: f.method, Timing: f.timing, MaxLevel: level}, schemas: f.files.options(nil)}, nil
+}
+
+// loadMock opens the capture read-only and builds the mock from it. The
+// returned function releases what it holds.
+func loadMock(ctx context.Context, c mockSource, log *slog.Logger) (*mock.Mock, func(), error) {
+	st, err := store.Open(ctx, c.db, store.Options{ReadOnly: true})
 	if err != nil {
 		return nil, nil, err
 	}
-	dec, err := schemas.OpenDecoder(ctx, st, f.files.options(nil))
+	dec, err := schemas.OpenDecoder(ctx, st, c.schemas)
 	if err != nil {
 		st.Close()
 		return nil, nil, err
 	}
-	m, err := mock.Load(ctx, st, mock.Options{Method: f.method, Timing: f.timing, MaxLevel: level, Decoder: dec, Logger: log})
+	opts := c.options
+	opts.Decoder, opts.Logger = dec, log
+	m, err := mock.Load(ctx, st, opts)
 	// The index holds every call in memory; the capture is not read again.
 	st.Close()
 	if err != nil {
@@ -112,7 +128,11 @@ func runMock(ctx context.Context, cmd *cobra.Command, f *mockFlags) error {
 	if err != nil {
 		return err
 	}
-	m, release, err := f.src.load(ctx, f.db, log)
+	src, err := f.src.config(f.db)
+	if err != nil {
+		return err
+	}
+	m, release, err := loadMock(ctx, src, log)
 	if err != nil {
 		return err
 	}

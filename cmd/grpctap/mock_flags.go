@@ -40,26 +40,26 @@ func (f *mockOnUnavailableFlags) apply(opts *proxy.Options, db string, log *slog
 	if !f.on {
 		return func() {}, nil
 	}
-	if _, err := mock.ParseLevel(f.src.match); err != nil {
+	if f.db != "" {
+		db = f.db
+	}
+	if db == "" {
+		db = defaultDB
+	}
+	src, err := f.src.config(db)
+	if err != nil {
 		return nil, err
 	}
-	lm := &lazyMock{db: f.db, src: f.src, log: log}
-	if lm.db == "" {
-		lm.db = db
-	}
-	if lm.db == "" {
-		lm.db = defaultDB
-	}
+	lm := &lazyMock{src: src, log: log}
 	opts.Fallback = lm
-	log.Info("calls to unreachable backends are answered from the capture", "db", lm.db)
+	log.Info("calls to unreachable backends are answered from the capture", "db", db)
 	return lm.close, nil
 }
 
 // lazyMock is the proxy's Fallback: a mock built from the capture on
 // demand.
 type lazyMock struct {
-	db  string
-	src mockSourceFlags
+	src mockSource
 	log *slog.Logger
 
 	mu      sync.Mutex
@@ -74,7 +74,7 @@ func (l *lazyMock) current(ctx context.Context) (*mock.Mock, error) {
 	if l.m != nil && time.Since(l.loaded) < mockReload {
 		return l.m, nil
 	}
-	m, release, err := l.src.load(ctx, l.db, l.log)
+	m, release, err := loadMock(ctx, l.src, l.log)
 	if err != nil {
 		if l.m != nil {
 			l.log.Warn("fallback: reading the capture again failed; answering from the previous read", "err", err)
@@ -93,7 +93,7 @@ func (l *lazyMock) current(ctx context.Context) (*mock.Mock, error) {
 func (l *lazyMock) Answer(s *proxy.FallbackStream, cause error) error {
 	m, err := l.current(context.WithoutCancel(s.Context()))
 	if err != nil {
-		l.log.Error("fallback: cannot read the capture", "db", l.db, "err", err)
+		l.log.Error("fallback: cannot read the capture", "db", l.src.db, "err", err)
 		return status.Errorf(codes.Unavailable, "grpctap: backend %s unavailable (%s) and the capture cannot be read: %v", s.Backend, status.Convert(cause).Message(), err)
 	}
 	return m.Serve(s, s.Method, s.Authority)
