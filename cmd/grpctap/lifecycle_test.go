@@ -31,6 +31,19 @@ func (o *orderLog) list() []string {
 	return slices.Clone(o.events)
 }
 
+// returned is what a run (or abort) sent on done, failing the test when
+// it does not return within 10s.
+func returned(t *testing.T, done <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not return", what)
+		return nil
+	}
+}
+
 func loopback(t *testing.T) net.Listener {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -63,13 +76,8 @@ func TestRunGroupClosesAfterEveryServerStopped(t *testing.T) {
 	go func() { done <- g.run(ctx) }()
 	<-serving
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after its context ended")
+	if err := returned(t, done, "run, after its context ended,"); err != nil {
+		t.Fatal(err)
 	}
 	want := []string{"bridge stopped", "bridge released", "flush recorder", "close capture"}
 	if got := o.list(); !slices.Equal(got, want) {
@@ -90,13 +98,8 @@ func TestRunGroupStopsWhenOneServerFails(t *testing.T) {
 	g.onClose(func(context.Context) error { closed = true; return nil })
 	done := make(chan error, 1)
 	go func() { done <- g.run(context.Background()) }()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "bridge: accept: too many open files") {
-			t.Errorf("run = %v, want the bridge's failure", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a failed server did not stop the group")
+	if err := returned(t, done, "run, with a failed server,"); err == nil || !strings.Contains(err.Error(), "bridge: accept: too many open files") {
+		t.Errorf("run = %v, want the bridge's failure", err)
 	}
 	if !closed {
 		t.Error("closers did not run")
@@ -120,13 +123,8 @@ func TestRunGroupAbortBeforeRun(t *testing.T) {
 	cause := errors.New("--ui-tls-cert and --ui-tls-key go together")
 	done := make(chan error, 1)
 	go func() { done <- g.abort(cause) }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, cause) {
-			t.Errorf("abort = %v, want the cause", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("abort hung on a service that never served")
+	if err := returned(t, done, "abort, with a service that never served,"); !errors.Is(err, cause) {
+		t.Errorf("abort = %v, want the cause", err)
 	}
 	if !released || !closed {
 		t.Errorf("released %v, closed %v: want both", released, closed)

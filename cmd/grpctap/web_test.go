@@ -125,13 +125,8 @@ func TestWebFlagsServe(t *testing.T) {
 	}
 
 	stopWeb()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("bridge did not stop")
+	if err := returned(t, done, "the bridge's group, stopped,"); err != nil {
+		t.Fatal(err)
 	}
 }
 
