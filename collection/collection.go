@@ -266,7 +266,7 @@ func Add(ctx context.Context, st *store.Store, name string, reqs ...Request) (*C
 }
 
 // FromCall makes a saved request of a captured call, decoded beforehand
-// (capture.DecodeCall): its request messages as JSON, its request
+// (schemas.DecodeCall): its request messages as JSON, its request
 // metadata less what a replay leaves out (pseudo and hop-by-hop headers,
 // grpctap's own, values the recorder redacted), and the call itself as
 // the example, its answer the one expected. name "" names it after the

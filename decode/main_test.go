@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"net"
 	"path/filepath"
 	"testing"
 
@@ -14,6 +13,8 @@ import (
 	"google.golang.org/grpc/reflection"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+
+	"github.com/grpctap/grpctap/internal/stubserver"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files and the test protoset")
@@ -81,26 +82,7 @@ func startBackend(t testing.TB, v1, v1alpha bool) (addr string, stop func()) {
 	if v1alpha {
 		reflectionv1alpha.RegisterServerReflectionServer(srv, reflection.NewServer(opts))
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		srv.Stop()
-		<-done
-	}
-	t.Cleanup(stop)
-	return lis.Addr().String(), stop
+	return stubserver.Start(t, srv)
 }
 
 func dialInsecure(backend string) (grpc.ClientConnInterface, error) {

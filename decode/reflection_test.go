@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,8 @@ import (
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/grpctap/grpctap/internal/stubserver"
 )
 
 func TestReflectionV1AlphaOnly(t *testing.T) {
@@ -195,16 +196,7 @@ func TestReflectionRefreshIsRateLimited(t *testing.T) {
 	reflectionv1.RegisterServerReflectionServer(srv, reflection.NewServerV1(reflection.ServerOptions{
 		Services: serviceList{"kitchen.v1.KitchenService"}, DescriptorResolver: res,
 	}))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); wg.Wait() })
-
-	addr := lis.Addr().String()
+	addr := stubserver.Serve(t, srv)
 	src := NewReflection(mustDial(t, addr), addr, RefreshInterval(time.Hour))
 	now := time.Unix(1_800_000_000, 0)
 	src.now = func() time.Time { return now }

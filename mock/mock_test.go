@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +25,8 @@ import (
 
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/rawcodec"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -73,15 +74,7 @@ func demoDecoder(t *testing.T) *decode.Decoder {
 // serve starts m on loopback and returns a client connection to it.
 func serve(t *testing.T, m *Mock) *grpc.ClientConn {
 	t.Helper()
-	srv := m.NewServer()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(stubserver.Serve(t, m.NewServer()), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,15 +95,6 @@ func newMock(t *testing.T, opts Options, calls ...*store.CallWithMessages) *Mock
 	return m
 }
 
-type bytesCodec struct{}
-
-func (bytesCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
-func (bytesCodec) Unmarshal(data []byte, v any) error {
-	*v.(*[]byte) = append([]byte(nil), data...)
-	return nil
-}
-func (bytesCodec) Name() string { return "mocktest-bytes" }
-
 func TestDecodedMatchIgnoresByteOrder(t *testing.T) {
 	recordedReq := raw(t, &demopb.EchoRequest{Message: "m", Labels: map[string]string{"a": "1", "b": "2"}})
 	other := raw(t, &demopb.EchoRequest{Message: "other"})
@@ -130,7 +114,7 @@ func TestDecodedMatchIgnoresByteOrder(t *testing.T) {
 	var hdr metadata.MD
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := cc.Invoke(ctx, echoMethod, &req, &resp, grpc.ForceCodec(bytesCodec{}), grpc.Header(&hdr)); err != nil {
+	if err := cc.Invoke(ctx, echoMethod, &req, &resp, grpc.ForceCodecV2(rawcodec.Codec{}), grpc.Header(&hdr)); err != nil {
 		t.Fatal(err)
 	}
 	var got demopb.EchoResponse
@@ -143,7 +127,7 @@ func TestDecodedMatchIgnoresByteOrder(t *testing.T) {
 
 	// With --match exact the same request is NOT_FOUND, naming call 1.
 	cc = serve(t, newMock(t, Options{Decoder: dec, MaxLevel: Exact}, calls...))
-	err := cc.Invoke(ctx, echoMethod, &req, &resp, grpc.ForceCodec(bytesCodec{}))
+	err := cc.Invoke(ctx, echoMethod, &req, &resp, grpc.ForceCodecV2(rawcodec.Codec{}))
 	if st := status.Convert(err); st.Code() != codes.NotFound || !strings.Contains(st.Message(), "nearest: call 1 (0 differing fields)") {
 		t.Errorf("exact: %v", err)
 	}
@@ -159,7 +143,7 @@ func TestServerSpeaksFirstWithTiming(t *testing.T) {
 	cc := serve(t, newMock(t, Options{Timing: true}, c))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	cs, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, chatMethod, grpc.ForceCodec(bytesCodec{}))
+	cs, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, chatMethod, grpc.ForceCodecV2(rawcodec.Codec{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +191,7 @@ func TestTrailersOnlyFailureWithDetails(t *testing.T) {
 	defer cancel()
 	req, resp := []byte("q"), []byte(nil)
 	var tr metadata.MD
-	err = cc.Invoke(ctx, echoMethod, &req, &resp, grpc.ForceCodec(bytesCodec{}), grpc.Trailer(&tr))
+	err = cc.Invoke(ctx, echoMethod, &req, &resp, grpc.ForceCodecV2(rawcodec.Codec{}), grpc.Trailer(&tr))
 	st := status.Convert(err)
 	if st.Code() != codes.NotFound || st.Message() != "no such thing" || len(st.Details()) != 1 {
 		t.Fatalf("status %v details %v", err, st.Details())
@@ -237,7 +221,7 @@ func TestConcurrentSimilarMatches(t *testing.T) {
 			req := raw(t, &demopb.EchoRequest{Message: "zz"})
 			var resp []byte
 			var hdr metadata.MD
-			err := cc.Invoke(ctx, echoMethod, &req, &resp, grpc.ForceCodec(bytesCodec{}), grpc.Header(&hdr))
+			err := cc.Invoke(ctx, echoMethod, &req, &resp, grpc.ForceCodecV2(rawcodec.Codec{}), grpc.Header(&hdr))
 			if err == nil && !strings.HasPrefix(hdr.Get(HeaderMatch)[0], "similar; call=") {
 				err = errors.New("match header " + hdr.Get(HeaderMatch)[0])
 			}

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/proxy"
 )
 
@@ -183,7 +184,7 @@ func TestContentSubtypeAndCompression(t *testing.T) {
 	cc := dial(t, addr, nil, grpc.WithStatsHandler(&respEnc))
 	body := []byte(`{"name":"` + strings.Repeat("a", 2000) + `"}`)
 	resp, err := unaryRaw(context.Background(), cc, "/t.S/Json", body,
-		grpc.CallContentSubtype("json"), grpc.ForceCodecV2(bytesCodec{name: "json"}), grpc.UseCompressor("gzip"))
+		grpc.CallContentSubtype("json"), grpc.ForceCodecV2(rawcodec.Codec{}), grpc.UseCompressor("gzip"))
 	if err != nil {
 		t.Fatal(err)
 	}

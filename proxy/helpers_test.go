@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 
+	"github.com/grpctap/grpctap/internal/rawcodec"
 	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 )
@@ -23,40 +23,14 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// bytesCodec sends *[]byte as the message body, so tests can speak any
-// method without generated code.
-type bytesCodec struct{ name string }
-
-func (c bytesCodec) Marshal(v any) (mem.BufferSlice, error) {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return nil, fmt.Errorf("bytesCodec: %T", v)
-	}
-	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
-}
-
-func (c bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("bytesCodec: %T", v)
-	}
-	*b = data.Materialize()
-	return nil
-}
-
-func (c bytesCodec) Name() string { return c.name }
-
-// startServer serves srv on a fresh loopback port until the test ends.
-func startServer(t testing.TB, srv *grpc.Server) string { return stubserver.Serve(t, srv) }
-
 // rawBackend starts a backend whose every method is handled by h.
 func rawBackend(t testing.TB, h grpc.StreamHandler, opts ...grpc.ServerOption) string {
 	t.Helper()
 	opts = append([]grpc.ServerOption{
 		grpc.UnknownServiceHandler(h),
-		grpc.ForceServerCodecV2(bytesCodec{}),
+		grpc.ForceServerCodecV2(rawcodec.Codec{}),
 	}, opts...)
-	return startServer(t, grpc.NewServer(opts...))
+	return stubserver.Serve(t, grpc.NewServer(opts...))
 }
 
 // startProxy starts a proxy with opts and returns its address.
@@ -66,7 +40,7 @@ func startProxy(t testing.TB, opts proxy.Options, srvOpts ...grpc.ServerOption) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := startServer(t, p.NewServer(srvOpts...))
+	addr := stubserver.Serve(t, p.NewServer(srvOpts...))
 	t.Cleanup(func() { _ = p.Close() })
 	return addr, p
 }
@@ -90,7 +64,7 @@ func dial(t testing.TB, addr string, tlsCfg *tls.Config, opts ...grpc.DialOption
 // rawStream opens a bidi stream for method on cc with the bytes codec.
 func rawStream(ctx context.Context, t testing.TB, cc *grpc.ClientConn, method string, opts ...grpc.CallOption) grpc.ClientStream {
 	t.Helper()
-	opts = append([]grpc.CallOption{grpc.ForceCodecV2(bytesCodec{})}, opts...)
+	opts = append([]grpc.CallOption{grpc.ForceCodecV2(rawcodec.Codec{})}, opts...)
 	cs, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, method, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +75,7 @@ func rawStream(ctx context.Context, t testing.TB, cc *grpc.ClientConn, method st
 // unaryRaw makes one unary call with raw bytes.
 func unaryRaw(ctx context.Context, cc *grpc.ClientConn, method string, req []byte, opts ...grpc.CallOption) ([]byte, error) {
 	var resp []byte
-	opts = append([]grpc.CallOption{grpc.ForceCodecV2(bytesCodec{})}, opts...)
+	opts = append([]grpc.CallOption{grpc.ForceCodecV2(rawcodec.Codec{})}, opts...)
 	err := cc.Invoke(ctx, method, &req, &resp, opts...)
 	return resp, err
 }

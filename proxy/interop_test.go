@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/testcert"
 	"github.com/grpctap/grpctap/proxy"
 )
@@ -41,7 +42,7 @@ func TestInterop(t *testing.T) {
 			}
 			backend := grpc.NewServer(backendOpts...)
 			testgrpc.RegisterTestServiceServer(backend, interop.NewTestServer())
-			opts.Backend = startServer(t, backend)
+			opts.Backend = stubserver.Serve(t, backend)
 			proxyAddr, _ := startProxy(t, opts, proxyOpts...)
 			cc := dial(t, proxyAddr, clientTLS)
 			tc := testgrpc.NewTestServiceClient(cc)

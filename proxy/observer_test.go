@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 )
 
@@ -25,7 +26,7 @@ import (
 func TestObserverEventSequence(t *testing.T) {
 	backendSrv := grpc.NewServer()
 	testgrpc.RegisterTestServiceServer(backendSrv, interop.NewTestServer())
-	backend := startServer(t, backendSrv)
+	backend := stubserver.Serve(t, backendSrv)
 	size := func(m proto.Message) int { return proto.Size(m) }
 	payload := func(n int) *testgrpc.Payload { return &testgrpc.Payload{Body: make([]byte, n)} }
 

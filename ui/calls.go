@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -92,7 +92,7 @@ func pathID(r *http.Request) (int64, error) {
 func (u *UI) loadCall(w http.ResponseWriter, r *http.Request) (*store.CallWithMessages, bool) {
 	c, ok := u.readCall(w, r)
 	if ok {
-		capture.DecodeCall(r.Context(), u.dec, c)
+		schemas.DecodeCall(r.Context(), u.dec, c)
 	}
 	return c, ok
 }
@@ -124,8 +124,8 @@ func (u *UI) getCall(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	elided := capture.DecodeCallWithin(r.Context(), u.dec, c, decode.DefaultLimits)
-	v := CallView{CallWithMessages: c, Messages: make([]MessageView, len(c.Messages)), StatusDetails: capture.DecodeDetails(r.Context(), u.dec, &c.Call),
+	elided := schemas.DecodeCallWithin(r.Context(), u.dec, c, decode.DefaultLimits)
+	v := CallView{CallWithMessages: c, Messages: make([]MessageView, len(c.Messages)), StatusDetails: schemas.DecodeDetails(r.Context(), u.dec, &c.Call),
 		ComposerMetadata: composerMetadata(&c.Call)}
 	for i, m := range c.Messages {
 		v.Messages[i] = messageView(m, elided[i])

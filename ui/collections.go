@@ -8,11 +8,11 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/collection"
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/replay"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -181,7 +181,7 @@ func (u *UI) saveCall(w http.ResponseWriter, r *http.Request) {
 		storeErr(w, err)
 		return
 	}
-	capture.DecodeCallWithin(r.Context(), u.dec, c, decode.NoLimits)
+	schemas.DecodeCallWithin(r.Context(), u.dec, c, decode.NoLimits)
 	q, err := collection.FromCall(c, strings.TrimSpace(req.Name))
 	if err != nil {
 		writeErr(w, http.StatusUnprocessableEntity, err.Error())

@@ -3,13 +3,13 @@ package ui
 import (
 	"slices"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/internal/headers"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
-// DetailView is one status detail decoded (capture.DetailView).
-type DetailView = capture.DetailView
+// DetailView is one status detail decoded (schemas.DetailView).
+type DetailView = schemas.DetailView
 
 // CallView is the answer of GET /api/calls/{id}: the call as grpctap show
 // --json prints it, decoded, plus its status details decoded.

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -17,13 +17,13 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
 	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/testcert"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 	"github.com/grpctap/grpctap/ui"
 )
@@ -86,11 +86,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcL := ui.GRPCListener{Addr: lis.Addr().String()}
+	var grpcL ui.GRPCListener
 	clientCreds := insecure.NewCredentials()
 	var srvOpts []grpc.ServerOption
 	if o.grpcTLS != nil {
@@ -98,11 +94,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 		clientCreds = credentials.NewTLS(o.grpcTLS.ClientConfig(t, false))
 		grpcL.TLS, grpcL.CACert = true, o.grpcTLS.CAFile
 	}
-	srv := p.NewServer(srvOpts...)
-	served := make(chan struct{})
-	go func() { defer close(served); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-served })
-	dec, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{Reflection: true})
+	grpcL.Addr = stubserver.Serve(t, p.NewServer(srvOpts...))
+	dec, err := schemas.OpenDecoder(ctx, st, schemas.DecoderOptions{Reflection: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +116,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 			t.Errorf("ui shutdown: %v", err)
 		}
 	})
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(clientCreds))
+	cc, err := grpc.NewClient(grpcL.Addr, grpc.WithTransportCredentials(clientCreds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +125,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if i := strings.Index(base, "/?"); i >= 0 {
 		base = base[:i]
 	}
-	return &env{t: t, st: st, rec: rec, proxy: p, addr: lis.Addr().String(), server: s, base: base,
+	return &env{t: t, st: st, rec: rec, proxy: p, addr: grpcL.Addr, server: s, base: base,
 		client: demopb.NewDemoServiceClient(cc), backend: backend.Addr()}
 }
 
@@ -183,16 +176,14 @@ func (e *env) send(ctx context.Context, method, path string, body io.Reader, hdr
 // with each request (a token).
 func (e *env) waitCalls(n int, hdr ...string) []store.Call {
 	e.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var p store.Page
+	var p store.Page
+	stubserver.WaitFor(e.t, 5*time.Second, func() error {
+		p = store.Page{}
 		e.do("GET", "/api/calls?state=closed", nil, &p, hdr...)
-		if len(p.Calls) >= n {
-			return p.Calls
+		if len(p.Calls) < n {
+			return fmt.Errorf("want %d closed calls, have %d", n, len(p.Calls))
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("want %d closed calls, have %d", n, len(p.Calls))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return p.Calls
 }

@@ -9,10 +9,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -44,7 +44,7 @@ func (u *UI) grpcurl(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	capture.DecodeCallWithin(r.Context(), u.dec, c, decode.NoLimits)
+	schemas.DecodeCallWithin(r.Context(), u.dec, c, decode.NoLimits)
 	writeJSON(w, http.StatusOK, GrpcurlCommand{Command: grpcurlCommand(c, u.opts.GRPC)})
 }
 

@@ -13,10 +13,10 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/internal/headers"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -316,7 +316,7 @@ func (s *session) finish(ctx context.Context) *store.CallWithMessages {
 	case id := <-s.recorded:
 		if id != 0 {
 			if c, err := s.u.opts.Store.GetCall(ctx, id); err == nil && c.State == "closed" {
-				capture.DecodeCall(ctx, s.u.dec, c)
+				schemas.DecodeCall(ctx, s.u.dec, c)
 				return c
 			}
 		}
@@ -342,6 +342,6 @@ func (s *session) finish(ctx context.Context) *store.CallWithMessages {
 		}
 	}
 	seen.RPC = store.GuessRPC(seen.RequestCount, seen.ResponseCount)
-	capture.DecodeCall(ctx, s.u.dec, seen)
+	schemas.DecodeCall(ctx, s.u.dec, seen)
 	return seen
 }

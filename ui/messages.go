@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -77,7 +77,7 @@ func (u *UI) getMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	one := *c
 	one.Messages = c.Messages[i : i+1]
-	elided := capture.DecodeCallWithin(r.Context(), u.dec, &one, lim)
+	elided := schemas.DecodeCallWithin(r.Context(), u.dec, &one, lim)
 	writeJSON(w, http.StatusOK, MessageView{Message: one.Messages[0], Elided: elided[0]})
 }
 

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -30,6 +31,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpctap/grpctap/internal/rawcodec"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
@@ -789,7 +791,7 @@ func TestMalformedText(t *testing.T) {
 			// has returned and the observer has seen the call end: wait
 			// (at most 10 s) until the recorded call is closed.
 			var got store.Call
-			for deadline := time.Now().Add(10 * time.Second); ; {
+			stubserver.WaitFor(t, 10*time.Second, func() error {
 				if err := rec.Flush(ctx); err != nil {
 					t.Fatal(err)
 				}
@@ -798,12 +800,12 @@ func TestMalformedText(t *testing.T) {
 					t.Fatalf("recorded calls: %d, %v", len(calls), err)
 				}
 				got = calls[len(calls)-1] // in id order: this subtest's call is the last
-				if got.Status != nil || time.Now().After(deadline) {
-					break
+				if got.Status == nil {
+					return fmt.Errorf("call %d still open", got.ID)
 				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			if got.Status == nil || got.Status.Name != "INVALID_ARGUMENT" || got.Status.Message != msg {
+				return nil
+			})
+			if got.Status.Name != "INVALID_ARGUMENT" || got.Status.Message != msg {
 				t.Errorf("recorded status %+v, want INVALID_ARGUMENT with the message the client got, %q", got.Status, msg)
 			}
 		})

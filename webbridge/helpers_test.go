@@ -32,13 +32,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// serveGRPC serves srv on a loopback port until the test ends.
-func serveGRPC(t testing.TB, srv *grpc.Server) string { return stubserver.Serve(t, srv) }
-
 // rawBackend starts a backend whose every method is handled by h.
 func rawBackend(t testing.TB, h grpc.StreamHandler) string {
 	t.Helper()
-	return serveGRPC(t, grpc.NewServer(grpc.UnknownServiceHandler(h), grpc.ForceServerCodecV2(rawcodec.Codec{})))
+	return stubserver.Serve(t, grpc.NewServer(grpc.UnknownServiceHandler(h), grpc.ForceServerCodecV2(rawcodec.Codec{})))
 }
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))

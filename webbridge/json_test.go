@@ -18,6 +18,7 @@ import (
 
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/webbridge"
 )
@@ -199,7 +200,7 @@ func TestJSONWithoutSchema(t *testing.T) {
 	t.Run("json-backend", func(t *testing.T) {
 		srv := grpc.NewServer(grpc.ForceServerCodec(jsonCodec{}))
 		demo.Register(srv)
-		b := startBridge(t, serveGRPC(t, srv), bridgeConfig{})
+		b := startBridge(t, stubserver.Serve(t, srv), bridgeConfig{})
 		c := h1Client(nil)
 		defer closeClient(c)
 		resp, msgs, tr := jsonPost(t, c, b.url+"/grpctap.demo.v1.DemoService/Echo", nil, dataFrame([]byte(`{"message":"hi"}`)))

@@ -10,26 +10,22 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
 // filterFlags select calls; shared by 'calls' and 'export'. They are the
 // inspector's filters (store.PageQuery), with the same meaning.
 type filterFlags struct {
-	db       string
-	method   string
-	status   string
+	db string
+	callFilter
 	protocol string
-	proxy    string
 	text     string
-	since    time.Duration
 	limit    int
 }
 
@@ -38,18 +34,10 @@ var protocols = []string{proxy.ProtocolGRPC, proxy.ProtocolGRPCWeb, proxy.Protoc
 
 func (f *filterFlags) register(fs *pflag.FlagSet, defaultLimit int) {
 	dbFlag(fs, &f.db, "capture to read")
-	fs.StringVar(&f.method, "method", "", "only methods matching this glob (e.g. '/pkg.Svc/*', '*Watch*')")
-	fs.StringVar(&f.status, "status", "", "only calls that ended with this status: a number or a name in any case (5, not_found, NotFound)")
+	f.callFilter.register(fs)
 	fs.StringVar(&f.protocol, "protocol", "", "only calls that came in with this protocol: "+strings.Join(protocols, ", "))
-	proxyFlag(fs, &f.proxy)
 	fs.StringVar(&f.text, "text", "", "only calls with this text in their method, backend, peer, headers, trailers or status message (any case), or in a message body as sent (as the inspector's search); at most 1000 characters")
-	fs.DurationVar(&f.since, "since", 0, "only calls started within this long (e.g. 10m)")
 	fs.IntVar(&f.limit, "limit", defaultLimit, "at most the newest N calls (0: all)")
-}
-
-// proxyFlag declares --proxy, the filter by recording process.
-func proxyFlag(fs *pflag.FlagSet, p *string) {
-	fs.StringVar(p, "proxy", "", "only calls recorded by the grpctap of this --name (a fleet sharing one capture)")
 }
 
 // checkGlob reports a pattern SQLite's GLOB would take without complaint
@@ -80,31 +68,19 @@ func checkGlob(flag, pattern string) error {
 }
 
 func (f *filterFlags) filter() (store.Filter, error) {
-	flt := store.Filter{Method: f.method, Limit: f.limit, Proxy: f.proxy}
 	if f.limit < 0 {
-		return flt, fmt.Errorf("--limit must not be negative")
+		return store.Filter{}, fmt.Errorf("--limit must not be negative")
 	}
-	if err := checkGlob("--method", f.method); err != nil {
+	flt, err := f.callFilter.filter()
+	if err != nil {
 		return flt, err
 	}
+	flt.Limit = f.limit
 	if err := store.CheckPatternLen("--text", f.text); err != nil {
 		return flt, err
 	}
 	if f.protocol != "" && !slices.Contains(protocols, f.protocol) {
 		return flt, fmt.Errorf("--protocol %q: want one of %s", f.protocol, strings.Join(protocols, ", "))
-	}
-	if f.status != "" {
-		code, err := store.ParseCode(f.status)
-		if err != nil {
-			return flt, fmt.Errorf("--status: %w", err)
-		}
-		flt.Status = &code
-	}
-	if f.since < 0 {
-		return flt, fmt.Errorf("--since must be positive")
-	}
-	if f.since > 0 {
-		flt.Since = time.Now().Add(-f.since)
 	}
 	return flt, nil
 }
@@ -217,13 +193,13 @@ docs/capture.md without messages.`,
 			}
 			// A schema tells each call's real RPC kind; without one it is
 			// guessed from the message counts.
-			dec, err := capture.OpenDecoder(ctx, st, df.options(nil))
+			dec, err := schemas.OpenDecoder(ctx, st, df.options(nil))
 			if err != nil {
 				return err
 			}
 			defer dec.Close()
 			for i := range calls {
-				capture.ResolveRPC(ctx, dec, &calls[i])
+				schemas.ResolveRPC(ctx, dec, &calls[i])
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())

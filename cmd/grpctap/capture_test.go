@@ -401,25 +401,32 @@ func TestRecordFlags(t *testing.T) {
 	if f.keep.maxMessage != 1024 || cmp.Diff([]string{"x-secret"}, f.keep.redact) != "" || f.retain != time.Hour || f.maxDBSize != 10<<20 {
 		t.Errorf("parsed %+v", f)
 	}
-	obs, closeFn, err := f.open(ctx, quietLog())
-	if err != nil || obs == nil || f.recorder == nil {
-		t.Fatalf("open: %v %v", obs, err)
+	open := func(f *recordFlags) (*recording, error) {
+		cfg, err := f.config(quietLog())
+		if err != nil {
+			return nil, err
+		}
+		return openRecording(ctx, cfg, quietLog())
 	}
-	if err := closeFn(ctx); err != nil {
+	rec, err := open(f)
+	if err != nil || rec.recorder == nil || rec.store == nil {
+		t.Fatalf("open: %+v %v", rec, err)
+	}
+	if err := rec.close(ctx); err != nil {
 		t.Fatal(err)
 	}
 
 	f = parse("--no-record", "--db", db)
-	obs, closeFn, err = f.open(ctx, quietLog())
-	if err != nil || obs != nil {
-		t.Fatalf("--no-record: %v %v", obs, err)
+	rec, err = open(f)
+	if err != nil || rec.recorder != nil || rec.store != nil {
+		t.Fatalf("--no-record: %+v %v", rec, err)
 	}
-	closeFn(ctx)
+	rec.close(ctx)
 
 	foreign := filepath.Join(t.TempDir(), "x.db")
 	os.WriteFile(foreign, []byte(strings.Repeat("x", 200)), 0o644)
 	f = parse("--db", foreign)
-	if _, _, err := f.open(ctx, quietLog()); !errors.Is(err, store.ErrNotCapture) {
+	if _, err := open(f); !errors.Is(err, store.ErrNotCapture) {
 		t.Fatalf("foreign file: %v", err)
 	}
 }

@@ -57,7 +57,7 @@ func TestHelpShowsDefaultsAsTheyAreWritten(t *testing.T) {
 			t.Errorf("proxy --help lacks %q:\n%s", want, proxyHelp)
 		}
 	}
-	if want := "(default warn)"; !strings.Contains(help("replay"), want) {
+	if want := "(default info)"; !strings.Contains(help("replay"), want) {
 		t.Errorf("replay --help lacks %q", want)
 	}
 	uiHelp := help("ui")

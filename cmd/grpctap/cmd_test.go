@@ -25,6 +25,7 @@ import (
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
 	"github.com/grpctap/grpctap/internal/pgtest"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/syncbuf"
 	"github.com/grpctap/grpctap/webbridge"
 )
@@ -152,7 +153,7 @@ func TestDemoServesThroughTheProxy(t *testing.T) {
 	// The demo records what passes, while it runs: wait (bounded) until the
 	// sample traffic's every kind is in the capture.
 	var calls string
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	stubserver.WaitFor(t, 10*time.Second, func() error {
 		var buf bytes.Buffer
 		if err := run(context.Background(), []string{"calls", "--db", db, "--json", "--limit", "1000"}, &buf, io.Discard); err != nil {
 			t.Fatal(err)
@@ -167,14 +168,11 @@ func TestDemoServesThroughTheProxy(t *testing.T) {
 		if !strings.Contains(calls, `"protocol":"grpc-web-text"`) {
 			missing = "gRPC-Web"
 		}
-		if missing == "" {
-			break
+		if missing != "" {
+			return fmt.Errorf("capture still lacks a %s call:\n%s", missing, calls)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("capture still lacks a %s call after 10s:\n%s", missing, calls)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := s.stop(t, 15*time.Second); err != nil {
 		t.Fatalf("demo exited with %v, want nil (exit 0)", err)
 	}

@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/collection"
 	"github.com/grpctap/grpctap/replay"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -32,7 +32,7 @@ JSON file (docs/collections.md) to keep in version control and import again.`,
 }
 
 func newCollectionAddCmd() *cobra.Command {
-	var f replayFlags
+	var f selectFlags
 	var dec decodeFlags
 	cmd := &cobra.Command{
 		Use:   "add NAME [ID ...] [flags]",
@@ -55,22 +55,18 @@ refused.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.db, "db", defaultDB, "capture file to take the calls from and keep the collection in")
-	fs.BoolVar(&f.all, "all", false, "save every call of the capture")
-	fs.StringVar(&f.method, "method", "", "save calls whose full method matches this glob ('/pkg.Svc/*', '*Echo')")
-	fs.StringVar(&f.status, "status", "", "save calls recorded with this status (OK, NOT_FOUND, 5, ...)")
-	fs.DurationVar(&f.since, "since", 0, "save calls started at most this long ago (e.g. 1h)")
+	f.register(fs, "capture to take the calls from and keep the collection in")
 	dec.register(fs, true)
 	return cmd
 }
 
-func runCollectionAdd(ctx context.Context, cmd *cobra.Command, f *replayFlags, df *decodeFlags, name string, args []string) error {
+func runCollectionAdd(ctx context.Context, cmd *cobra.Command, f *selectFlags, df *decodeFlags, name string, args []string) error {
 	st, ids, err := openSelected(ctx, f, args, store.Options{})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	dec, err := capture.OpenDecoder(ctx, st, df.options(reflectionDial(nil)))
+	dec, err := schemas.OpenDecoder(ctx, st, df.options(reflectionDial(nil)))
 	if err != nil {
 		return err
 	}
@@ -81,7 +77,7 @@ func runCollectionAdd(ctx context.Context, cmd *cobra.Command, f *replayFlags, d
 		if err != nil {
 			return err
 		}
-		capture.DecodeCall(ctx, dec, c)
+		schemas.DecodeCall(ctx, dec, c)
 		q, err := collection.FromCall(c, "")
 		if err != nil {
 			return err

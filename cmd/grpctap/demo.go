@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -70,10 +68,6 @@ every kind through the proxy now and then, so there is something to look at.`,
 
 func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 	log := newLogger(cmd.ErrOrStderr(), f.proxy.logLevel.Level)
-	// Cancelling ctx is what stops the bridge, the inspector and the sample
-	// traffic, on every way out of this function.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// Every address is taken before anything starts, so that all that are
 	// in use are reported at once.
 	ls, err := listenAll(cmd.Flags(), log,
@@ -83,43 +77,40 @@ func runDemo(ctx context.Context, cmd *cobra.Command, f *demoFlags) error {
 		return err
 	}
 	defer closeListeners(ls)
+	g := newRunGroup(f.proxy.shutdownTimeout, log)
+	// The backend stops last: calls the proxy still forwards reach it.
 	backend := demo.ServeWith(ls[0], demo.Options{Changed: f.changed})
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), f.proxy.shutdownTimeout)
-		defer cancel()
-		_ = backend.Close(cctx)
-	}()
+	g.onClose(func(ctx context.Context) error { _ = backend.Close(ctx); return nil })
 	f.proxy.backend = backend.Addr()
-	fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, ls[1])
+	cfg, err := readForwarderConfig(log, &f.proxy, &f.record, &f.decode)
 	if err != nil {
-		return err
+		return g.abort(err)
 	}
-	defer closeForwarder(fw, f.proxy.shutdownTimeout, log)
-	webAddr, waitWeb, err := f.web.start(ctx, fw.proxy, fw.decoder, ls[2], f.proxy.shutdownTimeout, log)
+	doors, err := readFrontDoors(&f.web, &f.ui)
 	if err != nil {
-		return err
+		return g.abort(err)
 	}
-	uiURL, waitUI, err := fw.startUI(ctx, &f.ui, ls[3], &f.record, &f.proxy, log, nil)
+	doors.webLn, doors.uiLn = ls[2], ls[3]
+	fw, err := startForwarder(ctx, g, log, cfg, ls[1])
 	if err != nil {
-		cancel()
-		return errors.Join(err, waitWeb())
+		return g.abort(err)
+	}
+	webAddr, uiURL, err := fw.serveIn(ctx, g, doors, f.proxy.tlsCert, f.proxy.shutdownTimeout, log)
+	if err != nil {
+		return g.abort(err)
 	}
 	addr := fw.lis.Addr().String()
 	printDemoHints(cmd.OutOrStdout(), demoHints{
 		addr: addr, backend: backend.Addr(), tls: f.proxy.tlsCert != "", webTLS: f.web.tlsCert != "", web: webAddr, ui: uiURL,
 		db: f.record.db, recording: !f.record.noRecord, changed: f.changed,
 	})
-
-	var wg sync.WaitGroup
-	trafficCtx, stopTraffic := context.WithCancel(ctx)
-	defer func() { stopTraffic(); wg.Wait() }()
 	if f.traffic > 0 && f.proxy.tlsCert == "" {
-		wg.Add(1)
-		go func() { defer wg.Done(); sampleTraffic(trafficCtx, addr, f.traffic, log) }()
+		g.add(ctxService("demo traffic", func(ctx context.Context) error {
+			sampleTraffic(ctx, addr, f.traffic, log)
+			return nil
+		}, nil))
 	}
-	err = serveGRPC(ctx, fw.server, fw.lis, f.proxy.shutdownTimeout, log)
-	cancel()
-	return errors.Join(err, waitWeb(), waitUI())
+	return g.run(ctx)
 }
 
 type demoHints struct {
@@ -189,7 +180,9 @@ Turn calls into tests (then run them against 'grpctap demo --changed' to see the
 func sampleTraffic(ctx context.Context, addr string, interval time.Duration, log *slog.Logger) {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
+		// Returning early would stop the demo with it (runGroup).
 		log.Warn("demo traffic: dial", "err", err)
+		<-ctx.Done()
 		return
 	}
 	defer cc.Close()

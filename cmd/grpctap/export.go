@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/grpctap/grpctap/capture"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -37,7 +37,7 @@ and other tools.`,
 				return err
 			}
 			defer st.Close()
-			dec, err := capture.OpenDecoder(ctx, st, df.options(nil))
+			dec, err := schemas.OpenDecoder(ctx, st, df.options(nil))
 			if err != nil {
 				return err
 			}
@@ -61,8 +61,8 @@ and other tools.`,
 				}
 				n++
 				full := &store.CallWithMessages{Call: *c, Messages: msgs}
-				capture.DecodeCall(ctx, dec, full)
-				return enc.Encode(capture.DecodedCall{CallWithMessages: full, StatusDetails: capture.DecodeDetails(ctx, dec, &full.Call)})
+				schemas.DecodeCall(ctx, dec, full)
+				return enc.Encode(schemas.DecodedCall{CallWithMessages: full, StatusDetails: schemas.DecodeDetails(ctx, dec, &full.Call)})
 			})
 			if err != nil {
 				return fmt.Errorf("export: %w", readError(ctx, st, err))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 )
@@ -64,19 +63,4 @@ func parseByteSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is too large", s)
 	}
 	return n * mult, nil
-}
-
-// logLevel is a flag value naming a slog level.
-type logLevel struct{ slog.Level }
-
-func (l *logLevel) Type() string { return "level" }
-
-// String is the level as --log-level takes it: "info", not slog's "INFO".
-func (l *logLevel) String() string { return strings.ToLower(l.Level.String()) }
-
-func (l *logLevel) Set(s string) error {
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return fmt.Errorf("%q is not a log level (debug, info, warn, error)", s)
-	}
-	return nil
 }

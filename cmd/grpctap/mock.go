@@ -11,48 +11,60 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/mock"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
 // mockSourceFlags say which recorded calls a mock answers from and how it
 // matches; shared by 'mock' and 'proxy --mock-on-unavailable'.
 type mockSourceFlags struct {
-	method      string
-	timing      bool
-	match       string
-	protoFiles  []string
-	importPaths []string
-	protosets   []string
+	method string
+	timing bool
+	match  string
+	files  decodeFlags // for decoded matching; default: the schemas saved in the capture
 }
 
 func (f *mockSourceFlags) register(fs *pflag.FlagSet, prefix string) {
 	fs.StringVar(&f.method, prefix+"method", "", "answer only methods matching this glob ('/pkg.Svc/*'); others get UNIMPLEMENTED")
 	fs.BoolVar(&f.timing, prefix+"timing", false, "keep the recorded gaps between messages (default: answer at once)")
 	fs.StringVar(&f.match, prefix+"match", "similar", "loosest match accepted: exact (request bytes), decoded (equal fields) or similar (the closest recorded request)")
-	fs.StringArrayVar(&f.protoFiles, prefix+"proto", nil, ".proto file describing the methods, for decoded matching (repeatable; default: the schemas saved in the capture)")
-	fs.StringArrayVar(&f.importPaths, prefix+"import-path", nil, "directory to resolve --proto imports in (repeatable)")
-	fs.StringArrayVar(&f.protosets, prefix+"protoset", nil, "compiled FileDescriptorSet describing the methods (repeatable)")
+	f.files.registerFiles(fs, prefix)
 }
 
-// load opens the capture read-only and builds the mock from it. The
-// returned function releases what it holds.
-func (f *mockSourceFlags) load(ctx context.Context, db string, log *slog.Logger) (*mock.Mock, func(), error) {
+// mockSource is what the mock flags ask for: the capture to answer from,
+// which calls and how they match; loadMock builds the mock from it.
+type mockSource struct {
+	db      string
+	options mock.Options // without Decoder and Logger
+	schemas schemas.DecoderOptions
+}
+
+// config checks the flags and reads them, with db the capture to answer
+// from.
+func (f *mockSourceFlags) config(db string) (mockSource, error) {
 	level, err := mock.ParseLevel(f.match)
 	if err != nil {
-		return nil, nil, err
+		return mockSource{}, err
 	}
-	st, err := store.Open(ctx, db, store.Options{ReadOnly: true})
+	return mockSource{db: db, options: mock.Options{Method: f.method, Timing: f.timing, MaxLevel: level}, schemas: f.files.options(nil)}, nil
+}
+
+// loadMock opens the capture read-only and builds the mock from it. The
+// returned function releases what it holds.
+func loadMock(ctx context.Context, c mockSource, log *slog.Logger) (*mock.Mock, func(), error) {
+	st, err := store.Open(ctx, c.db, store.Options{ReadOnly: true})
 	if err != nil {
 		return nil, nil, err
 	}
-	dec, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{ProtoFiles: f.protoFiles, ImportPaths: f.importPaths, Protosets: f.protosets})
+	dec, err := schemas.OpenDecoder(ctx, st, c.schemas)
 	if err != nil {
 		st.Close()
 		return nil, nil, err
 	}
-	m, err := mock.Load(ctx, st, mock.Options{Method: f.method, Timing: f.timing, MaxLevel: level, Decoder: dec, Logger: log})
+	opts := c.options
+	opts.Decoder, opts.Logger = dec, log
+	m, err := mock.Load(ctx, st, opts)
 	// The index holds every call in memory; the capture is not read again.
 	st.Close()
 	if err != nil {
@@ -106,8 +118,7 @@ recorded calls.`,
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	f.src.register(fs, "")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long calls in flight may take to finish")
-	f.logLevel.Level = slog.LevelInfo
-	fs.Var(&f.logLevel, "log-level", "log level: debug, info (one line per call), warn or error")
+	f.logLevel.register(fs, "info")
 	return cmd
 }
 
@@ -117,7 +128,11 @@ func runMock(ctx context.Context, cmd *cobra.Command, f *mockFlags) error {
 	if err != nil {
 		return err
 	}
-	m, release, err := f.src.load(ctx, f.db, log)
+	src, err := f.src.config(f.db)
+	if err != nil {
+		return err
+	}
+	m, release, err := loadMock(ctx, src, log)
 	if err != nil {
 		return err
 	}
@@ -131,7 +146,9 @@ func runMock(ctx context.Context, cmd *cobra.Command, f *mockFlags) error {
 	}
 	srv := m.NewServer(srvOpts...)
 	log.Info("grpctap mock listening", "addr", lis.Addr().String(), "tls", f.tlsCert != "", "db", f.db, "calls", m.Calls(), "methods", len(m.Methods()))
-	return serveGRPC(ctx, srv, lis, f.shutdownTimeout, log)
+	g := newRunGroup(f.shutdownTimeout, log)
+	g.add(grpcService("mock", srv, lis))
+	return g.run(ctx)
 }
 
 func methodNote(glob string) string {

@@ -18,53 +18,48 @@ import (
 // the next fallback call reads it again (calls recorded since are seen).
 const mockReload = 10 * time.Second
 
-// registerMockOnUnavailable adds 'proxy --mock-on-unavailable' and its
-// --mock-* flags to fs.
-func registerMockOnUnavailable(fs *pflag.FlagSet) {
-	fs.Bool("mock-on-unavailable", false, "when a backend is unreachable, answer its calls from the capture as 'grpctap mock' would (logged; recorded with the grpctap-fallback header)")
-	fs.String("mock-db", "", "capture to answer from with --mock-on-unavailable (default: --db)")
-	var src mockSourceFlags
-	src.register(fs, "mock-")
+// mockOnUnavailableFlags are 'proxy --mock-on-unavailable' and its
+// --mock-* flags.
+type mockOnUnavailableFlags struct {
+	on  bool
+	db  string
+	src mockSourceFlags
 }
 
-// mockOnUnavailable sets opts.Fallback when --mock-on-unavailable is given.
-// The capture is read on the first fallback call and again when it is
-// older than 10s. Call the returned function when the proxy is done.
-func mockOnUnavailable(fs *pflag.FlagSet, opts *proxy.Options, log *slog.Logger) (func(), error) {
-	on, err := fs.GetBool("mock-on-unavailable")
-	if err != nil || !on {
-		return func() {}, err
+func (f *mockOnUnavailableFlags) register(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.on, "mock-on-unavailable", false, "when a backend is unreachable, answer its calls from the capture as 'grpctap mock' would (logged; recorded with the grpctap-fallback header)")
+	fs.StringVar(&f.db, "mock-db", "", "capture to answer from with --mock-on-unavailable (default: --db)")
+	f.src.register(fs, "mock-")
+}
+
+// apply sets opts.Fallback when --mock-on-unavailable is given; db is
+// the proxy's --db, answered from unless --mock-db says otherwise. The
+// capture is read on the first fallback call and again when it is older
+// than 10s. Call the returned function when the proxy is done.
+func (f *mockOnUnavailableFlags) apply(opts *proxy.Options, db string, log *slog.Logger) (func(), error) {
+	if !f.on {
+		return func() {}, nil
 	}
-	lm := &lazyMock{log: log}
-	if lm.db, err = fs.GetString("mock-db"); err != nil {
+	if f.db != "" {
+		db = f.db
+	}
+	if db == "" {
+		db = defaultDB
+	}
+	src, err := f.src.config(db)
+	if err != nil {
 		return nil, err
 	}
-	if lm.db == "" {
-		lm.db = defaultDB
-		if v, err := fs.GetString("db"); err == nil && v != "" {
-			lm.db = v
-		}
-	}
-	get := func(name string) string { v, _ := fs.GetString(name); return v }
-	getAll := func(name string) []string { v, _ := fs.GetStringArray(name); return v }
-	lm.src = mockSourceFlags{
-		method: get("mock-method"), match: get("mock-match"),
-		protoFiles: getAll("mock-proto"), importPaths: getAll("mock-import-path"), protosets: getAll("mock-protoset"),
-	}
-	lm.src.timing, _ = fs.GetBool("mock-timing")
-	if _, err := mock.ParseLevel(lm.src.match); err != nil {
-		return nil, err
-	}
+	lm := &lazyMock{src: src, log: log}
 	opts.Fallback = lm
-	log.Info("calls to unreachable backends are answered from the capture", "db", lm.db)
+	log.Info("calls to unreachable backends are answered from the capture", "db", db)
 	return lm.close, nil
 }
 
 // lazyMock is the proxy's Fallback: a mock built from the capture on
 // demand.
 type lazyMock struct {
-	db  string
-	src mockSourceFlags
+	src mockSource
 	log *slog.Logger
 
 	mu      sync.Mutex
@@ -79,7 +74,7 @@ func (l *lazyMock) current(ctx context.Context) (*mock.Mock, error) {
 	if l.m != nil && time.Since(l.loaded) < mockReload {
 		return l.m, nil
 	}
-	m, release, err := l.src.load(ctx, l.db, l.log)
+	m, release, err := loadMock(ctx, l.src, l.log)
 	if err != nil {
 		if l.m != nil {
 			l.log.Warn("fallback: reading the capture again failed; answering from the previous read", "err", err)
@@ -98,7 +93,7 @@ func (l *lazyMock) current(ctx context.Context) (*mock.Mock, error) {
 func (l *lazyMock) Answer(s *proxy.FallbackStream, cause error) error {
 	m, err := l.current(context.WithoutCancel(s.Context()))
 	if err != nil {
-		l.log.Error("fallback: cannot read the capture", "db", l.db, "err", err)
+		l.log.Error("fallback: cannot read the capture", "db", l.src.db, "err", err)
 		return status.Errorf(codes.Unavailable, "grpctap: backend %s unavailable (%s) and the capture cannot be read: %v", s.Backend, status.Convert(cause).Message(), err)
 	}
 	return m.Serve(s, s.Method, s.Authority)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/syncbuf"
 	"github.com/grpctap/grpctap/internal/testcert"
 	"github.com/grpctap/grpctap/mock"
@@ -118,11 +118,11 @@ func TestProxyMockOnUnavailable(t *testing.T) {
 	db, _ := recordThenStop(t)
 	ctx := context.Background()
 
-	// The proxy's flags as runProxy sees them: --db from recordFlags.
+	// The proxy's flags as 'proxy' reads them; --db is the proxy's own.
+	var mf mockOnUnavailableFlags
 	fs := pflag.NewFlagSet("proxy", pflag.ContinueOnError)
-	fs.String("db", defaultDB, "")
-	registerMockOnUnavailable(fs)
-	if err := fs.Parse([]string{"--db", db, "--mock-on-unavailable"}); err != nil {
+	mf.register(fs)
+	if err := fs.Parse([]string{"--mock-on-unavailable"}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.Open(ctx, db, store.Options{})
@@ -134,8 +134,8 @@ func TestProxyMockOnUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logBuf syncbuf.Buffer
-	opts := proxy.Options{Backend: deadBackend(t), Observer: rec, Logger: newLogger(&logBuf, slog.LevelInfo)}
-	release, err := mockOnUnavailable(fs, &opts, opts.Logger)
+	opts := proxy.Options{Backend: stubserver.DeadAddr(t), Observer: rec, Logger: newLogger(&logBuf, slog.LevelInfo)}
+	release, err := mf.apply(&opts, db, opts.Logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,21 +143,14 @@ func TestProxyMockOnUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := p.NewServer()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
+	addr, stopProxy := stubserver.Start(t, p.NewServer())
 
 	cctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "x-trace", "t-1"), 10*time.Second)
 	defer cancel()
 	// Every kind of call gets its recorded answer though the backend is down.
-	driveDemo(t, cctx, demoClient(t, lis.Addr().String()))
+	driveDemo(t, cctx, demoClient(t, addr))
 
-	srv.Stop()
-	<-done
+	stopProxy()
 	_ = p.Close()
 	release()
 	if err := rec.Close(ctx); err != nil {
@@ -180,17 +173,6 @@ func TestProxyMockOnUnavailable(t *testing.T) {
 	if !strings.Contains(logBuf.String(), "answering from the fallback") {
 		t.Errorf("fallback not logged:\n%s", logBuf.String())
 	}
-}
-
-func deadBackend(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
 }
 
 // TestMockServesTLS: with --tls-cert and --tls-key the mock answers TLS

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -50,8 +49,7 @@ func (f *proxyFlags) register(fs *pflag.FlagSet, withBackend bool) {
 	f.maxMsgSize = proxy.DefaultMaxMsgSize
 	fs.Var(&f.maxMsgSize, "max-msg-size", "largest message forwarded each way, in bytes (accepts KiB/MiB suffixes)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT/SIGTERM, how long calls in flight may take to finish before they are cancelled")
-	f.logLevel.Level = slog.LevelInfo
-	fs.Var(&f.logLevel, "log-level", "log level: debug (one line per call), info, warn or error")
+	f.logLevel.register(fs, "debug")
 }
 
 // options turns the flags into proxy options.
@@ -79,6 +77,40 @@ func (f *proxyFlags) options(log *slog.Logger) (proxy.Options, error) {
 	}
 	opts.BackendTLS = cfg
 	return opts, nil
+}
+
+// readForwarderConfig reads the flags 'proxy' and 'demo' share into what
+// startForwarder builds; hooks adjust the proxy's options further.
+func readForwarderConfig(log *slog.Logger, pf *proxyFlags, rf *recordFlags, df *decodeFlags, hooks ...optionHook) (forwarderConfig, error) {
+	opts, err := pf.options(log)
+	if err != nil {
+		return forwarderConfig{}, err
+	}
+	srvOpts, err := pf.serverOptions()
+	if err != nil {
+		return forwarderConfig{}, err
+	}
+	rc, err := rf.config(log)
+	if err != nil {
+		return forwarderConfig{}, err
+	}
+	so := df.options(nil)
+	so.Reflection = !df.noReflection
+	return forwarderConfig{proxy: opts, server: srvOpts, record: rc, schemas: so, hooks: hooks}, nil
+}
+
+// readFrontDoors reads the flags of the gRPC-Web bridge and the inspector
+// that 'proxy' and 'demo' share; their listeners are the caller's to set.
+func readFrontDoors(wf *webFlags, uf *uiFlags) (frontDoors, error) {
+	web, err := wf.config()
+	if err != nil {
+		return frontDoors{}, err
+	}
+	inspector, err := uf.config()
+	if err != nil {
+		return frontDoors{}, err
+	}
+	return frontDoors{web: web, ui: inspector}, nil
 }
 
 // checkTarget checks a backend address given with flag; the error says
@@ -175,6 +207,7 @@ func newProxyCmd() *cobra.Command {
 		decode  decodeFlags
 		web     webFlags
 		ui      uiFlags
+		mock    mockOnUnavailableFlags
 		pprof   string
 	}
 	cmd := &cobra.Command{
@@ -214,10 +247,7 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := newLogger(cmd.ErrOrStderr(), f.proxy.logLevel.Level)
-			// Cancelling ctx is what stops the bridge and the inspector, on
-			// every way out of this function.
-			ctx, cancel := context.WithCancel(cmd.Context())
-			defer cancel()
+			ctx := cmd.Context()
 			// Every address is taken before anything starts, so that all
 			// that are in use are reported at once.
 			ls, err := listenAll(cmd.Flags(), log, f.proxy.listenSpec(), f.web.listenSpec(), f.ui.listenSpec(!f.record.noRecord))
@@ -231,36 +261,34 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 			}
 			ls[0] = fl
 			f.proxy.forward = true
-			mockHook := func(o *proxy.Options) (func(), error) { return mockOnUnavailable(cmd.Flags(), o, log) }
-			fw, err := startForwarder(ctx, log, &f.proxy, &f.record, &f.decode, ls[0], mockHook, f.forward.hook(&f.proxy.backendTLS))
+			g := newRunGroup(f.proxy.shutdownTimeout, log)
+			mockHook := func(o *proxy.Options) (func(), error) { return f.mock.apply(o, f.record.db, log) }
+			cfg, err := readForwarderConfig(log, &f.proxy, &f.record, &f.decode, mockHook, f.forward.hook(&f.proxy.backendTLS))
 			if err != nil {
 				return err
 			}
-			defer closeForwarder(fw, f.proxy.shutdownTimeout, log)
-			stopPprof, err := startPprof(f.pprof, log)
+			doors, err := readFrontDoors(&f.web, &f.ui)
 			if err != nil {
 				return err
 			}
-			defer func() {
-				if err := stopPprof(); err != nil {
-					log.Warn("closing", "err", err)
-				}
-			}()
-			_, waitWeb, err := f.web.start(ctx, fw.proxy, fw.decoder, ls[1], f.proxy.shutdownTimeout, log)
+			doors.webLn, doors.uiLn, doors.out = ls[1], ls[2], cmd.OutOrStdout()
+			fw, err := startForwarder(ctx, g, log, cfg, ls[0])
 			if err != nil {
 				return err
 			}
-			_, waitUI, err := fw.startUI(ctx, &f.ui, ls[2], &f.record, &f.proxy, log, cmd.OutOrStdout())
+			pp, err := pprofService(f.pprof, log)
 			if err != nil {
-				cancel()
-				return errors.Join(err, waitWeb())
+				return g.abort(err)
+			}
+			if pp != nil {
+				g.add(*pp)
+			}
+			if _, _, err := fw.serveIn(ctx, g, doors, f.proxy.tlsCert, f.proxy.shutdownTimeout, log); err != nil {
+				return g.abort(err)
 			}
 			log.Info("grpctap proxy listening", "addr", fw.lis.Addr().String(), "backends", fw.proxy.Backends(), "tls", f.proxy.tlsCert != "")
 			logForwardMode(log, fw.lis.Addr(), f.proxy.backend == "" && len(f.proxy.routes) == 0)
-			err = serveGRPC(ctx, fw.server, fw.lis, f.proxy.shutdownTimeout, log)
-			cancel()
-			// The inspector stops before the recorder and the capture close.
-			return errors.Join(err, waitWeb(), waitUI())
+			return g.run(ctx)
 		},
 	}
 	f.proxy.register(cmd.Flags(), true)
@@ -269,16 +297,7 @@ With --listen 127.0.0.1:0 a free port is picked: the log line
 	f.decode.register(cmd.Flags(), true)
 	f.web.register(cmd.Flags(), "")
 	f.ui.register(cmd.Flags(), true)
-	registerMockOnUnavailable(cmd.Flags())
+	f.mock.register(cmd.Flags())
 	cmd.Flags().StringVar(&f.pprof, "pprof", "", pprofUsage)
 	return cmd
-}
-
-// closeForwarder flushes the recorder and closes everything, bounded by grace.
-func closeForwarder(fw *forwarder, grace time.Duration, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if err := fw.close(ctx); err != nil {
-		log.Warn("closing", "err", err)
-	}
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -11,7 +9,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/grpctap/grpctap/internal/headers"
-	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/store"
 )
@@ -61,11 +58,6 @@ type recordFlags struct {
 	keep      keepFlags
 	retain    time.Duration
 	maxDBSize byteSize
-
-	// Set by open, for the parts of grpctap that read the live capture
-	// (the UI): nil when not recording.
-	store    *store.Store
-	recorder *recorder.Recorder
 }
 
 func (f *recordFlags) register(fs *pflag.FlagSet) {
@@ -77,69 +69,34 @@ func (f *recordFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&f.maxDBSize, "max-db-size", "prune the oldest calls while the capture holds more than this (accepts MiB/GiB; default: no limit)")
 }
 
-// open starts recording as the flags say. It returns the observer for
-// proxy.Options (nil with --no-record) and a function that flushes and
-// closes the capture. A file that is not a grpctap capture, or is corrupt,
-// is an error; a capture that cannot be written (read-only file) is not:
-// the proxy forwards, the problem is logged and every event is counted as
-// dropped.
-func (f *recordFlags) open(ctx context.Context, log *slog.Logger) (proxy.Observer, func(context.Context) error, error) {
+// recordConfig is what the recording flags ask for; openRecording acts
+// on it.
+type recordConfig struct {
+	off          bool // --no-record
+	db, name     string
+	segmentBytes int64
+	recorder     recorder.Options // without its Logger
+}
+
+// config checks the flags and reads them into a recordConfig, warning
+// when secrets will be stored (--no-redact).
+func (f *recordFlags) config(log *slog.Logger) (recordConfig, error) {
 	if f.noRecord {
-		log.Info("not recording (--no-record)")
-		return nil, func(context.Context) error { return nil }, nil
+		return recordConfig{off: true, db: f.db}, nil
 	}
 	if f.maxDBSize > 0 && store.IsPostgres(f.db) {
-		return nil, nil, errors.New("--max-db-size applies to SQLite captures: PostgreSQL keeps deleted space for reuse rather than giving it back, so bound a PostgreSQL capture with --retain")
+		return recordConfig{}, errors.New("--max-db-size applies to SQLite captures: PostgreSQL keeps deleted space for reuse rather than giving it back, so bound a PostgreSQL capture with --retain")
 	}
-	var lastRetry time.Time
-	st, err := store.Open(ctx, f.db, store.Options{
-		Name:         f.name,
-		SegmentBytes: store.SegmentBytesFor(int64(f.maxDBSize)),
-		// A proxy forwards whether or not its database is up.
-		Deferred: true,
-		OnRetry: func(err error, next time.Duration) {
-			if time.Since(lastRetry) >= 10*time.Second {
-				lastRetry = time.Now()
-				log.Warn("capture database unreachable: forwarding goes on, calls are counted as dropped until it is back", "db", f.db, "err", err, "retry_in", next)
-			}
+	return recordConfig{
+		db: f.db, name: f.name,
+		segmentBytes: store.SegmentBytesFor(int64(f.maxDBSize)),
+		recorder: recorder.Options{
+			MaxMessage: int(f.keep.maxMessage),
+			Redact:     f.keep.redactList(log, f.db),
+			Retain:     f.retain,
+			MaxDBSize:  int64(f.maxDBSize),
 		},
-	})
-	if err != nil {
-		if errors.Is(err, store.ErrNotCapture) || errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrNewerSchema) {
-			return nil, nil, fmt.Errorf("%w (choose another file with --db, or --no-record)", err)
-		}
-		ro, roErr := store.Open(ctx, f.db, store.Options{ReadOnly: true})
-		if roErr != nil {
-			return nil, nil, fmt.Errorf("%w (choose another file with --db, or --no-record)", err)
-		}
-		log.Error("capture cannot be written: calls are forwarded but not recorded, and counted as dropped", "db", f.db, "err", err)
-		st = ro
-	}
-	rec, err := recorder.New(ctx, st, recorder.Options{
-		MaxMessage: int(f.keep.maxMessage),
-		Redact:     f.keep.redactList(log, f.db),
-		Retain:     f.retain,
-		MaxDBSize:  int64(f.maxDBSize),
-		Logger:     log,
-	})
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	f.store, f.recorder = st, rec
-	log.Info("recording calls", "db", st.Path(), "name", nameOr(f.name))
-	closeFn := func(ctx context.Context) error {
-		err := rec.Close(ctx)
-		stats := rec.Stats()
-		if stats.Dropped > 0 {
-			log.Warn("some events were not recorded", "db", f.db, "dropped", stats.Dropped)
-		}
-		if stats.SkippedResets > 0 {
-			log.Info("calls reset before any message, over their client's rate, were counted, not recorded", "db", f.db, "skipped", stats.SkippedResets)
-		}
-		return errors.Join(err, st.Close())
-	}
-	return rec, closeFn, nil
+	}, nil
 }
 
 // nameOr is the name a process records under: name, else the host name.

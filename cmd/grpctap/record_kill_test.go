@@ -36,12 +36,17 @@ func TestRecordHelperProcess(t *testing.T) {
 	}
 	ctx := context.Background()
 	f := recordFlags{db: os.Getenv("GRPCTAP_DB"), keep: keepFlags{maxMessage: recorder.DefaultMaxMessage}}
-	obs, _, err := f.open(ctx, quietLog())
+	cfg, err := f.config(quietLog())
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(3)
 	}
-	p, err := proxy.New(proxy.Options{Backend: os.Getenv("GRPCTAP_BACKEND"), Observer: obs, Logger: quietLog()})
+	rec, err := openRecording(ctx, cfg, quietLog())
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(3)
+	}
+	p, err := proxy.New(proxy.Options{Backend: os.Getenv("GRPCTAP_BACKEND"), Observer: rec.recorder, Logger: quietLog()})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(3)
@@ -191,13 +196,13 @@ func killScenario(t *testing.T, cmd *exec.Cmd, fromStderr bool, db string) {
 	// message so far (the recorder batches within ~20 ms; this waits up to
 	// 10 s).
 	var live string
-	for try := 0; ; try++ {
+	stubserver.WaitFor(t, 10*time.Second, func() error {
 		live = mustRun(t, "calls", "--db", db, "--method", "/kill.K/Stream", "--json")
-		if recordedStreams(live) == 4 || try == 200 {
-			break
+		if n := recordedStreams(live); n != 4 {
+			return fmt.Errorf("a reader sees %d of the 4 streams phase 1 opened:\n%s", n, live)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	for _, l := range strings.Split(strings.TrimSpace(live), "\n") {
 		var c store.Call
 		if err := json.Unmarshal([]byte(l), &c); err != nil {

@@ -55,7 +55,7 @@ func TestGrpcurlThroughRoutesOnly(t *testing.T) {
 	p := start(t, "proxy", "--listen", "127.0.0.1:0", "--db", db, "--ui", "",
 		"--route", "grpctap.demo.v1.DemoService="+backend.Addr(),
 		"--route", "grpc.testing.TestService="+testService,
-		"--route", "gone.v1.Gone="+deadBackend(t))
+		"--route", "gone.v1.Gone="+stubserver.DeadAddr(t))
 	addr := p.waitFor(t, listeningLine)
 
 	list := grpcurlRun(t, bin, "-plaintext", addr, "list")

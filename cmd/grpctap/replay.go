@@ -13,39 +13,26 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/msgdiff"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
 	"github.com/grpctap/grpctap/replay"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
 type replayFlags struct {
-	db          string
-	target      string
-	all         bool
-	method      string
-	proxyName   string
-	status      string
-	since       time.Duration
-	headers     []string
-	timeout     time.Duration
-	backendTLS  backendTLSFlags
-	ignoreField []string
-	ignoreHdr   []string
-	jsonOut     bool
+	selectFlags
+	compareFlags
 	dbOut       string
-	protoFiles  []string
-	importPaths []string
-	protosets   []string
-	noRefl      bool
+	decode      decodeFlags
 	rate        float64
 	duration    time.Duration
 	concurrency int
@@ -91,29 +78,14 @@ percentiles and the count of each status are printed; nothing is compared.`,
 		},
 	}
 	fs := cmd.Flags()
-	dbFlag(fs, &f.db, "capture to replay from")
-	fs.StringVar(&f.target, "target", "", "address to send every call to (default: each call's recorded backend)")
-	fs.BoolVar(&f.all, "all", false, "replay every call of the capture (without ids or a filter, replay asks for this)")
-	fs.StringVar(&f.method, "method", "", "replay calls whose full method matches this glob ('/pkg.Svc/*', '*Echo')")
-	fs.StringVar(&f.status, "status", "", "replay calls recorded with this status (OK, NOT_FOUND, 5, ...)")
-	proxyFlag(fs, &f.proxyName)
-	fs.DurationVar(&f.since, "since", 0, "replay calls started at most this long ago (e.g. 1h)")
-	fs.StringArrayVar(&f.headers, "header", nil, "'key: value' request header to add or override (repeatable)")
-	fs.DurationVar(&f.timeout, "timeout", 0, "deadline of each call (default: as recorded, or 30s when recorded without one)")
-	f.backendTLS.register(fs)
-	fs.StringArrayVar(&f.ignoreField, "ignore-field", nil, "field path left out of message diffs, e.g. receivedAt, items[*].id, labels[\"k\"] (repeatable)")
-	fs.StringArrayVar(&f.ignoreHdr, "ignore-header", nil, "response header or trailer left out of the comparison, added to the default list ("+strings.Join(replay.DefaultVolatileHeaders, ", ")+") (repeatable)")
-	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON report (results and summary) instead of text")
+	f.selectFlags.register(fs, "capture to replay from")
+	f.compareFlags.register(fs, "each call's recorded backend", "as recorded, or 30s when recorded without one")
 	fs.StringVar(&f.dbOut, "db-out", "", "record the replayed calls in this capture, marked with the id of the call each replays")
-	fs.StringArrayVar(&f.protoFiles, "proto", nil, ".proto file describing the methods (repeatable)")
-	fs.StringArrayVar(&f.importPaths, "import-path", nil, "directory to resolve --proto imports in (repeatable)")
-	fs.StringArrayVar(&f.protosets, "protoset", nil, "compiled FileDescriptorSet describing the methods (repeatable)")
-	fs.BoolVar(&f.noRefl, "no-reflection", false, "do not ask the target for its schema by reflection")
+	f.decode.register(fs, true)
 	fs.Float64Var(&f.rate, "rate", 0, "load mode: calls started per second (0: as fast as --concurrency allows)")
 	fs.DurationVar(&f.duration, "duration", 0, "load mode: replay the selection in a loop for this long and report throughput and latency")
 	fs.IntVar(&f.concurrency, "concurrency", 1, "load mode: calls in flight at most")
-	f.logLevel.Level = slog.LevelWarn
-	fs.Var(&f.logLevel, "log-level", "log level: debug, info, warn or error")
+	f.logLevel.register(fs, "")
 	return cmd
 }
 
@@ -129,63 +101,6 @@ func parseHeaders(hs []string) (metadata.MD, error) {
 		md.Append(k, strings.TrimSpace(v))
 	}
 	return md, nil
-}
-
-// selectCalls returns the ids of the calls the arguments and flags select.
-func selectCalls(ctx context.Context, st *store.Store, f *replayFlags, args []string) ([]int64, error) {
-	filtered := f.method != "" || f.status != "" || f.since != 0 || f.proxyName != ""
-	switch {
-	case len(args) > 0 && (filtered || f.all):
-		return nil, errors.New("give call ids, or --method/--status/--since/--proxy, or --all: one of them")
-	case len(args) == 0 && !filtered && !f.all:
-		return nil, errors.New("replay needs call ids (grpctap replay 12 14), a filter (--method, --status, --since, --proxy) or --all for every call of the capture")
-	case len(args) > 0:
-		ids := make([]int64, 0, len(args))
-		var missing []string
-		for _, a := range args {
-			id, err := strconv.ParseInt(a, 10, 64)
-			if err != nil || id <= 0 {
-				return nil, fmt.Errorf("%q is not a call id", a)
-			}
-			if _, _, err := st.RecordedTimeout(ctx, id); errors.Is(err, store.ErrNotFound) {
-				missing = append(missing, a)
-			} else if err != nil {
-				return nil, err
-			}
-			ids = append(ids, id)
-		}
-		if len(missing) > 0 {
-			return nil, fmt.Errorf("no call %s in %s (see 'grpctap calls --db %s')", strings.Join(missing, ", "), f.db, f.db)
-		}
-		return ids, nil
-	}
-	if err := checkGlob("--method", f.method); err != nil {
-		return nil, err
-	}
-	flt := store.Filter{Method: f.method, Proxy: f.proxyName}
-	if f.status != "" {
-		code, err := store.ParseCode(f.status)
-		if err != nil {
-			return nil, err
-		}
-		flt.Status = &code
-	}
-	if f.since > 0 {
-		flt.Since = time.Now().Add(-f.since)
-	}
-	var ids []int64
-	err := st.EachCall(ctx, flt, func(c *store.Call) error {
-		if c.State == "open" {
-			return nil
-		}
-		if v := c.RequestHeaders[replay.HeaderOrigin]; len(v) > 0 && v[0] == replay.OriginReplay {
-			// A replay recorded into the same capture is not replayed again.
-			return nil
-		}
-		ids = append(ids, c.ID)
-		return nil
-	})
-	return ids, err
 }
 
 func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []string) error {
@@ -207,7 +122,7 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 		return err
 	}
 	hdr, ignore, tlsCfg := sf.header, sf.ignore, sf.tls
-	st, ids, err := openSelected(ctx, f, args, store.Options{ReadOnly: true})
+	st, ids, err := openSelected(ctx, &f.selectFlags, args, store.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}
@@ -241,10 +156,7 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 		return runLoad(ctx, cmd.OutOrStdout(), st, rp, ids, f)
 	}
 
-	dec, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{
-		ProtoFiles: f.protoFiles, ImportPaths: f.importPaths, Protosets: f.protosets,
-		Reflection: !f.noRefl, Dial: reflectionDial(tlsCfg),
-	})
+	dec, err := schemas.OpenDecoder(ctx, st, f.decode.options(reflectionDial(tlsCfg)))
 	if err != nil {
 		return err
 	}
@@ -279,6 +191,31 @@ func runReplay(ctx context.Context, cmd *cobra.Command, f *replayFlags, args []s
 		replay.WriteSummary(w, sum)
 	}
 	return verdictExit(sum, "calls could not be replayed", "calls differ from the capture")
+}
+
+// compareFlags are the flags of 'replay' and 'test', which send calls
+// again and compare the answers: where to, with what, and what the
+// comparison leaves out.
+type compareFlags struct {
+	target      string
+	headers     []string
+	timeout     time.Duration
+	backendTLS  backendTLSFlags
+	ignoreField []string
+	ignoreHdr   []string
+	jsonOut     bool
+}
+
+// register declares them; targetDefault and timeoutDefault say what the
+// command does without --target and --timeout.
+func (f *compareFlags) register(fs *pflag.FlagSet, targetDefault, timeoutDefault string) {
+	fs.StringVar(&f.target, "target", "", "address to send every call to (default: "+targetDefault+")")
+	fs.StringArrayVar(&f.headers, "header", nil, "'key: value' request header to add or override (repeatable)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "deadline of each call (default: "+timeoutDefault+")")
+	f.backendTLS.register(fs)
+	fs.StringArrayVar(&f.ignoreField, "ignore-field", nil, "field path left out of message diffs, e.g. receivedAt, items[*].id, labels[\"k\"] (repeatable)")
+	fs.StringArrayVar(&f.ignoreHdr, "ignore-header", nil, "response header or trailer left out of the comparison, added to the default list ("+strings.Join(replay.DefaultVolatileHeaders, ", ")+") (repeatable)")
+	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON report (results and summary) instead of text")
 }
 
 // sendFlags are the flags replay and test read alike.
@@ -333,31 +270,13 @@ func verdictExit(sum replay.Summary, errored, differ string) error {
 	return nil
 }
 
-// openSelected opens the capture and selects calls as replay's arguments
-// and filters say; the caller closes the store.
-func openSelected(ctx context.Context, f *replayFlags, args []string, o store.Options) (*store.Store, []int64, error) {
-	st, err := store.Open(ctx, f.db, o)
-	if err != nil {
-		return nil, nil, err
-	}
-	ids, err := selectCalls(ctx, st, f, args)
-	if err == nil && len(ids) == 0 {
-		err = errors.New("no calls selected")
-	}
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return st, ids, nil
-}
-
 func replayOne(ctx context.Context, st *store.Store, rp *replay.Replayer, cmpr *replay.Comparator, id int64) replay.Result {
 	c, err := st.GetCall(ctx, id)
 	if err != nil {
 		return replay.Result{CallID: id, Verdict: replay.Error, Error: err.Error(), Diffs: []replay.Diff{}}
 	}
 	if cmpr.Decoder != nil {
-		capture.DecodeCall(ctx, cmpr.Decoder, c) // fills in the RPC kind from the schema
+		schemas.DecodeCall(ctx, cmpr.Decoder, c) // fills in the RPC kind from the schema
 	}
 	recTimeout, ok, err := st.RecordedTimeout(ctx, id)
 	if err != nil {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -59,7 +59,7 @@ prints them whole. Raw bytes (--json) are always whole.`,
 			if err != nil {
 				return readError(ctx, st, err)
 			}
-			dec, err := capture.OpenDecoder(ctx, st, df.options(nil))
+			dec, err := schemas.OpenDecoder(ctx, st, df.options(nil))
 			if err != nil {
 				return err
 			}
@@ -68,8 +68,8 @@ prints them whole. Raw bytes (--json) are always whole.`,
 			if full {
 				lim = decode.NoLimits
 			}
-			capture.DecodeCallWithin(ctx, dec, c, lim)
-			dc := capture.DecodedCall{CallWithMessages: c, StatusDetails: capture.DecodeDetails(ctx, dec, &c.Call)}
+			schemas.DecodeCallWithin(ctx, dec, c, lim)
+			dc := schemas.DecodedCall{CallWithMessages: c, StatusDetails: schemas.DecodeDetails(ctx, dec, &c.Call)}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -89,7 +89,7 @@ prints them whole. Raw bytes (--json) are always whole.`,
 // showBytes is how much of each body the human view dumps.
 const showBytes = 512
 
-func printCall(w io.Writer, dc capture.DecodedCall) {
+func printCall(w io.Writer, dc schemas.DecodedCall) {
 	c := dc.CallWithMessages
 	fmt.Fprintf(w, "call %d  %s  (%s, %s)\n", c.ID, c.Method, c.RPC, c.Protocol)
 	fmt.Fprintf(w, "  backend    %s\n  authority  %s\n  peer       %s\n", c.Backend, c.Authority, c.Peer)
@@ -161,7 +161,7 @@ func printCall(w io.Writer, dc capture.DecodedCall) {
 
 // printDetail prints the i-th status detail: its type and decoded JSON,
 // else its size and why it was not decoded.
-func printDetail(w io.Writer, i int, raw []byte, decoded []capture.DetailView) {
+func printDetail(w io.Writer, i int, raw []byte, decoded []schemas.DetailView) {
 	fmt.Fprintf(w, "  detail %d   ", i+1)
 	if i >= len(decoded) {
 		fmt.Fprintf(w, "%d bytes\n", len(raw))

@@ -5,31 +5,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/collection"
 	"github.com/grpctap/grpctap/replay"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
 type testFlags struct {
-	db          string
-	target      string
-	headers     []string
-	timeout     time.Duration
-	backendTLS  backendTLSFlags
-	ignoreField []string
-	ignoreHdr   []string
-	junit       string
-	jsonOut     bool
-	decode      decodeFlags
-	logLevel    logLevel
+	db string
+	compareFlags
+	junit    string
+	decode   decodeFlags
+	logLevel logLevel
 }
 
 func newTestCmd() *cobra.Command {
@@ -66,17 +59,10 @@ could not be run (or on other errors). --junit writes JUnit XML for CI.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.db, "db", defaultDB, "capture file holding the collection (and the schemas saved with it)")
-	fs.StringVar(&f.target, "target", "", "address to send every request to (default: each request's own)")
-	fs.StringArrayVar(&f.headers, "header", nil, "'key: value' request header to add or override (repeatable)")
-	fs.DurationVar(&f.timeout, "timeout", 0, "deadline of every call, over the requests' own timeout_ms (default: timeout_ms, else 30s)")
-	f.backendTLS.register(fs)
-	fs.StringArrayVar(&f.ignoreField, "ignore-field", nil, "field path left out of message diffs, e.g. receivedAt, items[*].id (repeatable)")
-	fs.StringArrayVar(&f.ignoreHdr, "ignore-header", nil, "response header or trailer left out of the comparison, added to the default list (repeatable)")
+	f.compareFlags.register(fs, "each request's own", "the request's timeout_ms, else 30s")
 	fs.StringVar(&f.junit, "junit", "", "write the results as JUnit XML to this file")
-	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON report (results and summary) instead of text")
 	f.decode.register(fs, true)
-	f.logLevel.Level = slog.LevelWarn
-	fs.Var(&f.logLevel, "log-level", "log level: debug, info, warn or error")
+	f.logLevel.register(fs, "")
 	return cmd
 }
 
@@ -127,7 +113,7 @@ func runTest(ctx context.Context, cmd *cobra.Command, f *testFlags, arg string) 
 	if len(col.Requests) == 0 {
 		return fmt.Errorf("collection %q has no requests", col.Name)
 	}
-	dec, err := capture.OpenDecoder(ctx, st, f.decode.options(reflectionDial(sf.tls)))
+	dec, err := schemas.OpenDecoder(ctx, st, f.decode.options(reflectionDial(sf.tls)))
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/grpctap/grpctap/collection"
 	"github.com/grpctap/grpctap/internal/pgtest"
+	"github.com/grpctap/grpctap/internal/stubserver"
 )
 
 type testReport struct {
@@ -216,7 +217,7 @@ func TestCollectionAssertions(t *testing.T) {
 		t.Errorf("bad assertion: %v", err)
 	}
 	// An unreachable target is an error (exit 2), not a failure.
-	_, _, err = runCmd(t, "test", file, "--db", noDB, "--target", deadBackend(t))
+	_, _, err = runCmd(t, "test", file, "--db", noDB, "--target", stubserver.DeadAddr(t))
 	if exitCode(err, io.Discard) != exitError {
 		t.Errorf("unreachable target: %v", err)
 	}

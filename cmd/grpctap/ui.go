@@ -3,17 +3,21 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/proxy"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
+
+// uiShutdownTimeout is how long 'grpctap ui' lets requests in flight
+// finish when it stops.
+const uiShutdownTimeout = 5 * time.Second
 
 func newUICmd() *cobra.Command {
 	var (
@@ -40,6 +44,10 @@ Composer calls made here go straight to the target and are not recorded
 			if uf.addr == "" {
 				return errors.New("--ui needs an address: the inspector is all this command serves")
 			}
+			cfg, err := uf.config()
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			log := newLogger(cmd.ErrOrStderr(), logLevel.Level)
 			if _, err := os.Stat(db); err != nil && !store.IsPostgres(db) {
@@ -62,7 +70,7 @@ Composer calls made here go straight to the target and are not recorded
 			dial := func(backend string) (grpc.ClientConnInterface, error) {
 				return grpc.NewClient(backend, grpc.WithTransportCredentials(insecure.NewCredentials()))
 			}
-			dec, err := capture.OpenDecoder(ctx, st, df.options(dial))
+			dec, err := schemas.OpenDecoder(ctx, st, df.options(dial))
 			if err != nil {
 				return err
 			}
@@ -81,19 +89,19 @@ Composer calls made here go straight to the target and are not recorded
 				return err
 			}
 			defer closeListeners(ls)
-			_, wait, err := uf.start(ctx, ls[0], uiDeps{Store: st, Proxy: p, Decoder: dec, Logger: log, Out: out})
+			inspector, _, err := uiService(ctx, cfg, ls[0], uiDeps{Store: st, Proxy: p, Decoder: dec, Logger: log, Out: out})
 			if err != nil {
 				return err
 			}
+			g := newRunGroup(uiShutdownTimeout, log)
+			g.add(*inspector)
 			fmt.Fprintln(out, "\nPress Ctrl-C to stop.")
-			<-ctx.Done()
-			return wait()
+			return g.run(ctx)
 		},
 	}
 	dbFlag(cmd.Flags(), &db, "capture to show")
 	uf.register(cmd.Flags(), false)
 	df.register(cmd.Flags(), true)
-	logLevel.Level = slog.LevelInfo
-	cmd.Flags().Var(&logLevel, "log-level", "log level: debug, info, warn or error")
+	logLevel.register(cmd.Flags(), "")
 	return cmd
 }

@@ -10,15 +10,13 @@ import (
 	"net"
 	"net/url"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/decode"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 	"github.com/grpctap/grpctap/ui"
 )
@@ -119,44 +117,59 @@ func (f *uiFlags) listenSpec(on bool) listenSpec {
 	return s
 }
 
-// start serves the inspector on lis (from listenSpec) as the flags say,
-// until ctx ends. It returns
-// the URL to show (inspectorURL; "" when --ui is off or there is no capture to show) and
-// a function that stops the inspector (if ctx has not) and waits for it;
-// call it before closing the recorder and the store.
-func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string, func() error, error) {
-	noop := func() error { return nil }
+// uiConfig is what the inspector's flags ask for; off when addr is "".
+type uiConfig struct {
+	addr                 string
+	token, readOnlyToken string
+	readOnly             bool
+	tls                  *tls.Config // nil: plain HTTP
+}
+
+// config checks the flags and reads them, with tokens made up where the
+// flags call for them (access) and the TLS files loaded.
+func (f *uiFlags) config() (uiConfig, error) {
+	if f.addr == "" {
+		if f.token != "" || f.readOnly || f.readOnlyToken != "" || f.tlsCert != "" || f.tlsKey != "" {
+			return uiConfig{}, errors.New("--ui-token, --ui-read-only, --ui-read-only-token and --ui-tls-* need --ui ADDR")
+		}
+		return uiConfig{}, nil
+	}
+	token, readOnlyToken, err := f.access()
+	if err != nil {
+		return uiConfig{}, err
+	}
+	tlsCfg, err := f.tlsConfig()
+	if err != nil {
+		return uiConfig{}, err
+	}
+	return uiConfig{addr: f.addr, token: token, readOnlyToken: readOnlyToken, readOnly: f.readOnly, tls: tlsCfg}, nil
+}
+
+// uiService is the inspector on lis (from uiFlags.listenSpec) as c says,
+// with the URL to show (inspectorURL); nil and "" when it is off or there
+// is no capture to show. It serves from the moment it is made; the group
+// stops it before the recorder and the store close.
+func uiService(ctx context.Context, c uiConfig, lis net.Listener, d uiDeps) (*service, string, error) {
 	log := d.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	if f.addr == "" {
-		if f.token != "" || f.readOnly || f.readOnlyToken != "" || f.tlsCert != "" || f.tlsKey != "" {
-			return "", noop, errors.New("--ui-token, --ui-read-only, --ui-read-only-token and --ui-tls-* need --ui ADDR")
-		}
-		return "", noop, nil
-	}
-	token, readOnlyToken, err := f.access()
-	if err != nil {
-		return "", noop, err
-	}
-	tlsCfg, err := f.tlsConfig()
-	if err != nil {
-		return "", noop, err
+	if c.addr == "" {
+		return nil, "", nil
 	}
 	if d.Store == nil {
 		log.Info("web inspector off: it shows a capture, and nothing is recorded (--no-record)")
-		return "", noop, nil
+		return nil, "", nil
 	}
-	if tlsCfg == nil && !ui.IsLoopback(f.addr) {
+	if c.tls == nil && !ui.IsLoopback(c.addr) {
 		log.Warn("the inspector is reachable from the network over plain HTTP: its token crosses the network in clear; serve it over HTTPS with --ui-tls-cert and --ui-tls-key")
 	}
 	dec, ownDec := d.Decoder, false
 	if dec == nil {
 		var err error
-		dec, err = capture.OpenDecoder(ctx, d.Store, capture.DecoderOptions{Reflection: true})
+		dec, err = schemas.OpenDecoder(ctx, d.Store, schemas.DecoderOptions{Reflection: true})
 		if err != nil {
-			return "", nil, err
+			return nil, "", err
 		}
 		ownDec = true
 	}
@@ -167,46 +180,24 @@ func (f *uiFlags) start(ctx context.Context, lis net.Listener, d uiDeps) (string
 		return nil
 	}
 	h, err := ui.New(ui.Options{Store: d.Store, Recorder: d.Recorder, Proxy: d.Proxy, Decoder: dec,
-		Token: token, ReadOnlyToken: readOnlyToken, ReadOnly: f.readOnly, TLS: tlsCfg,
+		Token: c.token, ReadOnlyToken: c.readOnlyToken, ReadOnly: c.readOnly, TLS: c.tls,
 		Logger: log, BackendTLS: d.BackendTLS, GRPC: d.GRPC})
 	if err != nil {
-		return "", nil, errors.Join(err, closeDec())
+		return nil, "", errors.Join(err, closeDec())
 	}
 	srv := ui.Serve(lis, h)
-	shown := inspectorURL(srv, srv.URL, f.addr)
+	shown := inspectorURL(srv, srv.URL, c.addr)
 	if d.Out != nil {
 		fmt.Fprintf(d.Out, "  inspector  %s\n", shown)
 		if srv.ReadOnlyURL != "" && srv.ReadOnlyURL != srv.URL {
-			fmt.Fprintf(d.Out, "  read-only  %s\n", inspectorURL(srv, srv.ReadOnlyURL, f.addr))
+			fmt.Fprintf(d.Out, "  read-only  %s\n", inspectorURL(srv, srv.ReadOnlyURL, c.addr))
 		}
 	}
-	log.Info("web inspector listening", "url", srv.URL, "addr", srv.Addr.String(), "read_only_url", srv.ReadOnlyURL, "read_only", f.readOnly)
-	stopped := make(chan struct{})
-	var once sync.Once
-	var stopErr error
-	stop := func() {
-		once.Do(func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			stopErr = errors.Join(srv.Shutdown(sctx), closeDec())
-			close(stopped)
-		})
-	}
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		select {
-		case <-ctx.Done():
-			stop()
-		case <-stopped:
-		}
-	}()
-	wait := func() error {
-		stop()
-		<-watchDone
-		return stopErr
-	}
-	return shown, wait, nil
+	log.Info("web inspector listening", "url", srv.URL, "addr", srv.Addr.String(), "read_only_url", srv.ReadOnlyURL, "read_only", c.readOnly)
+	s := startedService("web inspector", func(ctx context.Context) error {
+		return errors.Join(srv.Shutdown(ctx), closeDec())
+	})
+	return &s, shown, nil
 }
 
 // inspectorURL is the inspector's URL as it listens: on every interface

@@ -103,13 +103,23 @@ func TestUICommandErrors(t *testing.T) {
 
 func TestUIFlagsOffAndTokenOffLoopback(t *testing.T) {
 	f := uiFlags{addr: ""}
-	url, wait, err := f.start(context.Background(), nil, uiDeps{})
-	if err != nil || url != "" || wait() != nil {
+	cfg, err := f.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, url, err := uiService(context.Background(), cfg, nil, uiDeps{})
+	if err != nil || url != "" || svc != nil {
 		t.Errorf("--ui '': %q %v", url, err)
 	}
+	if _, err := (&uiFlags{addr: "", token: "t"}).config(); err == nil {
+		t.Errorf("--ui-token without --ui: no error")
+	}
 	f = uiFlags{addr: "127.0.0.1:0"}
-	url, wait, err = f.start(context.Background(), nil, uiDeps{Logger: quietLog()})
-	if err != nil || url != "" || wait() != nil {
+	if cfg, err = f.config(); err != nil {
+		t.Fatal(err)
+	}
+	svc, url, err = uiService(context.Background(), cfg, nil, uiDeps{Logger: quietLog()})
+	if err != nil || url != "" || svc != nil {
 		t.Errorf("no store (--no-record): %q %v", url, err)
 	}
 }

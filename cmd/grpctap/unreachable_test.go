@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -21,7 +22,7 @@ import (
 // naming the backend, and the capture holds what the client sent.
 func TestUnreachableBackendKeepsTheRequest(t *testing.T) {
 	db := t.TempDir() + "/cap.db"
-	dead := deadBackend(t)
+	dead := stubserver.DeadAddr(t)
 	p := start(t, "proxy", "--listen", "127.0.0.1:0", "--backend", dead, "--db", db, "--ui", "")
 	cl := demoClient(t, p.waitFor(t, listeningLine))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

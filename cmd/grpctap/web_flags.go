@@ -57,54 +57,68 @@ func (f *webFlags) listenSpec() listenSpec {
 		advice: "choose another address with --web, or --web '' to turn the bridge off"}
 }
 
-// start serves the bridge on lis (from listenSpec) when --web is set, with
-// its own grpc.Server from p, so calls are routed, forwarded and recorded
-// like native ones. It returns the address it listens on ("" when --web is
-// unset) and wait, which blocks until the bridge has stopped: after ctx is
-// cancelled, requests in flight get grace to finish before they are cut.
-// Call wait exactly once. The caller closes lis when start fails. dec, when
-// not nil, gives the bridge the schemas it needs to translate JSON calls.
-func (f *webFlags) start(ctx context.Context, p *proxy.Proxy, dec *decode.Decoder, lis net.Listener, grace time.Duration, log *slog.Logger) (addr string, wait func() error, err error) {
-	noop := func() error { return nil }
+// webConfig is what the bridge's flags ask for; off when addr is "".
+type webConfig struct {
+	addr       string
+	origins    []string
+	hosts      []string
+	websockets bool
+	tls        *tls.Config // nil: plaintext HTTP/1.1 and h2c
+}
+
+// config checks the flags and reads them, with the TLS files loaded.
+func (f *webFlags) config() (webConfig, error) {
 	if f.addr == "" {
 		if len(f.origins) > 0 || len(f.hosts) > 0 || f.websockets || f.tlsCert != "" || f.tlsKey != "" {
-			return "", noop, fmt.Errorf("--web-origin, --web-host, --web-websockets and --web-tls-* need --web ADDR")
+			return webConfig{}, fmt.Errorf("--web-origin, --web-host, --web-websockets and --web-tls-* need --web ADDR")
 		}
-		return "", noop, nil
+		return webConfig{}, nil
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
-		return "", noop, fmt.Errorf("--web-tls-cert and --web-tls-key go together")
+		return webConfig{}, fmt.Errorf("--web-tls-cert and --web-tls-key go together")
 	}
-	var tlsCfg *tls.Config
+	c := webConfig{addr: f.addr, origins: f.origins, hosts: f.hosts, websockets: f.websockets}
 	if f.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
 		if err != nil {
-			return "", noop, fmt.Errorf("gRPC-Web TLS: %w", err)
+			return webConfig{}, fmt.Errorf("gRPC-Web TLS: %w", err)
 		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		c.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return c, nil
+}
+
+// webService is the bridge on lis (from webFlags.listenSpec) as c says
+// (nil when off), with its own grpc.Server from p, so calls are routed,
+// forwarded and recorded like native ones; addr is where it listens. When
+// stopped, requests in flight get grace to finish before they are cut.
+// dec, when not nil, gives the bridge the schemas it needs to translate
+// JSON calls. The caller closes lis when webService fails.
+func webService(c webConfig, p *proxy.Proxy, dec *decode.Decoder, lis net.Listener, grace time.Duration, log *slog.Logger) (_ *service, addr string, err error) {
+	if c.addr == "" {
+		return nil, "", nil
 	}
 	srv := p.NewServer()
-	opts := webbridge.Options{AllowedOrigins: f.origins, Hosts: f.hosts, Websockets: f.websockets}
+	opts := webbridge.Options{AllowedOrigins: c.origins, Hosts: c.hosts, Websockets: c.websockets}
 	if dec != nil {
 		opts.Schemas = webbridge.DecoderSchemas(dec, p.Route)
 	}
 	h, err := webbridge.New(srv, opts)
 	if err != nil {
 		srv.Stop()
-		return "", noop, fmt.Errorf("--web-origin or --web-host: %w", err)
+		return nil, "", fmt.Errorf("--web-origin or --web-host: %w", err)
 	}
-	hs := webbridge.NewHTTPServer(h, tlsCfg, log)
+	hs := webbridge.NewHTTPServer(h, c.tls, log)
 	addr = lis.Addr().String()
-	origins := f.origins
+	origins := c.origins
 	if len(origins) == 0 {
 		origins = []string{"(same origin only)"}
 	}
-	log.Info("grpctap gRPC-Web bridge listening", "addr", addr, "tls", tlsCfg != nil, "origins", origins, "extra_hosts", f.hosts, "websockets", f.websockets)
-	done := make(chan error, 1)
-	go func() {
-		err := webbridge.Serve(ctx, hs, lis, grace)
-		srv.Stop() // nothing left in flight: Serve waited for every handler
-		done <- err
-	}()
-	return addr, func() error { return <-done }, nil
+	log.Info("grpctap gRPC-Web bridge listening", "addr", addr, "tls", c.tls != nil, "origins", origins, "extra_hosts", c.hosts, "websockets", c.websockets)
+	// srv stops after Serve: nothing is left in flight, Serve waited for
+	// every handler.
+	s := ctxService("gRPC-Web bridge", func(ctx context.Context) error {
+		return webbridge.Serve(ctx, hs, lis, grace)
+	}, srv.Stop)
+	return &s, addr, nil
 }

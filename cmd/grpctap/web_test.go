@@ -62,10 +62,18 @@ func TestWebFlagsServe(t *testing.T) {
 	f := parseWebFlags(t, "--web", "127.0.0.1:0", "--web-origin", "http://page.example:3000", "--web-websockets", "--web-host", "tap.example")
 	webCtx, stopWeb := context.WithCancel(ctx)
 	defer stopWeb()
-	addr, wait, err := f.start(webCtx, p, nil, listenFor(t, f.listenSpec()), 2*time.Second, log)
+	cfg, err := f.config()
 	if err != nil {
 		t.Fatal(err)
 	}
+	web, addr, err := webService(cfg, p, nil, listenFor(t, f.listenSpec()), 2*time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newRunGroup(2*time.Second, log)
+	g.add(*web)
+	done := make(chan error, 1)
+	go func() { done <- g.run(webCtx) }()
 
 	req, _ := proto.Marshal(&demopb.EchoRequest{Message: "hello web"})
 	body := make([]byte, 5+len(req))
@@ -117,15 +125,8 @@ func TestWebFlagsServe(t *testing.T) {
 	}
 
 	stopWeb()
-	done := make(chan error, 1)
-	go func() { done <- wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("bridge did not stop")
+	if err := returned(t, done, "the bridge's group, stopped,"); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -136,8 +137,12 @@ func TestWebFlagsOff(t *testing.T) {
 	}
 	defer p.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	addr, wait, err := parseWebFlags(t).start(context.Background(), p, nil, nil, time.Second, log)
-	if err != nil || addr != "" || wait() != nil {
+	cfg, err := parseWebFlags(t).config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, addr, err := webService(cfg, p, nil, nil, time.Second, log)
+	if err != nil || addr != "" || web != nil {
 		t.Fatalf("without --web: addr %q err %v", addr, err)
 	}
 	for _, args := range [][]string{
@@ -149,7 +154,11 @@ func TestWebFlagsOff(t *testing.T) {
 		{"--web", "127.0.0.1:0", "--web-tls-cert", "/nonexistent.pem", "--web-tls-key", "/nonexistent.key"},
 	} {
 		f := parseWebFlags(t, args...)
-		if _, _, err := f.start(context.Background(), p, nil, listenFor(t, f.listenSpec()), time.Second, log); err == nil {
+		cfg, err := f.config()
+		if err == nil {
+			_, _, err = webService(cfg, p, nil, listenFor(t, f.listenSpec()), time.Second, log)
+		}
+		if err == nil {
 			t.Errorf("%q: no error", args)
 		}
 	}

@@ -1,7 +1,10 @@
-// Package stubserver holds the gRPC test servers more than one package's
-// tests need: a server on a loopback port stopped with the test, a raw
-// echo backend that needs no schema, which can count the calls it gets, and
-// where to find grpcurl.
+// Package stubserver is the home of the test helpers more than one
+// package's tests need: a gRPC server on a loopback port stopped with the
+// test (or earlier), a raw echo backend that needs no schema, which can
+// count the calls it gets, a loopback address nobody listens on, a bounded
+// wait on a condition (tests wait on what they need, never for a fixed
+// time), and where to find grpcurl. Messages as bytes go through
+// internal/rawcodec.
 package stubserver
 
 import (
@@ -11,8 +14,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -23,14 +28,55 @@ import (
 // address.
 func Serve(t testing.TB, srv *grpc.Server) string {
 	t.Helper()
+	addr, _ := Start(t, srv)
+	return addr
+}
+
+// Start is Serve, and stop, which stops srv (cancelling its calls) and
+// waits for it, for a test that needs the server gone before it ends; it
+// may be called more than once, and runs when the test ends anyway.
+func Start(t testing.TB, srv *grpc.Server) (addr string, stop func()) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-	return lis.Addr().String()
+	var once sync.Once
+	stop = func() { once.Do(func() { srv.Stop(); <-done }) }
+	t.Cleanup(stop)
+	return lis.Addr().String(), stop
+}
+
+// DeadAddr is a loopback address nobody listens on (it did a moment ago).
+func DeadAddr(t testing.TB) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	_ = lis.Close()
+	return addr
+}
+
+// WaitFor calls check every 20 ms until it returns nil, and fails the test
+// with check's last error (what is still missing) when that takes longer
+// than within.
+func WaitFor(t testing.TB, within time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", within, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // RawEcho starts a backend that answers every method of every service by

@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"os"
@@ -25,8 +25,8 @@ func FuzzImport(f *testing.F) {
 		`"status":{"code":5},"request_headers":{"authorization":["x"]},"messages":[{"seq":1,"direction":"request",` +
 		`"time":"2026-11-20T09:30:00Z","size":3,"raw":"AQID"}]}`)
 	f.Fuzz(func(t *testing.T, in string) {
-		_ = readImport(strings.NewReader(in), func(c *store.CallWithMessages) error {
-			if err := checkCall(c); err != nil {
+		_ = Read(strings.NewReader(in), func(c *store.CallWithMessages) error {
+			if err := Check(c); err != nil {
 				t.Fatalf("an implausible call was passed on: %v", err)
 			}
 			if c.End != nil && c.Status == nil {

@@ -1,8 +1,15 @@
-package main
+// Package importer reads calls recorded elsewhere into the store's model:
+// grpctap's own NDJSON (what 'grpctap export' writes) and the JSON stream
+// of grpc-dump (github.com/bradleyjkemp/grpc-tools), in both its layouts.
+// It checks each call is plausible before passing it on, and writes them
+// into a capture in bounded batches (Into). It knows nothing of flags,
+// redaction or what the caller does with a call.
+package importer
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,11 +20,11 @@ import (
 	"github.com/grpctap/grpctap/store"
 )
 
-// readImport reads what 'grpctap import' accepts and calls fn with each
+// Read reads what 'grpctap import' accepts and calls fn with each
 // call: grpctap's own NDJSON (from 'export' or 'show --json': one call with
 // its messages a line), told apart by its first object, or else a grpc-dump
 // stream. fn may keep the call.
-func readImport(r io.Reader, fn func(*store.CallWithMessages) error) error {
+func Read(r io.Reader, fn func(*store.CallWithMessages) error) error {
 	br := bufio.NewReaderSize(r, 1<<16)
 	dec := json.NewDecoder(br)
 	var first json.RawMessage
@@ -34,16 +41,16 @@ func readImport(r io.Reader, fn func(*store.CallWithMessages) error) error {
 	_ = json.Unmarshal(first, &probe)
 	rest := io.MultiReader(bytes.NewReader(first), dec.Buffered(), br)
 	if probe.State == nil || probe.RequestHeaders == nil {
-		return readGRPCDump(rest, fn)
+		return ReadGRPCDump(rest, fn)
 	}
 	if probe.Messages == nil {
 		return errors.New("object 1 is a call without its messages ('grpctap calls --json'); import what 'grpctap export' writes")
 	}
-	return readExport(rest, fn)
+	return ReadExport(rest, fn)
 }
 
-// readExport reads grpctap's NDJSON of whole calls.
-func readExport(r io.Reader, fn func(*store.CallWithMessages) error) error {
+// ReadExport reads grpctap's NDJSON of whole calls.
+func ReadExport(r io.Reader, fn func(*store.CallWithMessages) error) error {
 	dec := json.NewDecoder(r)
 	for n := 1; ; n++ {
 		var c store.CallWithMessages
@@ -52,7 +59,7 @@ func readExport(r io.Reader, fn func(*store.CallWithMessages) error) error {
 		} else if err != nil {
 			return fmt.Errorf("object %d: %w", n, err)
 		}
-		if err := checkCall(&c); err != nil {
+		if err := Check(&c); err != nil {
 			return fmt.Errorf("object %d (call %d): %w", n, c.ID, err)
 		}
 		if err := fn(&c); err != nil {
@@ -67,10 +74,10 @@ var (
 	latest   = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-// checkCall refuses what no real call can be: a method that is not
+// Check refuses what no real call can be: a method that is not
 // /pkg.Service/Method, a time outside 1990–2200, a status code outside the
 // spec's 0–16, a message larger than its size says.
-func checkCall(c *store.CallWithMessages) error {
+func Check(c *store.CallWithMessages) error {
 	if svc, m := store.SplitMethod(c.Method); !strings.HasPrefix(c.Method, "/") || svc == "" || m == "" {
 		return fmt.Errorf("method %q is not /package.Service/Method", c.Method)
 	}
@@ -106,4 +113,64 @@ func checkCall(c *store.CallWithMessages) error {
 		}
 	}
 	return nil
+}
+
+// Batch bounds of Into: a batch is written when it holds this many calls
+// or this many message bytes, whichever comes first.
+const (
+	batchCalls = 500
+	batchBytes = 16 << 20
+)
+
+// Result is what Into wrote: N calls, ids First to Last (0 when none).
+type Result struct {
+	N           int
+	First, Last int64
+}
+
+// Into reads r as Read does and writes its calls into st in batches
+// (store.Import: ids after those already there). each, when not nil, sees
+// every call before it is queued and may change it (redact, cut bodies).
+// An error in the input stops the import there; the batches written
+// before it stay, and the Result counts them.
+func Into(ctx context.Context, st *store.Store, r io.Reader, each func(*store.CallWithMessages)) (Result, error) {
+	var (
+		res   Result
+		batch []store.CallWithMessages
+		bytes int
+	)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		ids, err := st.Import(ctx, batch)
+		if err != nil {
+			return err
+		}
+		if res.First == 0 {
+			res.First = ids[0]
+		}
+		res.Last = ids[len(ids)-1]
+		res.N += len(ids)
+		clear(batch)
+		batch, bytes = batch[:0], 0
+		return nil
+	}
+	err := Read(r, func(c *store.CallWithMessages) error {
+		if each != nil {
+			each(c)
+		}
+		batch = append(batch, *c)
+		for _, m := range c.Messages {
+			bytes += len(m.Raw)
+		}
+		if len(batch) >= batchCalls || bytes >= batchBytes {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return res, err
 }

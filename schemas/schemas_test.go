@@ -1,11 +1,11 @@
-package capture_test
+package schemas_test
 
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,11 +15,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/demo"
 	"github.com/grpctap/grpctap/demo/demopb"
+	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -45,23 +46,18 @@ func TestLearnThenDecodeWithoutBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{Reflection: true})
+	live, err := schemas.OpenDecoder(ctx, st, schemas.DecoderOptions{Reflection: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	learner := capture.NewLearner(live, st, quiet)
+	learner := schemas.NewLearner(live, st, quiet)
 	p, err := proxy.New(proxy.Options{Backend: backend.Addr(), Observer: proxy.Tee(rec, learner), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := p.NewServer()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
+	addr, stopProxy := stubserver.Start(t, p.NewServer())
 
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,21 +67,16 @@ func TestLearnThenDecodeWithoutBackend(t *testing.T) {
 	if _, err := client.Echo(cctx, &demopb.EchoRequest{Message: "remember me", Author: &demopb.Author{Name: "ada", Mood: demopb.Mood_MOOD_HAPPY}}); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the learner has saved the schema.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, _, err := st.LoadDescriptors(ctx, ""); err == nil {
-			break
+	stubserver.WaitFor(t, 10*time.Second, func() error {
+		if _, _, err := st.LoadDescriptors(ctx, ""); err != nil {
+			return fmt.Errorf("learned schema never saved: %w", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("learned schema never saved")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	// Everything but the capture file goes away.
 	_ = cc.Close()
-	srv.Stop()
+	stopProxy()
 	_ = p.Close()
 	learner.Close()
 	_ = live.Close()
@@ -104,7 +95,7 @@ func TestLearnThenDecodeWithoutBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ro.Close()
-	dec, err := capture.OpenDecoder(ctx, ro, capture.DecoderOptions{})
+	dec, err := schemas.OpenDecoder(ctx, ro, schemas.DecoderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +108,7 @@ func TestLearnThenDecodeWithoutBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	capture.DecodeCall(ctx, dec, c)
+	schemas.DecodeCall(ctx, dec, c)
 	if c.RPC != store.RPCUnary || !c.RPCFromSchema {
 		t.Errorf("rpc = %q (from schema %v), want unary from the schema", c.RPC, c.RPCFromSchema)
 	}
@@ -142,7 +133,7 @@ func TestLearnThenDecodeWithoutBackend(t *testing.T) {
 // TestDecodeWithoutSchema: with no schema at all, messages still show as a
 // schemaless tree with the reason.
 func TestDecodeWithoutSchema(t *testing.T) {
-	dec, err := capture.OpenDecoder(context.Background(), nil, capture.DecoderOptions{})
+	dec, err := schemas.OpenDecoder(context.Background(), nil, schemas.DecoderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +141,7 @@ func TestDecodeWithoutSchema(t *testing.T) {
 	c := &store.CallWithMessages{Call: store.Call{Method: "/x.Y/Z", RPC: store.RPCUnary}, Messages: []store.Message{
 		{Seq: 1, Direction: store.DirRequest, Raw: []byte{0x0a, 0x02, 'h', 'i', 0x10, 0x07}, Size: 6},
 	}}
-	capture.DecodeCall(context.Background(), dec, c)
+	schemas.DecodeCall(context.Background(), dec, c)
 	m := c.Messages[0]
 	if m.JSON != nil || len(m.Schemaless) == 0 || !strings.Contains(m.DecodeError, "/x.Y/Z") {
 		t.Errorf("schemaless result: json %s, schemaless %s, error %q", m.JSON, m.Schemaless, m.DecodeError)

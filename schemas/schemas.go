@@ -1,12 +1,12 @@
-// Package capture joins a recorded capture (store) with the decoder: it
-// opens a decoder that knows every schema a capture can use, decodes
+// Package schemas is where recorded calls meet their schemas: it joins a
+// capture (store) with the decoder. It opens a decoder that knows every schema a capture can use, decodes
 // recorded calls in place for show, export, the UI and replay, and, while
 // the proxy runs, learns backends' schemas by reflection and keeps them in
 // the capture so it can be decoded later without the backend.
 //
 // Nothing here runs on the forwarding path: the Learner's Observer only
 // notes a method name and returns.
-package capture
+package schemas
 
 import (
 	"context"

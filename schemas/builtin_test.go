@@ -1,4 +1,4 @@
-package capture_test
+package schemas_test
 
 import (
 	"context"
@@ -15,11 +15,11 @@ import (
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
-	"github.com/grpctap/grpctap/capture"
 	"github.com/grpctap/grpctap/internal/stubserver"
 	"github.com/grpctap/grpctap/internal/syncbuf"
 	"github.com/grpctap/grpctap/proxy"
 	"github.com/grpctap/grpctap/recorder"
+	"github.com/grpctap/grpctap/schemas"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -53,12 +53,12 @@ func TestBuiltinSchemas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{Reflection: true})
+	live, err := schemas.OpenDecoder(ctx, st, schemas.DecoderOptions{Reflection: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer live.Close()
-	learner := capture.NewLearner(live, st, log)
+	learner := schemas.NewLearner(live, st, log)
 	defer learner.Close()
 	p, err := proxy.New(proxy.Options{Backend: backend, Observer: proxy.Tee(rec, learner), Logger: log})
 	if err != nil {
@@ -110,7 +110,7 @@ func TestBuiltinSchemas(t *testing.T) {
 	if err := rec.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dec, err := capture.OpenDecoder(ctx, st, capture.DecoderOptions{})
+	dec, err := schemas.OpenDecoder(ctx, st, schemas.DecoderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestBuiltinSchemas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		capture.DecodeCall(ctx, dec, c)
+		schemas.DecodeCall(ctx, dec, c)
 		if len(c.Messages) == 0 || !strings.Contains(strings.ReplaceAll(string(c.Messages[0].JSON), " ", ""), js) {
 			t.Errorf("call %d %s: request not decoded to %s: %+v", id, c.Method, js, c.Messages)
 		}
