@@ -31,7 +31,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -78,14 +77,7 @@ func main() {
 		}
 		cfg.proxies = append(cfg.proxies, n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
-	defer cancel()
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "fleetbench:", err)
-		os.Exit(1)
-	}
+	benchutil.Main("fleetbench", cfg.timeout, func(ctx context.Context) error { return run(ctx, cfg, os.Stdout) })
 }
 
 // setup is one engine and number of proxies.

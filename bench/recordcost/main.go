@@ -33,7 +33,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -73,14 +72,7 @@ func main() {
 	flag.DurationVar(&cfg.profileFor, "profile-seconds", 10*time.Second, "length of each CPU profile with -profile")
 	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "bound on the whole run")
 	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
-	defer cancel()
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "recordcost:", err)
-		os.Exit(1)
-	}
+	benchutil.Main("recordcost", cfg.timeout, func(ctx context.Context) error { return run(ctx, cfg, os.Stdout) })
 }
 
 // child is one `grpctap proxy` process under test.

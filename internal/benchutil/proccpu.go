@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -48,4 +50,18 @@ func ClockTick(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("CPU times are read from /proc (Linux only): %w", err)
 	}
 	return time.Second / time.Duration(hz), nil
+}
+
+// Main runs a bench command's body with a context that ends after timeout
+// or on SIGINT/SIGTERM, and exits 1 with the error, prefixed by name.
+func Main(name string, timeout time.Duration, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
