@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -370,4 +371,38 @@ func TestPGPruneOneAtATime(t *testing.T) {
 	if _, err := s.Prune(ctx, time.Time{}, 1<<30); err == nil {
 		t.Fatal("a size cap on PostgreSQL was accepted")
 	}
+}
+
+// TestTextThatIsNotUTF8: a backend's status message and a method may hold
+// any bytes (invalid UTF-8, NUL); the call is still recorded, on both
+// engines (PostgreSQL refuses such text: it gets U+FFFD in their place),
+// and reads back with the rest of what it said.
+func TestTextThatIsNotUTF8(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		s := openDB(t, db, Options{})
+		for _, started := range []bool{true, false} { // inserted whole, and ended in a later batch
+			k := s.NewKey()
+			start := Event{Start: &CallStart{ID: k, Method: "/a.S/M\xff", Peer: "p\x00eer", Time: t0, Header: Metadata{"x-b": {"v\xfe"}}}}
+			end := Event{End: &CallEnd{CallID: k, Time: t0.Add(time.Millisecond), Code: 13, Message: "bad\x00msg\xfe", Trailers: Metadata{"t": {"\xff"}}}}
+			batches := [][]Event{{start, end}}
+			if !started {
+				batches = [][]Event{{start}, {end}}
+			}
+			for _, b := range batches {
+				if err := s.WriteBatch(ctx, b); err != nil {
+					t.Fatalf("write: %v", err)
+				}
+			}
+			c, err := s.GetCall(ctx, start.Start.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			js, err := json.Marshal(c)
+			if err != nil || c.Status == nil || !strings.Contains(c.Status.Message, "bad") || !strings.Contains(c.Status.Message, "msg") ||
+				!strings.HasPrefix(c.Method, "/a.S/M") {
+				t.Fatalf("read back: %s %v", js, err)
+			}
+		}
+	})
 }

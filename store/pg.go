@@ -151,6 +151,8 @@ type pgStore struct {
 	retryAt  time.Time     // no connection attempt before then
 	backoff  time.Duration // the wait after the next failure
 	lastErr  error
+	// The COPY data of a batch's calls and messages, reused.
+	callsCopy, msgsCopy copyBuf
 }
 
 // pgBatchTimeout bounds one batch's transaction: a database that hangs

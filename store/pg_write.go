@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -108,7 +110,9 @@ func (p *pgStore) writeBatch(ctx context.Context, events []Event) (err error) {
 	}
 	f.assign(firstID)
 
-	var calls, msgs [][]any
+	calls, msgs := &p.callsCopy, &p.msgsCopy
+	calls.reset()
+	msgs.reset()
 	var upd pgx.Batch
 	var md []byte
 	var keys []string
@@ -122,30 +126,54 @@ func (p *pgStore) writeBatch(ctx context.Context, events []Event) (err error) {
 			continue
 		}
 		var drops int64
-		var endNS, code, stMsg, details, trailers any
-		if e := c.end; e != nil {
+		e := c.end
+		if e != nil {
 			drops = e.Dropped
-			endNS, code, stMsg, details, trailers = e.Time.UnixNano(), int32(e.Code), e.Message, detailsJSON(e.Details), mdText(e.Trailers, e.Redacted)
-		}
-		var respH any
-		if c.header != nil {
-			respH = mdText(c.header.Header, c.header.Redacted)
 		}
 		if s := c.start; s != nil {
-			var deadline any
-			if !s.Deadline.IsZero() {
-				deadline = s.Deadline.UnixNano()
+			calls.row(len(pgCallColumns))
+			calls.int64(c.id)
+			calls.text(p.opts.Name)
+			calls.int64(p.writerID)
+			for _, v := range []string{s.Method, s.Protocol, s.Backend, s.Authority, s.Peer, s.ContentType, s.Compression} {
+				calls.text(v)
 			}
-			if respH == nil {
-				respH = "{}"
+			calls.int64(s.Time.UnixNano())
+			if s.Deadline.IsZero() {
+				calls.null()
+			} else {
+				calls.int64(s.Deadline.UnixNano())
 			}
-			if trailers == nil {
-				trailers = "{}"
+			calls.text(mdText(s.Header, s.Redacted))
+			if c.header != nil {
+				calls.text(mdText(c.header.Header, c.header.Redacted))
+			} else {
+				calls.text("{}")
 			}
-			calls = append(calls, []any{c.id, p.opts.Name, p.writerID, s.Method, s.Protocol, s.Backend, s.Authority, s.Peer,
-				s.ContentType, s.Compression, s.Time.UnixNano(), deadline, mdText(s.Header, s.Redacted), respH,
-				endNS, code, stMsg, details, trailers, c.reqN, c.respN, c.reqB, c.respB, drops})
+			if e != nil {
+				calls.int64(e.Time.UnixNano())
+				calls.int32(int32(e.Code))
+				calls.text(e.Message)
+				calls.text(detailsJSON(e.Details))
+				calls.text(mdText(e.Trailers, e.Redacted))
+			} else {
+				calls.null()
+				calls.null()
+				calls.null()
+				calls.null()
+				calls.text("{}")
+			}
+			for _, v := range []int64{c.reqN, c.respN, c.reqB, c.respB, drops} {
+				calls.int64(v)
+			}
 		} else {
+			var endNS, code, stMsg, details, trailers, respH any
+			if e != nil {
+				endNS, code, stMsg, details, trailers = e.Time.UnixNano(), int32(e.Code), pgSafe(e.Message), detailsJSON(e.Details), pgSafe(mdText(e.Trailers, e.Redacted))
+			}
+			if c.header != nil {
+				respH = pgSafe(mdText(c.header.Header, c.header.Redacted))
+			}
 			upd.Queue(pgUpdCall, respH, c.reqN, c.respN, c.reqB, c.respB, endNS, code, stMsg, details, trailers, drops, c.id)
 		}
 		for _, m := range c.msgs {
@@ -153,22 +181,33 @@ func (p *pgStore) writeBatch(ctx context.Context, events []Event) (err error) {
 			if m.Direction == DirResponse {
 				dir = 2
 			}
-			raw := m.Raw
-			if raw == nil {
-				raw = []byte{}
-			}
-			msgs = append(msgs, []any{c.id, int32(m.Seq), dir, m.Time.UnixNano(), m.Size, m.Truncated, raw})
+			msgs.row(len(pgMessageColumns))
+			msgs.int64(c.id)
+			msgs.int32(int32(m.Seq))
+			msgs.int16(dir)
+			msgs.int64(m.Time.UnixNano())
+			msgs.int64(m.Size)
+			msgs.bool(m.Truncated)
+			msgs.bytea(m.Raw)
 		}
 	}
-	if len(calls) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"grpctap", "calls"}, pgCallColumns, pgx.CopyFromRows(calls)); err != nil {
-			return fmt.Errorf("calls: %w", err)
+	pc := tx.Conn().PgConn()
+	for _, t := range []struct {
+		name string
+		cols []string
+		buf  *copyBuf
+	}{{"calls", pgCallColumns, calls}, {"messages", pgMessageColumns, msgs}} {
+		if t.buf.rows == 0 {
+			continue
+		}
+		if _, err := pc.CopyFrom(ctx, bytes.NewReader(t.buf.finish()),
+			"COPY grpctap."+t.name+" ("+strings.Join(t.cols, ", ")+") FROM STDIN (FORMAT binary)"); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
-	if len(msgs) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"grpctap", "messages"}, pgMessageColumns, pgx.CopyFromRows(msgs)); err != nil {
-			return fmt.Errorf("messages: %w", err)
-		}
+	// A batch of large bodies does not keep its buffer.
+	if cap(msgs.b) > 8<<20 {
+		msgs.b = nil
 	}
 	for name, n := range map[string]int64{"dropped_events": dropped, "skipped_calls": skipped} {
 		if n != 0 {
@@ -185,6 +224,14 @@ func (p *pgStore) writeBatch(ctx context.Context, events []Event) (err error) {
 	}
 	f.handBack(events)
 	return nil
+}
+
+// pgSafe is s as PostgreSQL text takes it (see copyBuf.text).
+func pgSafe(s string) string {
+	if pgText(s) {
+		return s
+	}
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
 }
 
 // CloseOpenCalls closes the calls left open by writers that are gone:
