@@ -68,7 +68,7 @@ func likeEscape(s string) string {
 // status index, 2 ms this way); a method or time filter is first narrowed
 // to the id runs whose batches can hold a match (Store.candidates).
 func (s *liteStore) pageWhere(q PageQuery) ([]string, []any) {
-	conds, args := q.Filter.conds(true)
+	conds, args := q.Filter.conds(true, s.version < 2)
 	if q.Protocol != "" {
 		conds = append(conds, "+protocol = ?")
 		args = append(args, q.Protocol)

@@ -69,7 +69,7 @@ func (s *liteStore) columns() string {
 // tests are written "+col", so SQLite walks the ids rather than pick a
 // column index (see PageQuery.where). The method and time tests are exact;
 // Store.candidates narrows the ids they are tried on.
-func (f Filter) conds(walkIDs bool) ([]string, []any) {
+func (f Filter) conds(walkIDs, noWriters bool) ([]string, []any) {
 	col := func(c string) string {
 		if walkIDs {
 			return "+" + c
@@ -99,7 +99,11 @@ func (f Filter) conds(walkIDs bool) ([]string, []any) {
 		conds = append(conds, "id > ?")
 		args = append(args, f.AfterID)
 	}
-	if f.Proxy != "" {
+	switch {
+	case f.Proxy != "" && noWriters:
+		// A schema-1 capture kept no names: no call has this one.
+		conds = append(conds, "0")
+	case f.Proxy != "":
 		conds = append(conds, "+writer IN (SELECT id FROM writers WHERE name = ?)")
 		args = append(args, f.Proxy)
 	}
@@ -239,7 +243,7 @@ func (s *liteStore) EachCall(ctx context.Context, f Filter, fn func(c *Call) err
 	if err != nil {
 		return fmt.Errorf("list calls: %w", err)
 	}
-	conds, args := f.conds(false)
+	conds, args := f.conds(false, s.version < 2)
 	if f.Limit <= 0 {
 		return s.eachCallRow(ctx, conds, args, ranges, all, false, 0, fn)
 	}

@@ -123,7 +123,7 @@ func (s *liteStore) Stats(ctx context.Context, q StatsQuery) (*Stats, error) {
 		}
 		ranges = []idRange{{lo.Int64, hi.Int64}}
 	}
-	conds, args := Filter{Method: q.Method, Since: q.Since, Proxy: q.Proxy}.conds(true)
+	conds, args := Filter{Method: q.Method, Since: q.Since, Proxy: q.Proxy}.conds(true, s.version < 2)
 	if q.Protocol != "" {
 		conds = append(conds, "+protocol = ?")
 		args = append(args, q.Protocol)

@@ -116,6 +116,18 @@ func TestV1Capture(t *testing.T) {
 	if n, _ := ro.DroppedEvents(ctx); n != 2 {
 		t.Fatalf("dropped = %d, want 2", n)
 	}
+	// A v1 capture kept no proxy names: a proxy filter finds no call
+	// (rather than failing on the missing writers table), in lists, pages
+	// and the overview.
+	if cs, err := ro.ListCalls(ctx, Filter{Proxy: "edge"}); err != nil || len(cs) != 0 {
+		t.Fatalf("proxy filter on v1: %d calls, %v", len(cs), err)
+	}
+	if p, err := ro.CallsPage(ctx, PageQuery{Filter: Filter{Proxy: "edge"}}); err != nil || len(p.Calls) != 0 {
+		t.Fatalf("proxy page on v1: %v", err)
+	}
+	if st, err := ro.Stats(ctx, StatsQuery{Proxy: "edge"}); err != nil || st.Calls != 0 {
+		t.Fatalf("proxy stats on v1: %v", err)
+	}
 	ro.Close()
 
 	s, err := Open(ctx, path, Options{})
