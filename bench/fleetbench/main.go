@@ -32,22 +32,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/grpctap/grpctap/internal/benchutil"
 	"github.com/grpctap/grpctap/internal/pgtest"
-	"github.com/grpctap/grpctap/internal/syncbuf"
 	"github.com/grpctap/grpctap/store"
 )
 
@@ -191,23 +185,25 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 
 // measure runs one setup on a new capture db.
 func measure(ctx context.Context, cfg config, bin, backend, db string, su setup, pg *pgtest.Server, tick time.Duration) (sample, error) {
-	var procs []*child
+	var procs []*benchutil.Proxy
 	defer func() {
 		for _, p := range procs {
-			p.stop()
+			p.Stop()
 		}
 	}()
 	for i := 0; i < su.proxies; i++ {
-		p, err := startChild(ctx, bin, backend, db, fmt.Sprint("p", i))
+		p, err := benchutil.StartProxy(ctx, fmt.Sprint("proxy p", i), bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend, "--ui", "", "--db", db, "--name", fmt.Sprint("p", i))
+		if p != nil {
+			procs = append(procs, p) // stopped by the deferred loop, also after an error
+		}
 		if err != nil {
 			return sample{}, err
 		}
-		procs = append(procs, p)
 	}
 	pids := func() []int {
 		var out []int
 		for _, p := range procs {
-			out = append(out, p.cmd.Process.Pid)
+			out = append(out, p.Cmd.Process.Pid)
 		}
 		return out
 	}
@@ -244,7 +240,7 @@ func measure(ctx context.Context, cfg config, bin, backend, db string, su setup,
 				defer wg.Done()
 				for next.Add(1) <= int64(per) && ctx.Err() == nil {
 					cctx, cancel := context.WithTimeout(ctx, time.Minute)
-					err := benchutil.Unary(cctx, p.cc, payload)
+					err := benchutil.Unary(cctx, p.CC, payload)
 					cancel()
 					if err != nil {
 						errs <- err
@@ -280,7 +276,7 @@ func measure(ctx context.Context, cfg config, bin, backend, db string, su setup,
 		return sample{}, err
 	}
 	for _, p := range procs {
-		p.stop()
+		p.Stop()
 	}
 	procs = nil
 	st, err := store.Open(ctx, db, store.Options{ReadOnly: true})
@@ -359,65 +355,4 @@ func serveEcho() (string, error) {
 	srv := benchutil.NewEchoServer()
 	go srv.Serve(lis)
 	return lis.Addr().String(), nil
-}
-
-var listenLine = regexp.MustCompile(`grpctap proxy listening.*addr=(127\.0\.0\.1:\d+)`)
-
-// child is one `grpctap proxy` process.
-type child struct {
-	cmd    *exec.Cmd
-	stderr *syncbuf.Buffer
-	exited chan struct{}
-	cc     *grpc.ClientConn
-}
-
-func startChild(ctx context.Context, bin, backend, db, name string) (*child, error) {
-	c := &child{stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
-	c.cmd = exec.Command(bin, "proxy", "--listen", "127.0.0.1:0", "--backend", backend, "--ui", "", "--db", db, "--name", name)
-	c.cmd.Stdout, c.cmd.Stderr = io.Discard, c.stderr
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := c.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { _ = c.cmd.Wait(); close(c.exited) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := listenLine.FindStringSubmatch(c.stderr.String()); m != nil {
-			cc, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				c.stop()
-				return nil, err
-			}
-			c.cc = cc
-			return c, nil
-		}
-		select {
-		case <-c.exited:
-			return nil, fmt.Errorf("proxy exited before listening:\n%s", c.stderr)
-		case <-ctx.Done():
-			c.stop()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			c.stop()
-			return nil, fmt.Errorf("proxy not listening after 30 s:\n%s", c.stderr)
-		}
-	}
-}
-
-// stop ends the proxy as SIGINT would (its recorder flushes), or kills it
-// after 30 s; it may be called more than once.
-func (c *child) stop() {
-	if c.cc != nil {
-		_ = c.cc.Close()
-		c.cc = nil
-	}
-	_ = c.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-c.exited:
-	case <-time.After(30 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-	}
 }

@@ -40,11 +40,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/grpctap/grpctap/internal/benchutil"
 	"github.com/grpctap/grpctap/internal/syncbuf"
@@ -77,16 +75,11 @@ func main() {
 
 // child is one `grpctap proxy` process under test.
 type child struct {
+	*benchutil.Proxy
 	name   string
 	record bool
-	cmd    *exec.Cmd
-	stderr *syncbuf.Buffer
-	exited chan struct{} // closed when cmd.Wait has returned
-	addr   string        // where it listens for gRPC
-	pprof  string        // its --pprof address; "" without -profile
-	db     string        // its capture; "" with --no-record
+	db     string // its capture; "" with --no-record
 	bin    string
-	cc     *grpc.ClientConn
 	calls  atomic.Int64 // calls sent through it, for the check at the end
 }
 
@@ -258,13 +251,9 @@ func serve(srv *grpc.Server) (string, error) {
 	return lis.Addr().String(), nil
 }
 
-var (
-	listenLine = regexp.MustCompile(`grpctap proxy listening.*addr=(127\.0\.0\.1:\d+)`)
-	pprofLine  = regexp.MustCompile(`pprof listening.*addr=(127\.0\.0\.1:\d+)`)
-)
-
 // startChild starts a grpctap proxy in front of backend and waits until it
-// listens. The child it returns, even with an error, must be stopped.
+// listens. The child it returns, even with an error, must be stopped; it is
+// nil only when the process did not start.
 func startChild(ctx context.Context, name, bin, backend string, record, pprof bool, db string) (*child, error) {
 	args := []string{"proxy", "--listen", "127.0.0.1:0", "--backend", backend, "--ui", ""}
 	if record {
@@ -276,58 +265,14 @@ func startChild(ctx context.Context, name, bin, backend string, record, pprof bo
 	if pprof {
 		args = append(args, "--pprof", "127.0.0.1:0")
 	}
-	c := &child{name: name, record: record, db: db, bin: bin, stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
-	c.cmd = exec.Command(bin, args...)
-	c.cmd.Stdout, c.cmd.Stderr = io.Discard, c.stderr
-	// Should the bench itself be killed, the child goes with it.
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	p, err := benchutil.StartProxy(ctx, name, bin, args...)
+	if p == nil {
+		return nil, err
 	}
-	go func() { _ = c.cmd.Wait(); close(c.exited) }()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	for c.addr == "" || (pprof && c.pprof == "") {
-		text := c.stderr.String()
-		if m := listenLine.FindStringSubmatch(text); m != nil {
-			c.addr = m[1]
-		}
-		if m := pprofLine.FindStringSubmatch(text); m != nil {
-			c.pprof = m[1]
-		}
-		select {
-		case <-c.exited:
-			return c, fmt.Errorf("%s exited before listening:\n%s", name, c.stderr)
-		case <-deadline.C:
-			return c, fmt.Errorf("%s not listening after 30s:\n%s", name, c.stderr)
-		case <-ctx.Done():
-			return c, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	cc, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return c, fmt.Errorf("dial %s: %w", name, err)
-	}
-	c.cc = cc
-	return c, nil
+	return &child{Proxy: p, name: name, record: record, db: db, bin: bin}, err
 }
 
-// stop ends the child as SIGINT would, or kills it after 30s; it may be
-// called more than once.
-func (c *child) stop() {
-	if c.cc != nil {
-		_ = c.cc.Close()
-		c.cc = nil
-	}
-	_ = c.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-c.exited:
-	case <-time.After(30 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-	}
-}
+func (c *child) stop() { c.Stop() }
 
 // checkCapture says how much the stopped child recorded: the newest call's
 // id (calls are numbered from 1 in a new capture) against the calls sent,
@@ -356,7 +301,7 @@ func (c *child) checkCapture(ctx context.Context) string {
 // measure runs l through c and returns the child's CPU time from before
 // the load until it is idle after it.
 func measure(ctx context.Context, c *child, l load, tick time.Duration) (sample, error) {
-	before, err := benchutil.ProcCPU(c.cmd.Process.Pid, tick)
+	before, err := benchutil.ProcCPU(c.Cmd.Process.Pid, tick)
 	if err != nil {
 		return sample{}, err
 	}
@@ -376,7 +321,7 @@ func measure(ctx context.Context, c *child, l load, tick time.Duration) (sample,
 // idleCPU waits until the child has used no CPU for 150ms (a recorder
 // writing its backlog is busy), at most 15s, and returns its CPU time.
 func idleCPU(ctx context.Context, c *child, tick time.Duration) (time.Duration, error) {
-	prev, err := benchutil.ProcCPU(c.cmd.Process.Pid, tick)
+	prev, err := benchutil.ProcCPU(c.Cmd.Process.Pid, tick)
 	if err != nil {
 		return 0, err
 	}
@@ -384,11 +329,11 @@ func idleCPU(ctx context.Context, c *child, tick time.Duration) (time.Duration, 
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-c.exited:
-			return 0, fmt.Errorf("%s exited:\n%s", c.name, c.stderr)
+		case <-c.Exited:
+			return 0, fmt.Errorf("%s exited:\n%s", c.name, c.Stderr)
 		case <-time.After(150 * time.Millisecond):
 		}
-		cur, err := benchutil.ProcCPU(c.cmd.Process.Pid, tick)
+		cur, err := benchutil.ProcCPU(c.Cmd.Process.Pid, tick)
 		if err != nil {
 			return 0, err
 		}
@@ -415,7 +360,7 @@ func unaryLoad(ctx context.Context, c *child, n, callers int, payload []byte) (i
 			for next.Add(1) <= int64(n) && ctx.Err() == nil {
 				cctx, cancel := context.WithTimeout(ctx, callTimeout)
 				c.calls.Add(1)
-				err := benchutil.Unary(cctx, c.cc, payload)
+				err := benchutil.Unary(cctx, c.CC, payload)
 				cancel()
 				if err != nil {
 					errs[w] = err
@@ -455,7 +400,7 @@ func echoStream(ctx context.Context, c *child, n int, payload []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	c.calls.Add(1)
-	cs, err := benchutil.OpenStream(ctx, c.cc)
+	cs, err := benchutil.OpenStream(ctx, c.CC)
 	if err != nil {
 		return err
 	}
@@ -513,12 +458,12 @@ func profileAll(ctx context.Context, cfg config, children []*child, loads []load
 }
 
 func profileOne(ctx context.Context, c *child, l load, d, tick time.Duration, base string) error {
-	if err := fetch(ctx, c.pprof, "/debug/pprof/allocs", base+".allocs-before.pprof"); err != nil {
+	if err := fetch(ctx, c.Pprof, "/debug/pprof/allocs", base+".allocs-before.pprof"); err != nil {
 		return err
 	}
 	cpuDone := make(chan error, 1)
 	go func() {
-		cpuDone <- fetch(ctx, c.pprof, fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))), base+".cpu.pprof")
+		cpuDone <- fetch(ctx, c.Pprof, fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))), base+".cpu.pprof")
 	}()
 	// Keep the load on until the profile is written (at most 1000 runs).
 	var loadErr error
@@ -528,7 +473,7 @@ func profileOne(ctx context.Context, c *child, l load, d, tick time.Duration, ba
 			if err != nil {
 				return err
 			}
-			return fetch(ctx, c.pprof, "/debug/pprof/allocs", base+".allocs.pprof")
+			return fetch(ctx, c.Pprof, "/debug/pprof/allocs", base+".allocs.pprof")
 		default:
 		}
 		if _, loadErr = l.run(ctx, c); loadErr == nil {
