@@ -135,7 +135,7 @@ func newCollectionListCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to read")
+	dbFlag(cmd.Flags(), &db, "capture to read")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the collections, whole, as JSON")
 	return cmd
 }
@@ -168,7 +168,7 @@ func newCollectionExportCmd() *cobra.Command {
 			return os.WriteFile(out, b, 0o644)
 		},
 	}
-	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to read")
+	dbFlag(cmd.Flags(), &db, "capture to read")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default: standard output)")
 	return cmd
 }
@@ -198,7 +198,7 @@ func newCollectionImportCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&db, "db", defaultDB, "capture file to keep the collection in")
+	dbFlag(cmd.Flags(), &db, "capture to keep the collection in")
 	cmd.Flags().StringVar(&name, "name", "", "name the collection this instead of the file's name")
 	return cmd
 }

@@ -58,7 +58,7 @@ could not be run (or on other errors). --junit writes JUnit XML for CI.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.db, "db", defaultDB, "capture file holding the collection (and the schemas saved with it)")
+	dbFlag(fs, &f.db, "capture holding the collection (and the schemas saved with it)")
 	f.compareFlags.register(fs, "each request's own", "the request's timeout_ms, else 30s")
 	fs.StringVar(&f.junit, "junit", "", "write the results as JUnit XML to this file")
 	f.decode.register(fs, true)
