@@ -14,11 +14,6 @@ import (
 // only read and may be recorded into meanwhile: out holds what was
 // committed when Compact started. out must not exist.
 func (s *liteStore) Compact(ctx context.Context, out string) (err error) {
-	if _, err := os.Lstat(out); err == nil {
-		return fmt.Errorf("compact: %s exists (give a new file)", out)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("compact: %w", err)
-	}
 	// VACUUM INTO reads one snapshot and writes a fresh, defragmented copy.
 	src, err := sql.Open("sqlite", dsn(s.path, "mode=ro"))
 	if err != nil {

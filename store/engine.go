@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -38,7 +40,6 @@ type engine interface {
 	CurrentWatermark(ctx context.Context) (Watermark, error)
 	Backends(ctx context.Context) ([]string, error)
 	Proxies(ctx context.Context) ([]string, error)
-	FindCallByHeader(ctx context.Context, afterID int64, key, value string) (int64, error)
 	RecordedTimeout(ctx context.Context, id int64) (time.Duration, bool, error)
 	Stats(ctx context.Context, q StatsQuery) (*Stats, error)
 	DroppedEvents(ctx context.Context) (int64, error)
@@ -112,9 +113,6 @@ func (s *Store) ListCalls(ctx context.Context, f Filter) ([]Call, error) {
 	return out, err
 }
 
-// String names the capture in messages.
-func (s *Store) String() string { return fmt.Sprintf("%s capture %s", s.Kind(), s.Path()) }
-
 // Import inserts whole calls in one transaction and returns the ids they
 // were given (their ID fields are ignored). Other processes may record
 // into the capture meanwhile.
@@ -158,4 +156,15 @@ func (s *Store) Import(ctx context.Context, calls []CallWithMessages) ([]int64, 
 		ids[i] = st.ID
 	}
 	return ids, nil
+}
+
+// Compact writes the capture to out, a new SQLite file that holds
+// everything itself (see the engines' Compact); out must not exist.
+func (s *Store) Compact(ctx context.Context, out string) error {
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("compact: %s exists (give a new file)", out)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("compact: %w", err)
+	}
+	return s.engine.Compact(ctx, out)
 }

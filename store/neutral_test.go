@@ -107,12 +107,6 @@ func TestFleetQueries(t *testing.T) {
 		if got, err := a.Backends(ctx); err != nil || !cmp.Equal(got, []string{"b-apple", "b-banana"}) {
 			t.Errorf("Backends = %v, %v", got, err)
 		}
-		if id, err := a.FindCallByHeader(ctx, 0, "x-tag", "apple"); err != nil || id != 3 {
-			t.Errorf("FindCallByHeader = %d, %v", id, err)
-		}
-		if id, err := a.FindCallByHeader(ctx, 3, "x-tag", "apple"); err != nil || id != 0 {
-			t.Errorf("FindCallByHeader after 3 = %d, %v", id, err)
-		}
 		if d, ok, err := a.RecordedTimeout(ctx, 2); err != nil || !ok || d != 3*time.Second {
 			t.Errorf("RecordedTimeout = %v %v %v", d, ok, err)
 		}

@@ -171,17 +171,3 @@ func queryStrings(ctx context.Context, db *sql.DB, q string, args ...any) ([]str
 	}
 	return out, rows.Err()
 }
-
-// FindCallByHeader returns the id of the newest call above afterID whose
-// request headers hold key with value, or 0 when there is none. The
-// composer finds the calls it made this way.
-func (s *liteStore) FindCallByHeader(ctx context.Context, afterID int64, key, value string) (int64, error) {
-	var id int64
-	err := s.rdb.QueryRowContext(ctx,
-		`SELECT coalesce(max(c.id), 0) FROM calls c, json_each(c.request_headers, '$."'||?||'"') v
-		 WHERE c.id > ? AND v.value = ?`, key, afterID, value).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("find call: %w", err)
-	}
-	return id, nil
-}

@@ -233,16 +233,6 @@ func (p *pgStore) Proxies(ctx context.Context) ([]string, error) {
 	return p.strings(ctx, "proxies", "SELECT DISTINCT name FROM grpctap.writers ORDER BY name")
 }
 
-func (p *pgStore) FindCallByHeader(ctx context.Context, afterID int64, key, value string) (int64, error) {
-	var id int64
-	err := p.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM grpctap.calls
-		WHERE id > $1 AND (request_headers::jsonb -> $2) @> jsonb_build_array($3::text)`, afterID, key, value).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("find call: %w", err)
-	}
-	return id, nil
-}
-
 func (p *pgStore) RecordedTimeout(ctx context.Context, id int64) (time.Duration, bool, error) {
 	var start int64
 	var deadline *int64

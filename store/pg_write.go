@@ -116,9 +116,12 @@ func (p *pgStore) writeBatch(ctx context.Context, events []Event) (err error) {
 	var upd pgx.Batch
 	var md []byte
 	var keys []string
+	// mdText is metadata's JSON, viewed in a scratch buffer that the next
+	// call reuses: COPY's buffer copies it at once; what the batch of
+	// updates keeps until it is sent is cloned.
 	mdText := func(m Metadata, redacted []string) string {
 		md, keys = appendMD(md[:0], keys, m, redacted)
-		return string(md)
+		return unsafeString(md)
 	}
 	for i := range f.folds {
 		c := &f.folds[i]
@@ -169,10 +172,10 @@ func (p *pgStore) writeBatch(ctx context.Context, events []Event) (err error) {
 		} else {
 			var endNS, code, stMsg, details, trailers, respH any
 			if e != nil {
-				endNS, code, stMsg, details, trailers = e.Time.UnixNano(), int32(e.Code), pgSafe(e.Message), detailsJSON(e.Details), pgSafe(mdText(e.Trailers, e.Redacted))
+				endNS, code, stMsg, details, trailers = e.Time.UnixNano(), int32(e.Code), pgSafe(e.Message), detailsJSON(e.Details), strings.Clone(pgSafe(mdText(e.Trailers, e.Redacted)))
 			}
 			if c.header != nil {
-				respH = pgSafe(mdText(c.header.Header, c.header.Redacted))
+				respH = strings.Clone(pgSafe(mdText(c.header.Header, c.header.Redacted)))
 			}
 			upd.Queue(pgUpdCall, respH, c.reqN, c.respN, c.reqB, c.respB, endNS, code, stMsg, details, trailers, drops, c.id)
 		}
@@ -354,9 +357,6 @@ func (p *pgStore) UsedBytes(ctx context.Context) (int64, error) {
 // its messages (new ids, in the same order), the saved descriptors and
 // the collections. It is how a fleet's capture is shared as one file.
 func (p *pgStore) Compact(ctx context.Context, out string) (err error) {
-	if _, err := os.Lstat(out); err == nil {
-		return fmt.Errorf("compact: %s exists (give a new file)", out)
-	}
 	dst, err := openLite(ctx, out, Options{Name: "compact of " + p.display})
 	if err != nil {
 		return fmt.Errorf("compact: %w", err)
